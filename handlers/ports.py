@@ -1,0 +1,153 @@
+"""The ports the handlers need, typed by their interface, and the values that cross them.
+
+``TimesheetTool`` is implemented once per vendor in ``adapters/``; ``ProjectStore`` by the
+SQL store. Fakes of both live in the tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any, Protocol
+
+from schemas.inbound import Project, Status, Tool
+from schemas.outbound import Outbound
+
+
+@dataclass(frozen=True)
+class ToolClient:
+    id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class ToolProject:
+    id: str
+    name: str
+    client_id: str | None
+    url: str
+    archived: bool = False
+
+
+@dataclass(frozen=True)
+class ProjectSpec:
+    """What to create in the tool for one offering."""
+
+    client_id: str
+    name: str
+    # Identifies the offering inside the tool (Harvest ``code``, Clockify ``note`` …) so that a
+    # create interrupted before our commit is found and adopted instead of made twice.
+    marker: str
+    budget_hours: float | None
+    billable: bool
+    starts_on: date | None = None
+    ends_on: date | None = None
+    has_team: bool = False
+    options: Mapping[str, Any] = field(default_factory=dict)  # the rules' [tool] table
+
+
+class TimesheetTool(Protocol):
+    """One timesheet tool account. Raises only the ``schemas.errors`` tree."""
+
+    name: Tool
+
+    def parse_reference(self, reference: str) -> str:
+        """A project id or web URL -> the tool's project id (``InvalidReference``)."""
+
+    def project_url(self, project_id: str) -> str: ...
+
+    def clients_named(self, name: str) -> list[ToolClient]:
+        """Every client whose name equals ``name`` (case- and space-insensitive)."""
+
+    def create_client(self, name: str) -> ToolClient: ...
+
+    def find_project(self, client_id: str, marker: str, name: str) -> ToolProject | None:
+        """The project an earlier, interrupted create made for this marker, if any."""
+
+    def create_project(self, spec: ProjectSpec) -> ToolProject: ...
+
+    def get_project(self, project_id: str) -> ToolProject:
+        """Raises ``TimesheetNotFound`` when there is no such project."""
+
+    def find_users(self, emails: Sequence[str]) -> dict[str, str]:
+        """Lower-cased e-mail -> tool user id, for those of ``emails`` that exist."""
+
+    def assign_team(self, project_id: str, user_ids: Sequence[str]) -> None:
+        """Adds the users to the project; users already on it are left as they are."""
+
+    def set_archived(self, project_id: str, archived: bool) -> None: ...
+
+
+@dataclass(frozen=True)
+class Link:
+    """An offering's timesheet project."""
+
+    project_id: str
+    offering_id: str
+    tool: Tool
+    timesheet_project_id: str
+    timesheet_url: str
+    timesheet_client_id: str
+    archived: bool = False
+
+
+@dataclass(frozen=True)
+class ProjectState:
+    project: Project  # the newest snapshot by event time
+    snapshot_at: datetime
+    active: bool
+    status: Status | None = None
+    status_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ClientMapping:
+    tool: Tool
+    crm_client_id: str
+    tool_client_id: str
+    crm_client_name: str | None = None
+
+
+class ProjectStore(Protocol):
+    """Durable state. Every write method is one transaction."""
+
+    def project(self, project_id: str) -> ProjectState | None: ...
+
+    def save_snapshot(self, project: Project, at: datetime, *, activate: bool = False) -> bool:
+        """Stores the snapshot unless a newer one is stored; ``activate`` marks it active
+        either way. Returns whether the snapshot was stored."""
+
+    def set_status(self, project_id: str, status: Status, at: datetime) -> bool:
+        """False, and nothing changes, when a status at least as new is stored."""
+
+    def link(self, project_id: str, offering_id: str) -> Link | None: ...
+
+    def links(self, project_id: str) -> list[Link]: ...
+
+    def tool_client(self, tool: Tool, crm_client_id: str) -> str | None: ...
+
+    def crm_client(self, tool: Tool, tool_client_id: str) -> str | None: ...
+
+    def map_client(self, mapping: ClientMapping) -> None:
+        """Records a mapping; raises ``Permanent(client_ambiguous)`` if either side is taken."""
+
+    def note_provision_started(self, project_id: str, offering_id: str, tool: Tool) -> bool:
+        """Records that a create may be under way; True if an earlier attempt had begun one."""
+
+    def step_outcomes(self, event_key: tuple[str, str], step: str) -> list[Outbound] | None:
+        """The outcomes a finished step of this event recorded, or None if it never finished."""
+
+    def finish_step(
+        self,
+        event_key: tuple[str, str],
+        step: str,
+        outcomes: Sequence[Outbound],
+        link: Link | None = None,
+    ) -> None:
+        """Atomically: upsert ``link`` (if given) and record the step's outcomes."""
+
+    def processed(self, event_key: tuple[str, str]) -> list[Outbound] | None:
+        """All outcomes of a fully processed event, in order; None if not processed."""
+
+    def mark_processed(self, event_key: tuple[str, str]) -> None: ...

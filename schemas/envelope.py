@@ -1,0 +1,39 @@
+"""The CloudEvents 1.0 envelope (structured mode) shared by every message on the bus."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+CONTENT_TYPE = "application/cloudevents+json"
+MAX_BODY_BYTES = 256 * 1024
+
+
+class CloudEvent(BaseModel):
+    """Required: specversion, id, source, type, time. Extensions (``causationid`` …) are kept."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    specversion: Literal["1.0"]
+    id: str = Field(min_length=1)
+    source: str = Field(min_length=1)
+    type: str = Field(min_length=1)
+    time: AwareDatetime
+    subject: str | None = None
+    datacontenttype: str | None = None
+    data: dict[str, Any]
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """(source, id): the identity of an event; a re-sent pair has no second effect."""
+        return (self.source, self.id)
+
+    def to_json(self) -> bytes:
+        return json.dumps(self.model_dump(mode="json", exclude_none=True)).encode()
+
+
+def now() -> datetime:
+    return datetime.now(UTC)

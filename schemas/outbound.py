@@ -1,0 +1,85 @@
+"""Outbound events (``NS.events``): one model per type, named as the contract names them."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from schemas.inbound import Tool
+
+SkipReason = Literal["opted_out", "not_sold", "manual_only", "already_linked"]
+
+
+class Outbound(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    type: ClassVar[str]
+
+    project_id: str
+
+
+class ProjectActivated(Outbound):
+    type: ClassVar[str] = "project.activated"
+    offering_ids: list[str]
+
+
+class _Linked(Outbound):
+    offering_id: str
+    tool: Tool
+    timesheet_project_id: str
+    timesheet_url: str
+    timesheet_client_id: str
+    team_assigned: list[str]
+    team_missing: list[str]
+
+
+class TimesheetProvisioned(_Linked):
+    type: ClassVar[str] = "timesheet.provisioned"
+    budget_hours: float | None
+    created: bool
+
+
+class TimesheetConnected(_Linked):
+    type: ClassVar[str] = "timesheet.connected"
+
+
+class TimesheetSkipped(Outbound):
+    type: ClassVar[str] = "timesheet.skipped"
+    offering_id: str
+    reason: SkipReason
+
+
+class TimesheetArchived(Outbound):
+    type: ClassVar[str] = "timesheet.archived"
+    offering_id: str
+    tool: Tool
+    timesheet_project_id: str
+
+
+class TimesheetRestored(TimesheetArchived):
+    type: ClassVar[str] = "timesheet.restored"
+
+
+class TimesheetFailed(Outbound):
+    type: ClassVar[str] = "timesheet.failed"
+    offering_id: str | None
+    tool: Tool | None
+    code: str
+    message: str
+    retryable: bool
+    attempts: int
+    dead_lettered: bool
+
+
+OUTBOUND_TYPES: dict[str, type[Outbound]] = {
+    m.type: m
+    for m in (
+        ProjectActivated,
+        TimesheetProvisioned,
+        TimesheetConnected,
+        TimesheetSkipped,
+        TimesheetArchived,
+        TimesheetRestored,
+        TimesheetFailed,
+    )
+}
