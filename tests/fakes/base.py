@@ -1,0 +1,209 @@
+"""A fake vendor at heart: a function from request to response, served over real HTTP.
+
+Subclasses declare routes and auth; this base gives every fake the same test levers:
+a sliding-window rate limit that answers like the vendor, fault injection (fail the next
+N requests, delay responses), and a record of what was asked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]  # lower-cased names
+    body: Any  # parsed JSON, or None
+
+    def arg(self, name: str, default: str | None = None) -> str | None:
+        values = self.query.get(name)
+        return values[0] if values else default
+
+
+@dataclass
+class Response:
+    status: int
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+Route = tuple[str, re.Pattern[str], Callable[..., Response]]
+
+
+class FakeVendor:
+    """Serve with ``with Fake() as fake: fake.url``; routes are ``(method, regex, handler)``."""
+
+    name = "vendor"
+
+    def __init__(self, *, rate_limit: tuple[int, float] | None = None, latency: float = 0.0):
+        self.rate_limit = rate_limit  # (requests, seconds), enforced like the vendor does
+        self.latency = latency
+        self.lock = threading.RLock()
+        self.log: list[tuple[str, str, int]] = []  # (method, path, status)
+        self.throttled = 0
+        self._arrivals: deque[float] = deque()
+        self._faults: deque[tuple[int, Any]] = deque()  # (status, body) for the next requests
+        self._delays: deque[float] = deque()
+        self._server: ThreadingHTTPServer | None = None
+
+    # -- what a subclass provides -------------------------------------------------------
+    def routes(self) -> list[Route]:
+        raise NotImplementedError
+
+    def authenticate(self, request: Request) -> Response | None:
+        """None when the credentials are good, else the vendor's refusal."""
+        return None
+
+    def throttle_response(self, retry_after: int) -> Response:
+        return Response(429, {"message": "Too many requests"}, {"Retry-After": str(retry_after)})
+
+    def not_found(self) -> Response:
+        return Response(404, {"message": "Not found"})
+
+    # -- levers for tests -----------------------------------------------------------------
+    def fail_next(self, count: int, status: int = 503, body: Any = None) -> None:
+        with self.lock:
+            self._faults.extend([(status, body or {"message": "injected failure"})] * count)
+
+    def delay_next(self, count: int, seconds: float) -> None:
+        with self.lock:
+            self._delays.extend([seconds] * count)
+
+    def requests_to(self, method: str, path_regex: str) -> int:
+        pattern = re.compile(path_regex)
+        return sum(1 for m, p, _ in self.log if m == method and pattern.fullmatch(p))
+
+    # -- serving --------------------------------------------------------------------------
+    def handle(self, request: Request) -> Response:
+        with self.lock:
+            delay = self._delays.popleft() if self._delays else self.latency
+        if delay:
+            time.sleep(delay)
+        refusal = self.authenticate(request)
+        if refusal is not None:
+            return refusal
+        with self.lock:
+            throttled = self._over_limit()
+            fault = self._faults.popleft() if (not throttled and self._faults) else None
+        if throttled:
+            self.throttled += 1
+            return self.throttle_response(throttled)
+        if fault:
+            return Response(fault[0], fault[1])
+        for method, pattern, handler in self.routes():
+            match = pattern.fullmatch(request.path)
+            if match and method == request.method:
+                with self.lock:
+                    return handler(request, *match.groups())
+        return self.not_found()
+
+    def _over_limit(self) -> int:
+        """Seconds until a slot frees, or 0 when this request is within the limit."""
+        if not self.rate_limit:
+            return 0
+        calls, period = self.rate_limit
+        now = time.monotonic()
+        while self._arrivals and now - self._arrivals[0] >= period:
+            self._arrivals.popleft()
+        if len(self._arrivals) >= calls:
+            return max(1, round(period - (now - self._arrivals[0]) + 0.5))
+        self._arrivals.append(now)
+        return 0
+
+    def start(self, port: int = 0) -> FakeVendor:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _serve(self) -> None:
+                parts = urlsplit(self.path)
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                try:
+                    body = json.loads(raw) if raw else None
+                except ValueError:
+                    body = _INVALID_JSON
+                request = Request(
+                    self.command,
+                    parts.path,
+                    parse_qs(parts.query),
+                    {k.lower(): v for k, v in self.headers.items()},
+                    body,
+                )
+                response = fake.handle(request)
+                with fake.lock:
+                    fake.log.append((request.method, request.path, response.status))
+                payload = b"" if response.body is None else json.dumps(response.body).encode()
+                self.send_response(response.status)
+                self.send_header("Content-Type", "application/json; charset=utf-8")
+                self.send_header("Content-Length", str(len(payload)))
+                for name, value in response.headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
+
+            def log_message(self, *args: Any) -> None:  # quiet: tests read fake.log instead
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    @property
+    def port(self) -> int:
+        assert self._server, "not started"
+        return self._server.server_address[1]
+
+    @property
+    def origin(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self._server:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> FakeVendor:
+        return self.start() if self._server is None else self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+_INVALID_JSON = object()
+
+
+def is_invalid_json(body: Any) -> bool:
+    return body is _INVALID_JSON
+
+
+def serve_main(make: Callable[[argparse.Namespace], FakeVendor], describe: str) -> None:
+    """``python -m tests.fakes.<vendor> --port N``: a fake for demos, until Ctrl-C."""
+    parser = argparse.ArgumentParser(description=describe)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to each call")
+    args = parser.parse_args()
+    fake = make(args).start(args.port)
+    print(f"{fake.name} fake listening on {fake.origin}", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        fake.stop()
