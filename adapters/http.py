@@ -97,7 +97,7 @@ class VendorHttp:
         timeout: tuple[float, float] = DEFAULT_TIMEOUT,
         error_text: Callable[[requests.Response], str] = default_error_text,
         throttle_statuses: frozenset[int] = frozenset({429}),
-        retry_after_header: str = "Retry-After",
+        retry_after_headers: tuple[str, ...] = ("Retry-After",),
         session: requests.Session | None = None,
     ):
         self.vendor = vendor
@@ -109,7 +109,7 @@ class VendorHttp:
         self.timeout = timeout
         self.error_text = error_text
         self.throttle_statuses = throttle_statuses
-        self.retry_after_header = retry_after_header
+        self.retry_after_headers = retry_after_headers
 
     def request(
         self,
@@ -145,7 +145,8 @@ class VendorHttp:
         status = response.status_code
         text = self.error_text(response)
         if status in self.throttle_statuses:
-            hint = retry_after_seconds(response.headers.get(self.retry_after_header))
+            found = (response.headers.get(h) for h in self.retry_after_headers)
+            hint = retry_after_seconds(next((v for v in found if v is not None), None))
             if hint is not None and self.pacer:
                 self.pacer.hold_off(hint)
             err = VendorUnavailable(f"{where}: throttled ({status})", retry_after=hint)

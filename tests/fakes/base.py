@@ -78,6 +78,11 @@ class FakeVendor:
         with self.lock:
             self._faults.extend([(status, body or {"message": "injected failure"})] * count)
 
+    def throttle_next(self, count: int, retry_after: int = 1) -> None:
+        """The next ``count`` requests get the vendor's throttling answer."""
+        with self.lock:
+            self._faults.extend([("throttle", retry_after)] * count)
+
     def delay_next(self, count: int, seconds: float) -> None:
         with self.lock:
             self._delays.extend([seconds] * count)
@@ -101,6 +106,9 @@ class FakeVendor:
         if throttled:
             self.throttled += 1
             return self.throttle_response(throttled)
+        if fault and fault[0] == "throttle":
+            self.throttled += 1
+            return self.throttle_response(fault[1])
         if fault:
             return Response(fault[0], fault[1])
         for method, pattern, handler in self.routes():
