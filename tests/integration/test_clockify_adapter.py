@@ -1,0 +1,260 @@
+"""What only Clockify does: raw ``X-Api-Key``, ISO-8601 estimates, the marker in the note,
+the server-side e-mail filter, 409 on a duplicate client and ``{message, code}`` errors.
+Asserted on the fake's state, over real HTTP."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+
+import pytest
+
+from handlers.ports import ProjectSpec
+from schemas.errors import (
+    InvalidReference,
+    ProvisionerError,
+    TimesheetNotFound,
+    VendorAuth,
+    VendorRejected,
+    VendorUnavailable,
+)
+from tests.integration.harness import fast_retrying
+from tests.integration.harnesses.clockify import open_harness
+
+
+@pytest.fixture
+def harness():
+    h = open_harness()
+    try:
+        yield h
+    finally:
+        h.fake.stop()
+
+
+@pytest.fixture
+def fake(harness):
+    return harness.fake
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix} {uuid.uuid4().hex[:8]}"
+
+
+def spec(client_id: str, **overrides) -> ProjectSpec:
+    values = dict(
+        client_id=client_id,
+        name=unique("Discovery"),
+        marker=f"P-{uuid.uuid4().hex[:6]}/O-1",
+        budget_hours=40,
+        billable=True,
+    )
+    return ProjectSpec(**{**values, **overrides})
+
+
+def test_the_api_key_is_sent_raw_in_the_x_api_key_header(harness, fake):
+    harness.tool().clients_named("Acme")
+
+    [request] = fake.received
+    assert request.headers["x-api-key"] == fake.api_key
+    assert "authorization" not in request.headers
+
+
+@pytest.mark.parametrize(
+    ("hours", "duration"), [(37.5, "PT37H30M"), (40, "PT40H"), (0.25, "PT15M")]
+)
+def test_the_budget_is_sent_as_an_iso_8601_duration(harness, fake, hours, duration):
+    client_id = fake.add_client(unique("Acme"))
+
+    created = harness.tool().create_project(spec(client_id, budget_hours=hours))
+
+    assert fake.projects[created.id]["estimate"] == {"estimate": duration, "type": "MANUAL"}
+    assert harness.projects()[0].budget_hours == hours
+
+
+def test_a_project_without_a_budget_sends_no_estimate(harness, fake):
+    client_id = fake.add_client(unique("Acme"))
+
+    harness.tool().create_project(spec(client_id, budget_hours=None))
+
+    [post] = [r for r in fake.received if r.method == "POST"]
+    assert "estimate" not in post.body
+
+
+def test_a_project_with_a_team_is_private_unless_the_rules_say_otherwise(harness, fake):
+    client_id = fake.add_client(unique("Acme"))
+    tool = harness.tool()
+
+    private = tool.create_project(spec(client_id, has_team=True))
+    public = tool.create_project(spec(client_id, has_team=True, options={"is_public": True}))
+
+    assert fake.projects[private.id]["public"] is False
+    assert fake.projects[public.id]["public"] is True
+
+
+def test_the_marker_is_in_the_note_and_found_among_projects_across_pages(harness, fake):
+    tool = harness.tool()
+    client_id = fake.add_client(unique("Acme"))
+    marker = f"P-{uuid.uuid4().hex[:6]}/O-1"
+    fake.add_project(client_id, unique("Look-alike"), note=f"timesheet-provisioner:{marker}1")
+    for n in range(4):
+        fake.add_project(client_id, unique(f"Other {n}"), note=f"timesheet-provisioner:P-x/O-{n}")
+    fake.add_project(
+        fake.add_client(unique("Elsewhere")),
+        unique("Same marker, other client"),
+        note=f"timesheet-provisioner:{marker}",
+    )
+    created = tool.create_project(spec(client_id, marker=marker))
+
+    found = tool.find_project(client_id, marker, "renamed since")
+
+    assert marker in fake.projects[created.id]["note"]
+    assert found is not None and found.id == created.id
+    pages = {r.arg("page") for r in fake.received if r.path.endswith("/projects")}
+    assert {"1", "2", "3"} <= pages
+
+
+def test_an_archived_project_is_found_by_its_marker(harness, fake):
+    tool = harness.tool()
+    client_id = fake.add_client(unique("Acme"))
+    marker = f"P-{uuid.uuid4().hex[:6]}/O-2"
+    pid = fake.add_project(client_id, unique("Old"), note=f"timesheet-provisioner:{marker}")
+    fake.projects[pid]["archived"] = True
+
+    found = tool.find_project(client_id, marker, "Old")
+
+    assert found is not None and (found.id, found.archived) == (pid, True)
+
+
+def test_users_are_found_with_the_email_filter_and_matched_exactly(harness, fake):
+    diana = fake.add_user("diana@example.com")
+    ana = fake.add_user("Ana@Example.com")
+
+    found = harness.tool().find_users(["ANA@example.com", "ghost@example.com"])
+
+    assert found == {"ana@example.com": ana}
+    assert diana not in found.values()
+    asked = [r.arg("email") for r in fake.received if r.path.endswith("/users")]
+    assert asked == ["ana@example.com", "ghost@example.com"]
+
+
+def test_a_substring_match_alone_finds_nobody(harness, fake):
+    fake.add_user("diana@example.com")
+
+    assert harness.tool().find_users(["ana@example.com"]) == {}
+
+
+def test_assigning_the_team_posts_only_new_members(harness, fake):
+    tool = harness.tool()
+    ana, bo = fake.add_user("ana@example.com"), fake.add_user("bo@example.com")
+    created = tool.create_project(spec(fake.add_client(unique("Acme"))))
+
+    tool.assign_team(created.id, [ana])
+    tool.assign_team(created.id, [ana, bo])
+    tool.assign_team(created.id, [bo, ana])
+
+    posts = [r.body for r in fake.received if r.path.endswith("/memberships")]
+    assert posts == [{"userIds": [ana], "remove": False}, {"userIds": [bo], "remove": False}]
+    assert harness.projects()[0].member_ids == {ana, bo}
+
+
+def test_a_duplicate_client_on_create_is_resolved_by_listing_again(harness, fake):
+    name = unique("Acme")
+    theirs = fake.add_client(name)
+
+    client = harness.tool().create_client(name)
+
+    assert client.id == theirs
+    assert fake.log[0][:3] == ("POST", f"/api/v1/workspaces/{fake.workspace_id}/clients", 409)
+    assert len(fake.clients) == 1
+
+
+def test_an_invalid_client_name_is_rejected_with_the_vendors_words(harness):
+    with pytest.raises(VendorRejected) as raised:
+        harness.tool().create_client("A")
+
+    assert raised.value.status == 400
+    assert "between 2 and 250 characters" in raised.value.message
+
+
+def test_the_vendors_message_surfaces_in_the_rejection(harness, fake):
+    client_id = fake.add_client("Uber Special")
+    fake.add_project(client_id, "Website")
+
+    with pytest.raises(VendorRejected) as raised:
+        harness.tool().create_project(spec(client_id, name="Website"))
+
+    assert raised.value.status == 400
+    assert "Other project for client Uber Special already exists." in raised.value.message
+
+
+def test_a_malformed_or_unknown_project_id_is_not_found(harness):
+    tool = harness.tool()
+
+    for project_id in ("not-an-id", secrets.token_hex(12)):
+        with pytest.raises(TimesheetNotFound):
+            tool.get_project(project_id)
+        with pytest.raises(TimesheetNotFound):
+            tool.set_archived(project_id, True)
+
+
+@pytest.mark.parametrize(
+    "reference",
+    [
+        "https://app.clockify.me/projects/{id}/edit",
+        "https://app.clockify.me/projects/{id}/edit?tab=team#members",
+        "app.clockify.me/projects/{id}",
+        "https://euc1.clockify.me/projects/{ID}/edit",
+        "  {ID}\n",
+    ],
+)
+def test_clockify_urls_and_ids_are_read(harness, reference):
+    project_id = secrets.token_hex(12)
+
+    parsed = harness.tool().parse_reference(reference.format(id=project_id, ID=project_id.upper()))
+
+    assert parsed == project_id
+
+
+@pytest.mark.parametrize(
+    "reference",
+    [
+        "12345678",
+        "https://acme.harvestapp.com/projects/123",
+        "https://track.toggl.com/1234/projects/5678/team",
+        "https://app.clockify.me/tracker",
+        "https://clockify.me.evil.example/projects/5b641568b07987035750505e/edit",
+        "5b641568b07987035750505e5b",
+        "x" * 500,
+    ],
+)
+def test_other_references_are_invalid_and_named_briefly(harness, reference):
+    with pytest.raises(InvalidReference) as raised:
+        harness.tool().parse_reference(reference)
+
+    assert reference[:20] in raised.value.message
+    assert len(raised.value.message) < 150
+
+
+def test_the_api_key_never_appears_in_an_error(harness, fake):
+    key = fake.api_key
+    tool = harness.tool(retrying=fast_retrying(attempts=2))
+    raised: list[ProvisionerError] = []
+    attempts = [
+        lambda: harness.tool(api_key=key[:-1]).clients_named("Acme"),
+        lambda: tool.create_client("A"),
+        lambda: tool.get_project(secrets.token_hex(12)),
+        lambda: tool.create_project(spec(secrets.token_hex(12))),
+    ]
+    for attempt in attempts:
+        with pytest.raises(ProvisionerError) as caught:
+            attempt()
+        raised.append(caught.value)
+    fake.fail_next(5, status=503)
+    with pytest.raises(VendorUnavailable) as caught:
+        tool.clients_named("Acme")
+    raised.append(caught.value)
+
+    assert isinstance(raised[0], VendorAuth)
+    for error in raised:
+        assert key not in str(error) and key not in repr(error)
+        assert key[:-1] not in str(error)
