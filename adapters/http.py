@@ -22,6 +22,7 @@ from schemas.errors import ProvisionerError, VendorAuth, VendorRejected, VendorU
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "PATCH", "DELETE"})
 USER_AGENT = "timesheet-provisioner (https://github.com/timesheet-provisioner)"
 DEFAULT_TIMEOUT = (5.0, 30.0)  # connect, read
+HOLD_OFF_CEILING = 60.0  # seconds we pause an account in-process on a Retry-After
 
 
 def retry_after_seconds(value: str | None) -> float | None:
@@ -31,7 +32,7 @@ def retry_after_seconds(value: str | None) -> float | None:
         return None  # an HTTP-date; rare enough to fall back to our own backoff
 
 
-def wait_for_vendor(fallback: tenacity.wait.wait_base, ceiling: float = 60.0):
+def wait_for_vendor(fallback: tenacity.wait.wait_base, ceiling: float = HOLD_OFF_CEILING):
     """A tenacity wait that honours the vendor's Retry-After, else uses ``fallback``."""
 
     def wait(state: tenacity.RetryCallState) -> float:
@@ -45,7 +46,9 @@ def wait_for_vendor(fallback: tenacity.wait.wait_base, ceiling: float = 60.0):
 def default_retrying(attempts: int = 4) -> tenacity.Retrying:
     return tenacity.Retrying(
         stop=tenacity.stop_after_attempt(attempts),
-        wait=wait_for_vendor(tenacity.wait_exponential_jitter(initial=0.5, max=8)),
+        wait=wait_for_vendor(
+            tenacity.wait_exponential(multiplier=0.5, max=8) + tenacity.wait_random(0, 0.5)
+        ),
         retry=tenacity.retry_if_exception(lambda e: getattr(e, "safe_to_retry", False)),
         reraise=True,
     )
@@ -56,7 +59,7 @@ def default_error_text(response: requests.Response) -> str:
     try:
         body = response.json()
     except ValueError:
-        return response.text[:300]
+        return response.text.strip()[:300]
     if isinstance(body, str):
         return body[:300]
     if isinstance(body, dict):
@@ -148,9 +151,11 @@ class VendorHttp:
             found = (response.headers.get(h) for h in self.retry_after_headers)
             hint = retry_after_seconds(next((v for v in found if v is not None), None))
             if hint is not None and self.pacer:
-                self.pacer.hold_off(hint)
+                self.pacer.hold_off(min(hint, HOLD_OFF_CEILING))
             err = VendorUnavailable(f"{where}: throttled ({status})", retry_after=hint)
-            err.safe_to_retry = True  # a throttled request was not processed
+            # A throttled request was not processed, so re-sending is safe; but a wait longer
+            # than the ceiling (Toggl's hourly quota) is left to the delayed message retry.
+            err.safe_to_retry = hint is None or hint <= HOLD_OFF_CEILING
             return err
         if status >= 500:
             err = VendorUnavailable(f"{where}: {status} {text}".strip())

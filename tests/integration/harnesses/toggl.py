@@ -1,0 +1,79 @@
+"""The Toggl Track adapter pointed at a started ``FakeToggl``, for the conformance suite."""
+
+from __future__ import annotations
+
+import tenacity
+
+from adapters.pacing import Pacer
+from adapters.toggl import TogglTool
+from tests.fakes.toggl import FakeToggl
+from tests.integration.harness import FakeProjectView, fast_retrying
+
+
+class TogglHarness:
+    tool_name = "toggl"
+
+    def __init__(self, fake: FakeToggl):
+        self.fake = fake
+
+    def tool(
+        self,
+        *,
+        retrying: tenacity.Retrying | None = None,
+        pacer: Pacer | None = None,
+        read_timeout: float = 5.0,
+        token: str | None = None,
+    ) -> TogglTool:
+        return TogglTool(
+            self.fake.token if token is None else token,
+            str(self.fake.workspace_id),
+            base_url=f"{self.fake.origin}/api/v9",
+            retrying=retrying or fast_retrying(),
+            pacer=pacer,
+            read_timeout=read_timeout,
+        )
+
+    def tool_with_bad_credentials(self) -> TogglTool:
+        return self.tool(token="secret-but-wrong-token")
+
+    def add_user(self, email: str) -> str:
+        return str(self.fake.add_user(email))
+
+    def add_client(self, name: str) -> str:
+        return str(self.fake.add_client(name))
+
+    def add_project(self, client_id: str, name: str) -> str:
+        return str(self.fake.add_project(int(client_id), name))
+
+    def projects(self) -> list[FakeProjectView]:
+        with self.fake.lock:
+            members = [
+                (m["project_id"], str(m["user_id"])) for m in self.fake.project_users.values()
+            ]
+            return [
+                FakeProjectView(
+                    id=str(pid),
+                    name=p["name"],
+                    client_id=str(p["client_id"]) if p["client_id"] is not None else None,
+                    budget_hours=p["estimated_hours"],
+                    member_ids=frozenset(uid for on, uid in members if on == pid),
+                    archived=not p["active"],
+                )
+                for pid, p in sorted(self.fake.projects.items())
+            ]
+
+    def web_url(self, project_id: str) -> str:
+        return f"https://track.toggl.com/{self.fake.workspace_id}/projects/{project_id}/team"
+
+    def foreign_reference(self) -> str:
+        return "https://acme.harvestapp.com/projects/12345678"
+
+    def missing_project_id(self) -> str:
+        return "99999999"
+
+    def missing_client_id(self) -> str:
+        return "99999999"
+
+
+def open_harness() -> TogglHarness:
+    return TogglHarness(FakeToggl(rate_limit=(1000, 1.0)).start())
