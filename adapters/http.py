@@ -170,7 +170,11 @@ class VendorHttp:
         url: str | None = path
         query: Mapping[str, Any] | None = params
         while url:
-            body = self.request("GET", url, params=query).json()
+            response = self.request("GET", url, params=query)
+            try:
+                body = response.json()
+            except ValueError:  # a proxy's HTML page, say: not an answer from the tool
+                raise VendorUnavailable(f"{self.vendor} GET {path}: response is not JSON") from None
             yield from body.get(key, [])
             url = (body.get("links") or {}).get("next")
             query = None  # the next link carries its own query

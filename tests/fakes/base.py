@@ -57,6 +57,7 @@ class FakeVendor:
         self._arrivals: deque[float] = deque()
         self._faults: deque[tuple[int, Any]] = deque()  # (status, body) for the next requests
         self._delays: deque[float] = deque()
+        self._holds: list[tuple[str, re.Pattern[str], float]] = []  # answer late, see hold_answer
         self._server: ThreadingHTTPServer | None = None
 
     # -- what a subclass provides -------------------------------------------------------
@@ -87,6 +88,12 @@ class FakeVendor:
         with self.lock:
             self._delays.extend([seconds] * count)
 
+    def hold_answer(self, method: str, path_regex: str, seconds: float) -> None:
+        """The next matching request takes effect at once but is answered only after
+        ``seconds``: a client that dies meanwhile never learns what it caused."""
+        with self.lock:
+            self._holds.append((method, re.compile(path_regex), seconds))
+
     def requests_to(self, method: str, path_regex: str) -> int:
         pattern = re.compile(path_regex)
         return sum(1 for m, p, _ in self.log if m == method and pattern.fullmatch(p))
@@ -114,9 +121,25 @@ class FakeVendor:
         for method, pattern, handler in self.routes():
             match = pattern.fullmatch(request.path)
             if match and method == request.method:
-                with self.lock:
-                    return handler(request, *match.groups())
+                try:
+                    with self.lock:
+                        response = handler(request, *match.groups())
+                except Exception as exc:  # a bug in the fake must show, not look like a blip
+                    return Response(500, {"message": f"fake crashed: {exc!r}"})
+                hold = self._take_hold(request)
+                if hold:
+                    time.sleep(hold)
+                return response
         return self.not_found()
+
+    def _take_hold(self, request: Request) -> float:
+        with self.lock:
+            for entry in self._holds:
+                method, pattern, seconds = entry
+                if method == request.method and pattern.fullmatch(request.path):
+                    self._holds.remove(entry)
+                    return seconds
+        return 0.0
 
     def _over_limit(self) -> int:
         """Seconds until a slot frees, or 0 when this request is within the limit."""

@@ -1,0 +1,43 @@
+"""Keeps CRM clients and tool clients one-to-one, per tool.
+
+A CRM client without a mapping adopts the tool client of the same name when no other CRM
+client holds it, else a new tool client is made. Anything that would need a guess (two CRM
+clients claiming one tool client, several tool clients of one name) is ``client_ambiguous``
+and names every id involved, so a person can fix it with ``provisioner clients``.
+"""
+
+from __future__ import annotations
+
+from handlers.ports import ClientMapping, ProjectStore, TimesheetTool
+from schemas.errors import FailureCode, Permanent
+from schemas.inbound import Client
+
+
+def ambiguous(message: str) -> Permanent:
+    return Permanent(FailureCode.CLIENT_AMBIGUOUS, message)
+
+
+def resolve_client(client: Client, tool: TimesheetTool, store: ProjectStore) -> str:
+    """The tool client id for ``client``, mapping or creating it on first use."""
+    mapped = store.tool_client(tool.name, client.id)
+    if mapped is not None:
+        return mapped
+    candidates = tool.clients_named(client.name)
+    if len(candidates) > 1:
+        ids = ", ".join(c.id for c in candidates)
+        raise ambiguous(
+            f"CRM client {client.id} ({client.name!r}) matches {len(candidates)} {tool.name} "
+            f"clients: {ids}; map one with `provisioner clients map`"
+        )
+    if candidates:
+        chosen = candidates[0]
+        holder = store.crm_client(tool.name, chosen.id)
+        if holder is not None:
+            raise ambiguous(
+                f"CRM clients {holder} and {client.id} both claim {tool.name} client "
+                f"{chosen.id} ({chosen.name!r}); likely a duplicate in the CRM"
+            )
+    else:
+        chosen = tool.create_client(client.name)
+    store.map_client(ClientMapping(tool.name, client.id, chosen.id, client.name))
+    return chosen.id

@@ -1,0 +1,151 @@
+"""What happens to one offering: provision, connect, archive, restore.
+
+Each function is the work of one step (see ``handlers.run``): it talks to the tool through
+the port and returns the outcome events plus the link to store with them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from handlers.clients import resolve_client
+from handlers.ports import ClientMapping, Link, ProjectSpec, ProjectStore, TimesheetTool
+from handlers.rules import Plan
+from handlers.run import Deps, StepResult
+from schemas.errors import FailureCode, Permanent
+from schemas.inbound import Offering, Project, Tool
+from schemas.outbound import (
+    TimesheetArchived,
+    TimesheetConnected,
+    TimesheetProvisioned,
+    TimesheetRestored,
+    TimesheetSkipped,
+)
+
+
+def marker_for(project: Project, offering: Offering) -> str:
+    """What identifies an offering inside the tool (Harvest ``code``, Clockify ``note``)."""
+    return f"{project.id}/{offering.id}"
+
+
+def team_of(offering: Offering, plan: Plan, tool: TimesheetTool) -> tuple[dict[str, str], list]:
+    """(users found by e-mail, e-mails missing in the tool), honouring ``missing_member``."""
+    if not plan.assign_team or not offering.team:
+        return {}, []
+    emails = list(dict.fromkeys(m.email.lower() for m in offering.team))
+    users = tool.find_users(emails)
+    missing = [e for e in emails if e not in users]
+    if missing and plan.missing_member == "fail":
+        raise Permanent(
+            FailureCode.TEAM_MEMBER_MISSING,
+            f'not in {tool.name}: {", ".join(missing)} (rule says missing_member = "fail")',
+        )
+    return users, missing
+
+
+def provision(project: Project, offering: Offering, plan: Plan, deps: Deps) -> StepResult:
+    tool = deps.tool(plan.tool)
+    client_id = resolve_client(project.client, tool, deps.store)
+    users, missing = team_of(offering, plan, tool)
+    marker = marker_for(project, offering)
+    # Committed before the create: if we die after the tool answers but before our commit,
+    # the next attempt knows to look for what it may have made instead of making another.
+    resumed = deps.store.note_provision_started(project.id, offering.id, tool.name)
+    adopted = tool.find_project(client_id, marker, plan.name) if resumed else None
+    made = adopted or tool.create_project(
+        ProjectSpec(
+            client_id=client_id,
+            name=plan.name,
+            marker=marker,
+            budget_hours=offering.budget_hours,
+            billable=offering.billable,
+            starts_on=offering.starts_on,
+            ends_on=offering.ends_on,
+            has_team=bool(users),
+            options=plan.options,
+        )
+    )
+    if users:
+        tool.assign_team(made.id, list(users.values()))
+    link = Link(project.id, offering.id, tool.name, made.id, made.url, client_id)
+    event = TimesheetProvisioned(
+        **_linked(link, users, missing),
+        budget_hours=offering.budget_hours,
+        created=adopted is None,
+    )
+    return StepResult([event], link)
+
+
+def connect(
+    project: Project, offering: Offering, plan: Plan, reference: str, deps: Deps
+) -> StepResult:
+    tool = deps.tool(plan.tool)
+    project_id = tool.parse_reference(reference)
+    existing = deps.store.link(project.id, offering.id)
+    if existing and (existing.tool, existing.timesheet_project_id) != (tool.name, project_id):
+        raise Permanent(
+            FailureCode.ALREADY_LINKED,
+            f"offering {offering.id} is already linked to {existing.tool} project "
+            f"{existing.timesheet_project_id}",
+        )
+    found = tool.get_project(project_id)
+    client_id = found.client_id or ""
+    if client_id:
+        _check_client(project, tool.name, client_id, deps.store)
+    users, missing = team_of(offering, plan, tool)
+    if users:
+        tool.assign_team(found.id, list(users.values()))
+    link = Link(project.id, offering.id, tool.name, found.id, found.url, client_id, found.archived)
+    return StepResult([TimesheetConnected(**_linked(link, users, missing))], link)
+
+
+def _check_client(project: Project, tool: Tool, tool_client_id: str, store: ProjectStore) -> None:
+
+    holder = store.crm_client(tool, tool_client_id)
+    mapped = store.tool_client(tool, project.client.id)
+    if holder not in (None, project.client.id) or mapped not in (None, tool_client_id):
+        raise Permanent(
+            FailureCode.CLIENT_MISMATCH,
+            f"{tool} project's client {tool_client_id} is mapped to CRM client "
+            f"{holder or '(none)'}, but project {project.id} belongs to CRM client "
+            f"{project.client.id} (mapped to {tool} client {mapped or '(none)'})",
+        )
+    if holder is None:  # first sight of this client: the link teaches us the mapping
+        store.map_client(
+            ClientMapping(tool, project.client.id, tool_client_id, project.client.name)
+        )
+
+
+def archive(link: Link, deps: Deps) -> StepResult:
+    deps.tool(link.tool).set_archived(link.timesheet_project_id, True)
+    return StepResult([TimesheetArchived(**_ids(link))], replace(link, archived=True))
+
+
+def restore(link: Link, deps: Deps) -> StepResult:
+    deps.tool(link.tool).set_archived(link.timesheet_project_id, False)
+    return StepResult([TimesheetRestored(**_ids(link))], replace(link, archived=False))
+
+
+def skipped(project: Project, offering: Offering, reason: str) -> StepResult:
+    return StepResult(
+        [TimesheetSkipped(project_id=project.id, offering_id=offering.id, reason=reason)]
+    )
+
+
+def _ids(link: Link) -> dict:
+    return dict(
+        project_id=link.project_id,
+        offering_id=link.offering_id,
+        tool=link.tool,
+        timesheet_project_id=link.timesheet_project_id,
+    )
+
+
+def _linked(link: Link, users: dict[str, str], missing: list[str]) -> dict:
+    return dict(
+        _ids(link),
+        timesheet_url=link.timesheet_url,
+        timesheet_client_id=link.timesheet_client_id,
+        team_assigned=sorted(users),
+        team_missing=missing,
+    )

@@ -1,0 +1,188 @@
+"""The rules file: which tool, when, and how each offering is provisioned.
+
+``[defaults]`` applies to every offering; the first ``[[rules]]`` entry whose ``match`` fits
+overrides it key by key. Tool tables (``[harvest]``, ``[toggl]``, ``[clockify]``) carry the
+tool-specific settings. Errors name the file, the entry and the key.
+"""
+
+from __future__ import annotations
+
+import string
+import tomllib
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from schemas.inbound import Offering, Project, Tool
+
+Trigger = Literal["in_progress", "closed_won", "manual"]
+PLACEHOLDERS = frozenset({"project", "offering", "client", "project_id", "offering_id"})
+
+
+class RulesError(ValueError):
+    """The rules file is unreadable or invalid; the message says where."""
+
+
+def _check_template(value: str) -> str:
+    for _, name, spec, conversion in string.Formatter().parse(value):
+        if name is None:
+            continue
+        if name not in PLACEHOLDERS:
+            known = ", ".join(sorted(f"{{{p}}}" for p in PLACEHOLDERS))
+            raise ValueError(f"unknown placeholder {{{name}}}; use {known}")
+        if spec or conversion:
+            raise ValueError(f"placeholder {{{name}}} takes no format spec or conversion")
+    return value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Overrides(_Strict):
+    tool: Tool | None = None
+    provision_on: Trigger | None = None
+    name: str | None = Field(default=None, min_length=1)
+    assign_team: bool | None = None
+    missing_member: Literal["warn", "fail"] | None = None
+
+    _template = field_validator("name")(lambda v: v if v is None else _check_template(v))
+
+
+class Defaults(_Strict):
+    tool: Tool = "harvest"
+    provision_on: Trigger = "in_progress"
+    name: str = Field(default="{project} - {offering}", min_length=1)
+    assign_team: bool = True
+    missing_member: Literal["warn", "fail"] = "warn"
+
+    _template = field_validator("name")(_check_template)
+
+
+class Match(_Strict):
+    offering: str | None = None
+    client: str | None = None
+    kind: str | None = None
+
+    def fits(self, project: Project, offering: Offering) -> bool:
+        tests = (
+            (self.offering, offering.name),
+            (self.client, project.client.name),
+            (self.kind, offering.kind or ""),
+        )
+        return all(
+            glob is None or fnmatchcase(value.casefold(), glob.casefold()) for glob, value in tests
+        )
+
+
+class Rule(Overrides):
+    match: Match
+
+
+class HarvestOptions(_Strict):
+    bill_by: Literal["Project", "Tasks", "People", "none"] = "Project"
+    budget_by: Literal["project", "project_cost", "task", "task_fees", "person", "none"] = "project"
+    tasks: list[str] = Field(default_factory=list)
+
+
+class TogglOptions(_Strict):
+    is_private: bool | None = None  # None: private exactly when a team is assigned
+
+
+class ClockifyOptions(_Strict):
+    is_public: bool | None = None  # None: public exactly when no team is assigned
+
+
+class RulesFile(_Strict):
+    defaults: Defaults = Field(default_factory=Defaults)
+    rules: list[Rule] = Field(default_factory=list)
+    harvest: HarvestOptions = Field(default_factory=HarvestOptions)
+    toggl: TogglOptions = Field(default_factory=TogglOptions)
+    clockify: ClockifyOptions = Field(default_factory=ClockifyOptions)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the rules decide for one offering."""
+
+    tool: Tool
+    provision_on: Trigger
+    name: str
+    assign_team: bool
+    missing_member: Literal["warn", "fail"]
+    rule: int | None  # index of the matching [[rules]] entry, None for the defaults
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Rules:
+    spec: RulesFile = field(default_factory=RulesFile)
+    source: str = "(built-in defaults)"
+
+    def plan_for(self, project: Project, offering: Offering, tool: Tool | None = None) -> Plan:
+        index, rule = next(
+            ((i, r) for i, r in enumerate(self.spec.rules) if r.match.fits(project, offering)),
+            (None, None),
+        )
+        chosen = self.spec.defaults.model_dump()
+        if rule is not None:
+            chosen.update(rule.model_dump(exclude={"match"}, exclude_none=True))
+        if tool is not None:  # the person asked for a tool explicitly
+            chosen["tool"] = tool
+        name = chosen["name"].format(
+            project=project.name,
+            offering=offering.name,
+            client=project.client.name,
+            project_id=project.id,
+            offering_id=offering.id,
+        )
+        options = getattr(self.spec, chosen["tool"]).model_dump(exclude_none=True)
+        return Plan(
+            name=name[:250],
+            rule=index,
+            options=options,
+            **{k: chosen[k] for k in ("tool", "provision_on", "assign_team", "missing_member")},
+        )
+
+    def tools_named(self) -> set[Tool]:
+        return {self.spec.defaults.tool} | {r.tool for r in self.spec.rules if r.tool}
+
+    def check_tools(self, enabled: Collection[str]) -> None:
+        """A rule naming a tool without credentials is a start-up error."""
+        missing = sorted(self.tools_named() - set(enabled))
+        if missing:
+            raise RulesError(
+                f"{self.source}: names {', '.join(missing)} but no credentials are set for it"
+                f" (enabled: {', '.join(sorted(enabled)) or 'none'})"
+            )
+
+
+def load_rules(path: str | Path | None) -> Rules:
+    if path is None:
+        return Rules()
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise RulesError(f"{path}: cannot read rules file ({exc.strerror})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise RulesError(f"{path}: not valid TOML ({exc})") from None
+    try:
+        return Rules(RulesFile.model_validate(raw), source=str(path))
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{_where(e['loc'])}: {e['msg']}" for e in exc.errors(include_url=False)
+        )
+        raise RulesError(f"{path}: {problems}") from None
+
+
+def _where(loc: tuple[Any, ...]) -> str:
+    """('rules', 1, 'provision_on') -> 'rules[1].provision_on' (entries counted from 1)."""
+    out = ""
+    for part in loc:
+        out += f"[{part + 1}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out

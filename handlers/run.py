@@ -1,0 +1,96 @@
+"""One attempt at one inbound event, as a sequence of named steps.
+
+A step (activate the project, provision offering O-1, archive offering O-2 …) runs at most
+once per event across every attempt: its effects and outcome events are committed together,
+and a later attempt (a retry, a redelivery, a replay) reuses what it recorded. So a retry
+after a partial failure redoes only what failed, and every attempt reports every outcome.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from handlers.ports import Link, ProjectStore, TimesheetTool
+from handlers.rules import Rules
+from schemas.errors import FailureCode, Permanent, ProvisionerError
+from schemas.inbound import Tool
+from schemas.outbound import Outbound, TimesheetFailed
+
+
+@dataclass(frozen=True)
+class StepResult:
+    outcomes: Sequence[Outbound]
+    link: Link | None = None  # stored with the outcomes, in one transaction
+
+
+@dataclass(frozen=True)
+class StepFailure:
+    """A failure the consumer must route: retry later, or dead-letter."""
+
+    error: ProvisionerError
+    project_id: str
+    offering_id: str | None = None
+    tool: Tool | None = None
+
+
+@dataclass
+class Deps:
+    store: ProjectStore
+    tools: Mapping[str, TimesheetTool]
+    rules: Rules
+
+    def tool(self, name: str) -> TimesheetTool:
+        try:
+            return self.tools[name]
+        except KeyError:
+            raise Permanent(
+                FailureCode.VENDOR_AUTH, f"{name} is not enabled: its credentials are not set"
+            ) from None
+
+
+@dataclass
+class Run:
+    key: tuple[str, str]
+    store: ProjectStore
+    attempt: int
+    outcomes: list[Outbound] = field(default_factory=list)
+    failures: list[StepFailure] = field(default_factory=list)
+
+    def step(
+        self,
+        name: str,
+        work: Callable[[], StepResult],
+        *,
+        project_id: str,
+        offering_id: str | None = None,
+        tool: Tool | None = None,
+    ) -> None:
+        recorded = self.store.step_outcomes(self.key, name)
+        if recorded is not None:
+            self.outcomes.extend(recorded)
+            return
+        try:
+            result = work()
+        except ProvisionerError as exc:
+            failure = StepFailure(exc, project_id, offering_id, getattr(exc, "tool", None) or tool)
+            if exc.retryable or exc.dead_letter:
+                self.failures.append(failure)
+                return
+            # A final "no" that needs no person: report it once and consider the step done.
+            result = StepResult([failed_event(failure, self.attempt, dead_lettered=False)])
+        self.store.finish_step(self.key, name, result.outcomes, result.link)
+        self.outcomes.extend(result.outcomes)
+
+
+def failed_event(failure: StepFailure, attempts: int, *, dead_lettered: bool) -> TimesheetFailed:
+    return TimesheetFailed(
+        project_id=failure.project_id,
+        offering_id=failure.offering_id,
+        tool=failure.tool,
+        code=failure.error.code,
+        message=failure.error.message,
+        retryable=failure.error.retryable,
+        attempts=attempts,
+        dead_lettered=dead_lettered,
+    )

@@ -1,0 +1,136 @@
+"""End-to-end fixtures: a namespace of our own on the real RabbitMQ, a fake Harvest over
+HTTP, and the real worker (the same composition root as production) in a thread or in a
+separate process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.bus import Bus
+from tests.fakes.harvest import FakeHarvest
+from worker import bootstrap
+from worker.settings import Settings
+from worker.topology import Topology
+
+RETRY_DELAYS = "0.2,0.4"
+
+
+@pytest.fixture
+def namespace() -> str:
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def harvest():
+    with FakeHarvest(rate_limit=(1000, 1.0)) as fake:
+        yield fake
+
+
+@pytest.fixture
+def worker_env(namespace, tmp_path, harvest, amqp_url) -> dict[str, str]:
+    """The environment a worker gets: the contract's variables, pointed at the fakes."""
+    return {
+        "AMQP_URL": amqp_url,
+        "PROVISIONER_NAMESPACE": namespace,
+        "PROVISIONER_DATABASE_URL": f"sqlite:///{tmp_path / 'state.db'}",
+        "PROVISIONER_RETRY_DELAYS": RETRY_DELAYS,
+        "PROVISIONER_CONCURRENCY": "4",
+        "HARVEST_ACCOUNT_ID": harvest.account_id,
+        "HARVEST_ACCESS_TOKEN": harvest.token,
+        "HARVEST_BASE_URL": f"{harvest.origin}/v2",
+        "HARVEST_RATE_LIMIT": "1000/1",
+    }
+
+
+@pytest.fixture
+def bus(amqp_url, worker_env):
+    topology = Topology(
+        worker_env["PROVISIONER_NAMESPACE"], tuple(float(d) for d in RETRY_DELAYS.split(","))
+    )
+    b = Bus(amqp_url, topology)
+    yield b
+    b.delete_namespace()
+
+
+class ThreadWorker:
+    def __init__(self, env: dict[str, str]):
+        self.settings = Settings(**env)
+        self.deps = bootstrap.build_deps(self.settings)
+        self.consumer = bootstrap.build_consumer(self.settings, self.deps)
+        self.thread = threading.Thread(target=self.consumer.run, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.consumer.stop()
+        self.thread.join(15)
+        assert not self.thread.is_alive(), "worker did not stop"
+        self.deps.store.close()
+
+
+@pytest.fixture
+def start_worker(worker_env):
+    """Starts the worker in this process: ``start_worker(**env_overrides)``."""
+    started: list[ThreadWorker] = []
+
+    def start(**overrides: str) -> ThreadWorker:
+        w = ThreadWorker({**worker_env, **overrides})
+        started.append(w)
+        return w
+
+    yield start
+    for w in started:
+        if w.thread.is_alive():
+            w.stop()
+
+
+class ProcessWorker:
+    """``provisioner run`` as a separate process, for signals and crashes."""
+
+    def __init__(self, env: dict[str, str], log_path: Path):
+        self.log_path = log_path
+        self.log = log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "worker.cli", "run"],
+            env={**os.environ, **env},
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_log(self, text: str, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.logs():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} not logged; log:\n{self.logs()[-3000:]}")
+            time.sleep(0.05)
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.terminate()
+        return self.process.wait(30)
+
+
+@pytest.fixture
+def spawn_worker(worker_env, tmp_path):
+    spawned: list[ProcessWorker] = []
+
+    def spawn(**overrides: str) -> ProcessWorker:
+        w = ProcessWorker({**worker_env, **overrides}, tmp_path / f"worker{len(spawned)}.log")
+        spawned.append(w)
+        return w
+
+    yield spawn
+    for w in spawned:
+        if w.process.poll() is None:
+            w.process.kill()
+            w.process.wait()

@@ -1,0 +1,96 @@
+"""The Harvest adapter pointed at a ``FakeHarvest`` with two items a page, so that every
+list the adapter reads spans several pages."""
+
+from __future__ import annotations
+
+import tenacity
+
+from adapters.harvest import HarvestTool
+from adapters.pacing import Pacer
+from tests.fakes.harvest import FakeHarvest
+from tests.integration.harness import FakeProjectView, fast_retrying
+
+ACCOUNT_ID = "424242"
+TOKEN = "harvest-conformance-token"
+
+
+class HarvestHarness:
+    tool_name = "harvest"
+
+    def __init__(self, fake: FakeHarvest):
+        self.fake = fake
+
+    def tool(
+        self,
+        *,
+        retrying: tenacity.Retrying | None = None,
+        pacer: Pacer | None = None,
+        read_timeout: float = 5.0,
+        token: str = TOKEN,
+        web_url: str | None = None,
+    ) -> HarvestTool:
+        return HarvestTool(
+            ACCOUNT_ID,
+            token,
+            base_url=f"{self.fake.origin}/v2",
+            retrying=retrying or fast_retrying(),
+            pacer=pacer,
+            read_timeout=read_timeout,
+            web_url=web_url,
+        )
+
+    def tool_with_bad_credentials(self) -> HarvestTool:
+        return self.tool(token="not-the-secret-token")
+
+    def add_user(self, email: str) -> str:
+        return str(self.fake.add_user(email))
+
+    def add_client(self, name: str) -> str:
+        return str(self.fake.add_client(name))
+
+    def add_project(self, client_id: str, name: str) -> str:
+        return str(self.fake.add_project(int(client_id), name))
+
+    def projects(self) -> list[FakeProjectView]:
+        with self.fake.lock:
+            return [self._view(p) for p in sorted(self.fake.projects.values(), key=_by_id)]
+
+    def _view(self, project: dict) -> FakeProjectView:
+        members = {
+            str(a["user"]["id"])
+            for a in self.fake.user_assignments.values()
+            if a["project"]["id"] == project["id"]
+        }
+        budget = (
+            project["budget"] if project["budget_by"] in ("project", "task", "person") else None
+        )
+        return FakeProjectView(
+            id=str(project["id"]),
+            name=project["name"],
+            client_id=str(project["client"]["id"]),
+            budget_hours=budget,
+            member_ids=frozenset(members),
+            archived=not project["is_active"],
+        )
+
+    def web_url(self, project_id: str) -> str:
+        return f"{self.fake.base_uri}/projects/{project_id}"
+
+    def foreign_reference(self) -> str:
+        return "https://track.toggl.com/1234567/projects/7654321"
+
+    def missing_project_id(self) -> str:
+        return "99999999"
+
+    def missing_client_id(self) -> str:
+        return "99999998"
+
+
+def _by_id(project: dict) -> int:
+    return project["id"]
+
+
+def open_harness() -> HarvestHarness:
+    # Generous enough that no conformance test meets the limit unless it asks to.
+    fake = FakeHarvest(ACCOUNT_ID, TOKEN, page_size=2, rate_limit=(1000, 15.0))
+    return HarvestHarness(fake.start())

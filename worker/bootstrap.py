@@ -1,0 +1,85 @@
+"""The composition root: settings in, a wired worker out. Production and tests both use it."""
+
+from __future__ import annotations
+
+from adapters.http import default_retrying
+from adapters.pacing import Pacer
+from adapters.store import SqlStore
+from handlers.ports import TimesheetTool
+from handlers.rules import Rules, load_rules
+from handlers.run import Deps
+from worker.consumer import Consumer
+from worker.processing import Processor
+from worker.settings import Settings
+from worker.topology import Topology
+
+
+def pacer(spec: str) -> Pacer:
+    calls, seconds = spec.split("/")
+    return Pacer(int(calls), float(seconds))
+
+
+def build_tools(settings: Settings) -> dict[str, TimesheetTool]:
+    tools: dict[str, TimesheetTool] = {}
+    common = dict(retrying=default_retrying(), read_timeout=settings.vendor_timeout)
+    enabled = settings.enabled_tools()
+    if "harvest" in enabled:
+        from adapters.harvest import HarvestTool
+
+        tools["harvest"] = HarvestTool(
+            settings.harvest_account_id,
+            settings.harvest_access_token.get_secret_value(),
+            base_url=settings.harvest_base_url,
+            pacer=pacer(settings.harvest_rate),
+            **common,
+        )
+    if "toggl" in enabled:
+        from adapters.toggl import TogglTool
+
+        tools["toggl"] = TogglTool(
+            settings.toggl_api_token.get_secret_value(),
+            settings.toggl_workspace_id,
+            base_url=settings.toggl_base_url,
+            pacer=pacer(settings.toggl_rate),
+            **common,
+        )
+    if "clockify" in enabled:
+        from adapters.clockify import ClockifyTool
+
+        tools["clockify"] = ClockifyTool(
+            settings.clockify_api_key.get_secret_value(),
+            settings.clockify_workspace_id,
+            base_url=settings.clockify_base_url,
+            pacer=pacer(settings.clockify_rate),
+            **common,
+        )
+    return tools
+
+
+def topology(settings: Settings) -> Topology:
+    return Topology(settings.namespace, settings.retry_delays)
+
+
+def checked_rules(settings: Settings) -> Rules:
+    """The rules file, validated against the tools that have credentials (start-up errors)."""
+    rules = load_rules(settings.rules)
+    rules.check_tools(settings.enabled_tools())
+    return rules
+
+
+def build_deps(settings: Settings, store: SqlStore | None = None) -> Deps:
+    rules = checked_rules(settings)
+    store = store or SqlStore.from_url(settings.database_url)
+    return Deps(store=store, tools=build_tools(settings), rules=rules)
+
+
+def build_consumer(settings: Settings, deps: Deps) -> Consumer:
+    topo = topology(settings)
+    return Consumer(
+        amqp_url=settings.amqp_url,
+        topology=topo,
+        processor=Processor(deps, topo, source=settings.source),
+        concurrency=settings.concurrency,
+        heartbeat=settings.heartbeat,
+        shutdown_grace=settings.shutdown_grace,
+    )

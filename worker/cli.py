@@ -1,0 +1,99 @@
+"""``provisioner``: the one console script. Exit 0 success, 1 the operation failed, 2 bad
+usage or configuration; errors go to stderr, one line a problem."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+
+from pika.exceptions import AMQPError
+
+from handlers.rules import RulesError
+from worker.settings import SettingsError, load_settings
+
+OK, FAILED, USAGE = 0, 1, 2
+
+
+class Fail(Exception):
+    def __init__(self, message: str, status: int = FAILED):
+        super().__init__(message)
+        self.status = status
+
+
+def _settings():
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        raise Fail(str(exc), USAGE) from None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from worker import bootstrap, logs
+
+    settings = _settings()
+    logs.configure()
+    try:
+        deps = bootstrap.build_deps(settings)
+    except RulesError as exc:
+        raise Fail(str(exc), USAGE) from None
+    consumer = bootstrap.build_consumer(settings, deps)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: consumer.stop())
+    consumer.run()
+    deps.store.close()
+    return OK
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from worker import bootstrap
+    from worker.publishing import EventFileError, publish_event
+
+    settings = _settings()
+    try:
+        body = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+    except OSError as exc:
+        raise Fail(f"{args.file}: {exc.strerror}", USAGE) from None
+    try:
+        event = publish_event(settings.amqp_url, bootstrap.topology(settings), body)
+    except EventFileError as exc:
+        raise Fail(f"{args.file}: {exc}", USAGE) from None
+    except AMQPError as exc:
+        raise Fail(f"broker refused or unreachable: {type(exc).__name__} {exc}") from None
+    print(f"published {event.type} {event.id} to {settings.namespace}.inbound")
+    return OK
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="provisioner", description="Provision timesheet projects from CRM deal events."
+    )
+    sub = top.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", help="the worker").set_defaults(func=cmd_run)
+    publish = sub.add_parser("publish", help="publish one CloudEvent to NS.inbound")
+    publish.add_argument("file", help="a CloudEvent JSON file, or - for stdin")
+    publish.set_defaults(func=cmd_publish)
+    for register in _extensions():
+        register(sub)
+    return top
+
+
+def _extensions():
+    """Command groups that live in their own modules (dlq, rules, clients)."""
+    from worker import admin, dlq
+
+    return [dlq.register, admin.register]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except Fail as exc:
+        print(f"provisioner: {exc}", file=sys.stderr)
+        return exc.status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""AMQP messages the worker sends: outcome events, retry copies, dead letters.
+
+Outcome event ids are derived from the inbound event and the outcome's content, so a
+redelivered or retried event republishes the same ids and downstream services can dedupe.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pika
+
+from schemas.envelope import CONTENT_TYPE
+from schemas.outbound import Outbound
+
+_IDS = uuid.UUID("6f1c2a0e-3b7d-4c55-9d1e-7a2b8c4d5e6f")
+
+# Headers the worker adds to copies it sends back to itself or to people.
+ATTEMPTS = "x-attempts"
+REPLAYS = "x-replays"
+ERROR_CODE = "x-error-code"
+ERROR_MESSAGE = "x-error-message"
+FIRST_FAILED_AT = "x-first-failed-at"
+LAST_FAILED_AT = "x-last-failed-at"
+ORIGINAL_EXCHANGE = "x-original-exchange"
+ORIGINAL_ROUTING_KEY = "x-original-routing-key"
+FAILURES = "x-failure-history"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One inbound message as the broker handed it over."""
+
+    body: bytes
+    properties: pika.BasicProperties
+    exchange: str
+    routing_key: str
+    redelivered: bool = False
+
+    @property
+    def headers(self) -> dict[str, Any]:
+        return dict(self.properties.headers or {})
+
+    @property
+    def attempts_before(self) -> int:
+        """Attempts made before this delivery (our own counter: x-death is not reliable)."""
+        try:
+            return max(int(self.headers.get(ATTEMPTS, 0)), 0)
+        except (TypeError, ValueError):
+            return 0
+
+
+@dataclass(frozen=True)
+class Publish:
+    exchange: str
+    routing_key: str
+    body: bytes
+    properties: pika.BasicProperties
+    # Internal copies (retry, dead letter) must reach a queue; an unroutable one is a failure.
+    mandatory: bool = False
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Everything to publish, with confirms, before the inbound message is acked."""
+
+    publishes: list[Publish] = field(default_factory=list)
+    log: str = "processed"
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+def outcome_message(
+    outcome: Outbound, *, exchange: str, cause_source: str, cause_id: str, source: str
+) -> Publish:
+    data = outcome.model_dump(mode="json")
+    digest = json.dumps([cause_source, cause_id, outcome.type, data], sort_keys=True)
+    event_id = str(uuid.uuid5(_IDS, digest))
+    event = {
+        "specversion": "1.0",
+        "id": event_id,
+        "source": source,
+        "type": outcome.type,
+        "time": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        "subject": outcome.project_id,
+        "datacontenttype": "application/json",
+        "causationid": cause_id,
+        "data": data,
+    }
+    properties = pika.BasicProperties(
+        content_type=CONTENT_TYPE,
+        message_id=event_id,
+        type=outcome.type,
+        delivery_mode=2,
+        app_id="timesheet-provisioner",
+    )
+    return Publish(exchange, outcome.type, json.dumps(event).encode(), properties)
+
+
+def failure_copy(
+    delivery: Delivery,
+    *,
+    queue: str,
+    code: str,
+    message: str,
+    attempts: int,
+) -> Publish:
+    """The inbound message, body and properties untouched, with headers that say why."""
+    now = datetime.now(UTC).isoformat()
+    headers = delivery.headers
+    history = list(headers.get(FAILURES) or [])[-9:]  # the last ten, to bound header size
+    history.append(f"{now} attempt {attempts}: {code}: {message[:200]}")
+    headers.update(
+        {
+            ATTEMPTS: attempts,
+            ERROR_CODE: code,
+            ERROR_MESSAGE: message[:1000],
+            LAST_FAILED_AT: now,
+            FAILURES: history,
+        }
+    )
+    headers.setdefault(FIRST_FAILED_AT, now)
+    headers.setdefault(ORIGINAL_EXCHANGE, delivery.exchange)
+    headers.setdefault(ORIGINAL_ROUTING_KEY, delivery.routing_key)
+    headers.pop("x-death", None)  # the broker's own bookkeeping from the retry queue
+    p = delivery.properties
+    properties = pika.BasicProperties(
+        content_type=p.content_type,
+        content_encoding=p.content_encoding,
+        headers=headers,
+        delivery_mode=2,
+        priority=p.priority,
+        correlation_id=p.correlation_id,
+        reply_to=p.reply_to,
+        message_id=p.message_id,
+        timestamp=p.timestamp,
+        type=p.type,
+        user_id=p.user_id,
+        app_id=p.app_id,
+    )
+    return Publish("", queue, delivery.body, properties, mandatory=True)

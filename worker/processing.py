@@ -1,0 +1,99 @@
+"""From one delivery to one ``Decision``: what to publish before the ack.
+
+This is where the failure tree meets the broker. The consumer only ever publishes a decision
+with confirms and then acks; every policy choice is made here, in one place:
+
+| what happened                          | publishes (all confirmed before the ack)          |
+|----------------------------------------|---------------------------------------------------|
+| processed (or already processed)       | outcome events -> NS.events                       |
+| unreadable                             | the message -> NS.dead-letter with x-error-*      |
+| retryable failure, retries left        | outcomes so far -> NS.events; message -> retry    |
+|                                        | queue of the next delay, x-attempts + 1           |
+| failure needing a person, or retryable | outcomes + timesheet.failed -> NS.events;         |
+| with no retry left                     | message -> NS.dead-letter with x-error-*          |
+| a bug (any other exception)            | as a retryable failure with code internal_error   |
+"""
+
+from __future__ import annotations
+
+import structlog
+
+from handlers.events import handle
+from handlers.run import Deps, StepFailure, failed_event
+from schemas.errors import FailureCode, Transient, Unreadable
+from schemas.inbound import Inbound
+from schemas.outbound import Outbound
+from worker.messages import Decision, Delivery, Publish, failure_copy, outcome_message
+from worker.topology import Topology
+
+log = structlog.get_logger()
+
+
+class Processor:
+    def __init__(self, deps: Deps, topology: Topology, *, source: str):
+        self.deps = deps
+        self.topology = topology
+        self.source = source
+
+    def process(self, delivery: Delivery, parsed: Inbound | Unreadable) -> Decision:
+        attempt = delivery.attempts_before + 1
+        if isinstance(parsed, Unreadable):
+            return self._dead_letter(delivery, parsed.code, parsed.message, attempt, [])
+        key = parsed.envelope.key
+        already = self.deps.store.processed(key)
+        if already is not None:
+            return Decision(self._events(parsed, already), "duplicate_republished")
+        try:
+            run = handle(parsed, self.deps, attempt)
+        except Exception as exc:  # a bug: never lose the message, never loop hot
+            log.exception("handler_crashed")
+            error = Transient(FailureCode.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"[:500])
+            failures = [StepFailure(error, parsed.project_id)]
+            outcomes: list[Outbound] = []
+        else:
+            failures, outcomes = run.failures, run.outcomes
+        if not failures:
+            self.deps.store.mark_processed(key)
+            return Decision(
+                self._events(parsed, outcomes),
+                "processed",
+                {"outcomes": [o.type for o in outcomes]},
+            )
+        first = failures[0].error
+        retry_queue = self.topology.retry_queue_for(attempt)
+        if retry_queue and any(f.error.retryable for f in failures):
+            copy = failure_copy(
+                delivery,
+                queue=retry_queue,
+                code=first.code,
+                message=first.message,
+                attempts=attempt,
+            )
+            return Decision(
+                self._events(parsed, outcomes) + [copy],
+                "retry_scheduled",
+                {"code": first.code, "attempt": attempt, "queue": retry_queue},
+            )
+        failed = [failed_event(f, attempt, dead_lettered=True) for f in failures]
+        return self._dead_letter(
+            delivery, first.code, first.message, attempt, self._events(parsed, outcomes + failed)
+        )
+
+    def _events(self, inbound: Inbound, outcomes: list[Outbound]) -> list[Publish]:
+        source, event_id = inbound.envelope.key
+        return [
+            outcome_message(
+                o,
+                exchange=self.topology.events,
+                cause_source=source,
+                cause_id=event_id,
+                source=self.source,
+            )
+            for o in outcomes
+        ]
+
+    def _dead_letter(self, delivery, code, message, attempts, events) -> Decision:
+        copy = failure_copy(
+            delivery, queue=self.topology.dead_letter, code=code, message=message, attempts=attempts
+        )
+        return Decision(events + [copy], "dead_lettered", {"code": code, "attempts": attempts})

@@ -1,0 +1,112 @@
+"""Settings, read once from the environment and validated at start-up (contract names)."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import SettingsError as _SourceError
+
+
+class SettingsError(ValueError):
+    """A missing or invalid setting; the message names it."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    amqp_url: str = Field("amqp://guest:guest@localhost:5672/", alias="AMQP_URL")
+    namespace: str = Field(
+        "provisioning", alias="PROVISIONER_NAMESPACE", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+    )
+    database_url: str = Field("sqlite:///provisioner.db", alias="PROVISIONER_DATABASE_URL")
+    rules: str | None = Field(None, alias="PROVISIONER_RULES")
+    retry_delays: Annotated[tuple[float, ...], NoDecode] = Field(
+        (10, 60, 600, 3600), alias="PROVISIONER_RETRY_DELAYS"
+    )
+    concurrency: int = Field(16, alias="PROVISIONER_CONCURRENCY", ge=1, le=512)
+    heartbeat: int = Field(10, alias="PROVISIONER_HEARTBEAT", ge=0)
+    shutdown_grace: float = Field(30.0, alias="PROVISIONER_SHUTDOWN_GRACE", ge=0)
+    source: str = Field("timesheet-provisioner", alias="PROVISIONER_SOURCE", min_length=1)
+
+    harvest_account_id: str | None = Field(None, alias="HARVEST_ACCOUNT_ID")
+    harvest_access_token: SecretStr | None = Field(None, alias="HARVEST_ACCESS_TOKEN")
+    harvest_base_url: str = Field("https://api.harvestapp.com/v2", alias="HARVEST_BASE_URL")
+    toggl_api_token: SecretStr | None = Field(None, alias="TOGGL_API_TOKEN")
+    toggl_workspace_id: str | None = Field(None, alias="TOGGL_WORKSPACE_ID")
+    toggl_base_url: str = Field("https://api.track.toggl.com/api/v9", alias="TOGGL_BASE_URL")
+    clockify_api_key: SecretStr | None = Field(None, alias="CLOCKIFY_API_KEY")
+    clockify_workspace_id: str | None = Field(None, alias="CLOCKIFY_WORKSPACE_ID")
+    clockify_base_url: str = Field("https://api.clockify.me/api/v1", alias="CLOCKIFY_BASE_URL")
+
+    # Client-side pacing per tool account, "calls/seconds" (vendor-documented defaults).
+    harvest_rate: str = Field("100/15", alias="HARVEST_RATE_LIMIT", pattern=r"^\d+/\d+(\.\d+)?$")
+    toggl_rate: str = Field("1/1", alias="TOGGL_RATE_LIMIT", pattern=r"^\d+/\d+(\.\d+)?$")
+    clockify_rate: str = Field("50/1", alias="CLOCKIFY_RATE_LIMIT", pattern=r"^\d+/\d+(\.\d+)?$")
+    vendor_timeout: float = Field(30.0, alias="PROVISIONER_VENDOR_TIMEOUT", gt=0)
+
+    @field_validator("retry_delays", mode="before")
+    @classmethod
+    def _delays(cls, value):
+        if isinstance(value, str):
+            parts = [p.strip() for p in value.split(",") if p.strip()]
+            try:
+                value = tuple(float(p) for p in parts)
+            except ValueError:
+                raise ValueError("must be comma-separated seconds, e.g. 10,60,600") from None
+        if any(d <= 0 for d in value):
+            raise ValueError("every delay must be a positive number of seconds")
+        return tuple(value)
+
+    @field_validator("amqp_url")
+    @classmethod
+    def _amqp(cls, value: str) -> str:
+        if not value.startswith(("amqp://", "amqps://")):
+            raise ValueError("must start with amqp:// or amqps://")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database(cls, value: str) -> str:
+        if not value.startswith(("sqlite://", "postgresql://", "postgresql+psycopg://")):
+            raise ValueError("must be sqlite:///PATH or postgresql://…")
+        return value
+
+    def enabled_tools(self) -> list[str]:
+        pairs = {
+            "harvest": (self.harvest_account_id, self.harvest_access_token),
+            "toggl": (self.toggl_api_token, self.toggl_workspace_id),
+            "clockify": (self.clockify_api_key, self.clockify_workspace_id),
+        }
+        return [tool for tool, (a, b) in pairs.items() if a and b]
+
+    def half_configured_tools(self) -> list[str]:
+        pairs = {
+            "harvest": ("HARVEST_ACCOUNT_ID", "HARVEST_ACCESS_TOKEN"),
+            "toggl": ("TOGGL_API_TOKEN", "TOGGL_WORKSPACE_ID"),
+            "clockify": ("CLOCKIFY_API_KEY", "CLOCKIFY_WORKSPACE_ID"),
+        }
+        return [
+            f"{a} and {b} go together (only one is set)"
+            for a, b in pairs.values()
+            if bool(os.environ.get(a)) != bool(os.environ.get(b))
+        ]
+
+
+def load_settings() -> Settings:
+    """Reads the environment; raises ``SettingsError`` naming the first bad variable."""
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        # The message names the variable and the rule, never the value (it may be a secret).
+        err = exc.errors(include_url=False)[0]
+        name = err["loc"][0] if err["loc"] else "setting"
+        raise SettingsError(f"{name}: {err['msg']}") from None
+    except _SourceError as exc:
+        raise SettingsError(str(exc).split(" from source")[0]) from None
+    problems = settings.half_configured_tools()
+    if problems:
+        raise SettingsError(problems[0])
+    return settings

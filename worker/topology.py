@@ -1,0 +1,106 @@
+"""Every exchange and queue, as values, and their idempotent declaration.
+
+Contract names (``NS.inbound``, ``NS.worker``, ``NS.events``, ``NS.dead-letter``) are fixed;
+the retry queues and the dead-letter exchange are ours. A failed message waits in the retry
+queue for its delay (a per-queue TTL, so messages in one queue expire in order), then the
+broker dead-letters it through the default exchange straight back to ``NS.worker``.
+
+Broker-side safety on ``NS.worker`` (a quorum queue): an explicit delivery limit, so a
+message that kills the worker every time stops after ``DELIVERY_LIMIT`` tries instead of
+looping; and at-least-once dead-lettering into ``NS.dead-letter``, which needs RabbitMQ 3.10+,
+the ``stream_queue`` feature flag, ``x-dead-letter-strategy: at-least-once`` and
+``x-overflow: reject-publish`` (the broker then keeps the message until the dead-letter queue
+has confirmed it, instead of dropping it if that queue is unavailable).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pika
+from pika.adapters.blocking_connection import BlockingChannel
+
+DELIVERY_LIMIT = 20  # redeliveries before the broker itself gives a message to a person
+
+
+@dataclass(frozen=True)
+class Topology:
+    namespace: str
+    retry_delays: tuple[float, ...]
+
+    @property
+    def inbound(self) -> str:
+        return f"{self.namespace}.inbound"
+
+    @property
+    def events(self) -> str:
+        return f"{self.namespace}.events"
+
+    @property
+    def work_queue(self) -> str:
+        return f"{self.namespace}.worker"
+
+    @property
+    def dead_letter(self) -> str:
+        return f"{self.namespace}.dead-letter"
+
+    @property
+    def dead_letter_exchange(self) -> str:
+        return f"{self.namespace}.dead-letter.exchange"
+
+    def retry_queue(self, delay: float) -> str:
+        return f"{self.namespace}.retry.{int(delay * 1000)}ms"
+
+    def retry_queue_for(self, attempt: int) -> str | None:
+        """The queue that holds a message after its ``attempt``-th failure, if any retry is left."""
+        if attempt > len(self.retry_delays):
+            return None
+        return self.retry_queue(self.retry_delays[attempt - 1])
+
+    def declare(self, channel: BlockingChannel) -> None:
+        """Declares everything; safe to run from every process, every time it connects."""
+        channel.exchange_declare(self.inbound, "topic", durable=True)
+        channel.exchange_declare(self.events, "topic", durable=True)
+        channel.exchange_declare(self.dead_letter_exchange, "fanout", durable=True)
+        channel.queue_declare(self.dead_letter, durable=True)
+        channel.queue_bind(self.dead_letter, self.dead_letter_exchange)
+        channel.queue_declare(
+            self.work_queue,
+            durable=True,
+            arguments={
+                "x-queue-type": "quorum",
+                "x-delivery-limit": DELIVERY_LIMIT,
+                "x-dead-letter-exchange": self.dead_letter_exchange,
+                "x-dead-letter-strategy": "at-least-once",
+                "x-overflow": "reject-publish",
+            },
+        )
+        channel.queue_bind(self.work_queue, self.inbound, routing_key="#")
+        for delay in sorted(set(self.retry_delays)):
+            channel.queue_declare(
+                self.retry_queue(delay),
+                durable=True,
+                arguments={
+                    "x-message-ttl": int(delay * 1000),
+                    "x-dead-letter-exchange": "",
+                    "x-dead-letter-routing-key": self.work_queue,
+                },
+            )
+
+
+def connection_parameters(url: str, heartbeat: int | None = None) -> pika.URLParameters:
+    params = pika.URLParameters(url)
+    if heartbeat is not None:
+        params.heartbeat = heartbeat
+    params.blocked_connection_timeout = 60
+    params.client_properties = {"connection_name": "timesheet-provisioner"}
+    return params
+
+
+def declare_all(url: str, topology: Topology) -> None:
+    """A short-lived connection that declares the topology (start-up of every command)."""
+    connection = pika.BlockingConnection(connection_parameters(url))
+    try:
+        topology.declare(connection.channel())
+    finally:
+        connection.close()
