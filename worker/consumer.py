@@ -87,7 +87,11 @@ class Consumer:
                 self.generation += 1
                 self._reset_confirms()
                 self._connection = pika.SelectConnection(
-                    connection_parameters(self.amqp_url, self.heartbeat),
+                    connection_parameters(
+                        self.amqp_url,
+                        self.heartbeat,
+                        f"provisioner-worker {self.topology.namespace}",
+                    ),
                     on_open_callback=self._on_connection_open,
                     on_open_error_callback=self._on_connection_lost,
                     on_close_callback=self._on_connection_lost,

@@ -88,12 +88,15 @@ class Topology:
             )
 
 
-def connection_parameters(url: str, heartbeat: int | None = None) -> pika.URLParameters:
+def connection_parameters(
+    url: str, heartbeat: int | None = None, name: str = "timesheet-provisioner"
+) -> pika.URLParameters:
     params = pika.URLParameters(url)
     if heartbeat is not None:
         params.heartbeat = heartbeat
     params.blocked_connection_timeout = 60
-    params.client_properties = {"connection_name": "timesheet-provisioner"}
+    # Shown by rabbitmqctl and the management UI: says which process and namespace it is.
+    params.client_properties = {"connection_name": name}
     return params
 
 
