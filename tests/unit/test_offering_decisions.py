@@ -1,0 +1,206 @@
+"""What happens to each offering: triggers, rules, team, status follow-up, ordering."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests import builders as b
+from tests.unit.world import World
+
+
+@pytest.fixture
+def world(tmp_path):
+    return World(tmp_path)
+
+
+def test_in_progress_provisions_sold_ticked_offerings_and_explains_the_rest(world):
+    sold, unticked, unsold = b.offering(), b.offering("Build"), b.offering("Extra", sold=False)
+    project = b.project(sold, unticked, unsold)
+    world.send(b.closed_won(project))
+
+    result = world.send(b.status_changed(project, "in_progress", {unticked["id"]: False}))
+
+    outcomes = result.by_offering()
+    assert outcomes[sold["id"]]["type"] == "timesheet.provisioned"
+    assert outcomes[unticked["id"]]["data"]["reason"] == "opted_out"
+    assert outcomes[unsold["id"]]["data"]["reason"] == "not_sold"
+    assert len(world.tool.projects) == 1 and result.copy is None
+
+
+def test_a_manual_rule_skips_in_progress_but_provision_new_still_works(tmp_path):
+    world = World(tmp_path, '[[rules]]\nmatch = { offering = "Support*" }\nprovision_on = "manual"')
+    support = b.offering("Support retainer")
+    project = b.project(support)
+    world.send(b.closed_won(project))
+
+    skipped = world.send(b.status_changed(project, "in_progress"))
+    asked = world.send(b.provision_requested(project, support["id"]))
+
+    assert skipped.of("timesheet.skipped")[0]["reason"] == "manual_only"
+    assert asked.of("timesheet.provisioned")[0]["created"] is True
+
+
+def test_a_closed_won_rule_provisions_when_the_deal_is_won(tmp_path):
+    world = World(
+        tmp_path, '[defaults]\nprovision_on = "closed_won"\nname = "{client}: {offering}"'
+    )
+    project = b.project(b.offering("Discovery"), b.offering("Later", sold=False))
+
+    result = world.send(b.closed_won(project))
+
+    assert [e["type"] for e in result.events] == ["project.activated", "timesheet.provisioned"]
+    [made] = world.tool.projects.values()
+    assert made.spec.name == f"{project['client']['name']}: Discovery"
+
+
+def test_rules_route_offerings_to_their_tools(tmp_path):
+    rules = '[[rules]]\nmatch = { kind = "fixed_bid" }\ntool = "clockify"\n'
+    world = World(tmp_path, rules, tools=("harvest", "clockify"))
+    fixed, hourly = b.offering("Build", kind="fixed_bid"), b.offering("Advice")
+    project = b.project(fixed, hourly)
+    world.send(b.closed_won(project))
+
+    result = world.send(b.status_changed(project, "in_progress"))
+
+    tools = {o: e["data"]["tool"] for o, e in result.by_offering().items()}
+    assert tools == {fixed["id"]: "clockify", hourly["id"]: "harvest"}
+    assert len(world.tools["clockify"].projects) == len(world.tools["harvest"].projects) == 1
+
+
+def test_team_members_missing_in_the_tool_are_listed_by_default(world):
+    world.tool.add_user("ana@example.com")
+    team = [b.member("ana@example.com"), b.member("bo@example.com")]
+    project = b.project(b.offering(team=team))
+    world.send(b.closed_won(project))
+
+    [done] = world.send(b.status_changed(project, "in_progress")).of("timesheet.provisioned")
+
+    assert (done["team_assigned"], done["team_missing"]) == (
+        ["ana@example.com"],
+        ["bo@example.com"],
+    )
+
+
+def test_a_fail_rule_refuses_to_provision_with_a_member_missing(tmp_path):
+    world = World(tmp_path, '[defaults]\nmissing_member = "fail"')
+    project = b.project(b.offering(team=[b.member("ghost@example.com")]))
+    world.send(b.closed_won(project))
+
+    result = world.send(b.status_changed(project, "in_progress"))
+
+    [failed] = result.of("timesheet.failed")
+    assert failed["code"] == "team_member_missing" and "ghost@example.com" in failed["message"]
+    assert (failed["dead_lettered"], failed["retryable"]) == (False, False)
+    assert result.copy is None and world.tool.projects == {}
+
+
+def test_assign_team_false_leaves_the_team_out(tmp_path):
+    world = World(tmp_path, "[defaults]\nassign_team = false")
+    world.tool.add_user("ana@example.com")
+    project = b.project(b.offering(team=[b.member("ana@example.com")]))
+    world.send(b.closed_won(project))
+
+    [done] = world.send(b.status_changed(project, "in_progress")).of("timesheet.provisioned")
+
+    assert done["team_assigned"] == [] and not next(iter(world.tool.projects.values())).members
+
+
+def test_on_hold_archives_and_in_progress_restores_and_provisions_the_rest(world):
+    first, second = b.offering(), b.offering("Build")
+    project = b.project(first, second)
+    world.send(b.closed_won(project))
+    world.send(b.status_changed(project, "in_progress", {second["id"]: False}))
+
+    held = world.send(b.status_changed(project, "on_hold"))
+    again = world.send(b.status_changed(project, "completed"))
+    back = world.send(b.status_changed(project, "in_progress"))
+
+    assert [e["offering_id"] for e in held.of("timesheet.archived")] == [first["id"]]
+    assert again.events == []  # already archived: nothing more to do
+    outcomes = back.by_offering()
+    assert outcomes[first["id"]]["type"] == "timesheet.restored"
+    assert outcomes[second["id"]]["type"] == "timesheet.provisioned"
+    assert not any(p.project.archived for p in world.tool.projects.values())
+
+
+def test_a_stale_status_change_never_undoes_a_newer_one(world):
+    project = b.project()
+    world.send(b.closed_won(project))
+    world.send(b.status_changed(project, "in_progress"))
+    older = b.status_changed(project, "on_hold")
+    newer = b.status_changed(project, "in_progress")
+
+    world.send(newer)
+    result = world.send(older)
+
+    assert result.events == [] and result.copy is None
+    assert not any(p.project.archived for p in world.tool.projects.values())
+    assert world.store.project(project["id"]).status == "in_progress"
+
+
+def test_an_older_snapshot_is_ignored(world):
+    project = b.project(b.offering("Discovery"))
+    renamed = {**project, "offerings": [{**project["offerings"][0], "name": "Renamed"}]}
+
+    world.send(b.closed_won(renamed) | {"time": "2026-12-02T00:00:00Z"})
+    world.send(b.closed_won(project) | {"time": "2026-11-01T00:00:00Z"})
+
+    assert world.store.project(project["id"]).project.offerings[0].name == "Renamed"
+
+
+def test_the_same_event_again_republishes_its_outcomes_and_does_nothing_more(world):
+    project = b.project()
+    world.send(b.closed_won(project))
+    event = b.status_changed(project, "in_progress")
+
+    first, second = world.send(event), world.send(event)
+
+    assert [e["id"] for e in first.events] == [e["id"] for e in second.events]
+    assert len(world.tool.projects) == 1
+
+
+def test_events_for_a_project_not_yet_won_are_retried_then_dead_lettered(world):
+    project = b.project()
+    event = b.status_changed(project, "in_progress")
+
+    first = world.send(event)
+    second = world.retry(event, first)
+    last = world.retry(event, second)
+
+    assert first.retried and second.retried and last.dead_lettered
+    [failed] = last.of("timesheet.failed")
+    assert (failed["code"], failed["attempts"], failed["dead_lettered"]) == (
+        "project_not_active",
+        3,
+        True,
+    )
+    assert last.copy.properties.headers["x-error-code"] == "project_not_active"
+
+
+def test_a_late_closed_won_within_the_retry_window_lets_the_retry_provision(world):
+    project = b.project()
+    event = b.status_changed(project, "in_progress")
+    first = world.send(event)
+
+    world.send(b.closed_won(project))
+    result = world.retry(event, first)
+
+    assert result.copy is None and len(result.of("timesheet.provisioned")) == 1
+
+
+def test_a_retry_after_a_partial_failure_redoes_only_what_failed(world):
+    one, two = b.offering("One"), b.offering("Two")
+    project = b.project(one, two)
+    world.send(b.closed_won(project))
+    event = b.status_changed(project, "in_progress")
+    world.tool.fail_creates = 1  # the first create is made but its answer is lost
+
+    first = world.send(event)
+    second = world.retry(event, first)
+
+    assert first.retried and [e["offering_id"] for e in first.of("timesheet.provisioned")] == [
+        two["id"]
+    ]
+    created = {e["offering_id"]: e["created"] for e in second.of("timesheet.provisioned")}
+    assert created == {one["id"]: False, two["id"]: True}  # one adopted, two reported again
+    assert len(world.tool.projects) == 2 and second.copy is None
