@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import string
 import tomllib
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -24,7 +24,12 @@ PLACEHOLDERS = frozenset({"project", "offering", "client", "project_id", "offeri
 
 
 class RulesError(ValueError):
-    """The rules file is unreadable or invalid; the message says where."""
+    """The rules file is unreadable or invalid; the message says where. ``problems`` holds
+    one line a problem, each naming the file, for commands that print them one a line."""
+
+    def __init__(self, message: str, problems: Sequence[str] = ()):
+        super().__init__(message)
+        self.problems = list(problems) or [message]
 
 
 def _check_template(value: str) -> str:
@@ -156,7 +161,7 @@ class Rules:
         missing = sorted(self.tools_named() - set(enabled))
         if missing:
             raise RulesError(
-                f"{self.source}: names {', '.join(missing)} but no credentials are set for it"
+                f"{self.source}: names {', '.join(missing)} but no credentials are set for them"
                 f" (enabled: {', '.join(sorted(enabled)) or 'none'})"
             )
 
@@ -174,10 +179,10 @@ def load_rules(path: str | Path | None) -> Rules:
     try:
         return Rules(RulesFile.model_validate(raw), source=str(path))
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{_where(e['loc'])}: {e['msg']}" for e in exc.errors(include_url=False)
-        )
-        raise RulesError(f"{path}: {problems}") from None
+        problems = [f"{_where(e['loc'])}: {e['msg']}" for e in exc.errors(include_url=False)]
+        raise RulesError(
+            f"{path}: {'; '.join(problems)}", [f"{path}: {p}" for p in problems]
+        ) from None
 
 
 def _where(loc: tuple[Any, ...]) -> str:
