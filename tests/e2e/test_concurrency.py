@@ -1,0 +1,47 @@
+"""Many offerings in flight (issue 6): per-project order under concurrency, and a
+minute-long vendor call that does not cost the broker connection."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from tests import builders as b
+
+
+def test_events_of_one_project_keep_their_order_under_concurrency(bus, harvest, start_worker):
+    harvest.latency = 0.02  # every call takes a while, so lanes really overlap
+    projects = [b.project(*(b.offering(f"Part {i}") for i in range(4))) for _ in range(8)]
+    start_worker(PROVISIONER_CONCURRENCY="8")
+
+    for p in projects:
+        bus.publish(b.closed_won(p))
+    for i in range(4):  # interleaved: part i of every project, then part i + 1
+        for p in projects:
+            bus.publish(b.provision_requested(p, p["offerings"][i]["id"]))
+    outcomes = bus.wait_for(8 * 5, timeout=60)
+
+    seen: dict[str, list[str]] = defaultdict(list)
+    for o in outcomes:
+        seen[o["data"]["project_id"]].append(o["data"].get("offering_id", "activated"))
+    for p in projects:
+        assert seen[p["id"]] == ["activated", *(o["id"] for o in p["offerings"])]
+    assert len(harvest.projects) == 32
+
+
+def test_a_minute_long_vendor_call_keeps_the_connection_and_acks_once(
+    bus, harvest, spawn_worker
+):
+    project = b.project()
+    worker = spawn_worker(PROVISIONER_HEARTBEAT="10", PROVISIONER_VENDOR_TIMEOUT="120")
+    bus.publish(b.closed_won(project))
+    bus.wait_for(1, project_id=project["id"])
+    harvest.hold_answer("POST", "/v2/projects", 60.0)
+
+    bus.publish(b.status_changed(project, "in_progress"))
+    [done] = bus.wait_for(1, type="timesheet.provisioned", project_id=project["id"], timeout=120)
+
+    assert done["data"]["created"] is True
+    assert [o["type"] for o in bus.settle(quiet=1.0)].count("timesheet.provisioned") == 1
+    assert bus.queue_depth(bus.topology.work_queue) == 0
+    assert "connection_lost" not in worker.logs() and "reconnecting" not in worker.logs()
+    assert worker.stop() == 0
