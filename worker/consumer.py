@@ -201,6 +201,12 @@ class Consumer:
         channel = self._channel
         if generation != self.generation or channel is None or not channel.is_open:
             return
+        try:
+            self._publish_decision(channel, tag, decision)
+        except AMQPError as exc:  # the channel is going away: the broker will redeliver
+            log.warning("publish_failed", delivery_tag=tag, error=type(exc).__name__)
+
+    def _publish_decision(self, channel, tag: int, decision: Decision) -> None:
         if not decision.publishes:
             channel.basic_ack(tag)
             return

@@ -36,6 +36,15 @@ class Processor:
         self.source = source
 
     def process(self, delivery: Delivery, parsed: Inbound | Unreadable) -> Decision:
+        """Never raises: anything unexpected (a bug, the store down) is a retryable failure,
+        so the message is retried later and finally dead-lettered, never left unacked."""
+        try:
+            return self._process(delivery, parsed)
+        except Exception as exc:
+            log.exception("processing_failed")
+            return self._route_failure(delivery, _internal(exc), delivery.attempts_before + 1, [])
+
+    def _process(self, delivery: Delivery, parsed: Inbound | Unreadable) -> Decision:
         attempt = delivery.attempts_before + 1
         if isinstance(parsed, Unreadable):
             return self._dead_letter(delivery, parsed.code, parsed.message, attempt, [])
@@ -47,8 +56,7 @@ class Processor:
             run = handle(parsed, self.deps, attempt)
         except Exception as exc:  # a bug: never lose the message, never loop hot
             log.exception("handler_crashed")
-            error = Transient(FailureCode.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"[:500])
-            failures = [StepFailure(error, parsed.project_id)]
+            failures = [StepFailure(_internal(exc), parsed.project_id)]
             outcomes: list[Outbound] = []
         else:
             failures, outcomes = run.failures, run.outcomes
@@ -59,24 +67,38 @@ class Processor:
                 "processed",
                 {"outcomes": [o.type for o in outcomes]},
             )
-        first = failures[0].error
+        failed = [failed_event(f, attempt, dead_lettered=True) for f in failures]
+        return self._route_failure(
+            delivery,
+            failures[0].error,
+            attempt,
+            self._events(parsed, outcomes),
+            failures=failures,
+            failed_events=self._events(parsed, failed),
+        )
+
+    def _route_failure(
+        self, delivery, error, attempt, events, *, failures=None, failed_events=()
+    ) -> Decision:
+        """Retry later while a retryable failure has retries left; else dead-letter, with
+        ``timesheet.failed`` for each failure."""
         retry_queue = self.topology.retry_queue_for(attempt)
-        if retry_queue and any(f.error.retryable for f in failures):
+        retryable = any(f.error.retryable for f in failures) if failures else error.retryable
+        if retry_queue and retryable:
             copy = failure_copy(
                 delivery,
                 queue=retry_queue,
-                code=first.code,
-                message=first.message,
+                code=error.code,
+                message=error.message,
                 attempts=attempt,
             )
             return Decision(
-                self._events(parsed, outcomes) + [copy],
+                events + [copy],
                 "retry_scheduled",
-                {"code": first.code, "attempt": attempt, "queue": retry_queue},
+                {"code": error.code, "attempt": attempt, "queue": retry_queue},
             )
-        failed = [failed_event(f, attempt, dead_lettered=True) for f in failures]
         return self._dead_letter(
-            delivery, first.code, first.message, attempt, self._events(parsed, outcomes + failed)
+            delivery, error.code, error.message, attempt, events + list(failed_events)
         )
 
     def _events(self, inbound: Inbound, outcomes: list[Outbound]) -> list[Publish]:
@@ -97,3 +119,7 @@ class Processor:
             delivery, queue=self.topology.dead_letter, code=code, message=message, attempts=attempts
         )
         return Decision(events + [copy], "dead_lettered", {"code": code, "attempts": attempts})
+
+
+def _internal(exc: Exception) -> Transient:
+    return Transient(FailureCode.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"[:500])

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -33,7 +32,9 @@ def test_unreadable_messages_are_dead_lettered_with_their_reason(bus, start_work
     assert json.loads(body) == valid_envelope  # the body is kept as it was
     assert headers["x-attempts"] == 1 and headers["x-first-failed-at"]
     assert (headers["x-original-exchange"], headers["x-original-routing-key"]) == (
-        bus.topology.inbound, "deal.closed_won")
+        bus.topology.inbound,
+        "deal.closed_won",
+    )
     assert "deal.lost" in by_code["unknown_type"][0]["x-error-message"]
 
     project = b.project()  # and the worker is still consuming
@@ -98,8 +99,11 @@ def test_the_worker_reconnects_when_the_broker_drops_it(bus, namespace, start_wo
 
 def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "worker.cli", *args], env={**os.environ, **env},
-        capture_output=True, text=True, timeout=60,
+        [sys.executable, "-m", "worker.cli", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -135,11 +139,17 @@ def close_connections(name: str) -> None:
     """Closes, broker-side, every connection whose client-provided name is ``name``."""
     listing = subprocess.run(
         ["rabbitmqctl", "-q", "list_connections", "pid", "client_properties"],
-        capture_output=True, text=True, check=True, timeout=60,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
     ).stdout
     pids = [line.split("\t")[0] for line in listing.splitlines() if name in line]
     assert pids, f"no connection named {name!r}"
     for pid in pids:
-        subprocess.run(["rabbitmqctl", "-q", "close_connection", pid, "test: broker drop"],
-                       check=True, capture_output=True, timeout=60)
-    assert re.match(r"<", pids[0])
+        subprocess.run(
+            ["rabbitmqctl", "-q", "close_connection", pid, "test: broker drop"],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )

@@ -79,6 +79,11 @@ class FakeVendor:
         with self.lock:
             self._faults.extend([(status, body or {"message": "injected failure"})] * count)
 
+    def clear_faults(self) -> None:
+        """The vendor is back: injected failures still queued are dropped."""
+        with self.lock:
+            self._faults.clear()
+
     def throttle_next(self, count: int, retry_after: int = 1) -> None:
         """The next ``count`` requests get the vendor's throttling answer."""
         with self.lock:
