@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from handlers.ports import ClientMapping
 from handlers.rules import Plan, Rules, RulesError, load_rules
 from schemas.inbound import TOOLS, Offering, Project
-from worker.cli import FAILED, OK, USAGE, Fail, _settings
+from worker.cli import FAILED, OK, USAGE, Fail, settings_or_fail
 
 # Offerings chosen to exercise the globs of a typical file: names with common prefixes
 # (Support*, Discovery*, *Audit*), several kinds, one without a kind, and two clients.
@@ -93,7 +93,7 @@ class InvalidProject(ValueError):
 
 
 def cmd_rules_check(args: argparse.Namespace) -> int:
-    settings = _settings()
+    settings = settings_or_fail()
     try:
         rules = load_rules(args.file or settings.rules)
         projects = [_read_project(args.project)] if args.project else _sample_projects()
@@ -208,7 +208,7 @@ def _store():
 
     from adapters.store import SqlStore
 
-    url = _settings().database_url
+    url = settings_or_fail().database_url
     store = None
     try:
         store = SqlStore.from_url(url)

@@ -22,7 +22,7 @@ class Fail(Exception):
         self.status = status
 
 
-def _settings():
+def settings_or_fail():
     try:
         return load_settings()
     except SettingsError as exc:
@@ -32,7 +32,7 @@ def _settings():
 def cmd_run(args: argparse.Namespace) -> int:
     from worker import bootstrap, logs
 
-    settings = _settings()
+    settings = settings_or_fail()
     logs.configure()
     try:
         deps = bootstrap.build_deps(settings)
@@ -50,7 +50,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     from worker import bootstrap
     from worker.publishing import EventFileError, publish_event
 
-    settings = _settings()
+    settings = settings_or_fail()
     try:
         body = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
     except OSError as exc:
@@ -96,4 +96,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run as ``python -m worker.cli``, this file is ``__main__``; command modules raise the
+    # ``Fail`` of the imported ``worker.cli``, so dispatch through that module.
+    from worker.cli import main as _main
+
+    sys.exit(_main())

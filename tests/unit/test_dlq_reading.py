@@ -1,0 +1,129 @@
+"""How a dead letter reads, without a broker: ids, verdicts, groups, ages, the progress bar."""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import UTC, datetime, timedelta
+
+import pika
+import pytest
+
+from worker import dead_letters as dl
+from worker import dlq
+
+NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+
+
+def letter(
+    tag: int = 1, *, headers: dict | None = None, body: bytes = b"{}", **props
+) -> dl.DeadLetter:
+    return dl.read(tag, pika.BasicProperties(headers=headers, **props), body)
+
+
+def test_a_worker_dead_letter_reads_its_verdict_from_our_headers():
+    event = {"id": "e-1", "source": "crm", "type": "deal.closed_won"}
+    found = letter(
+        headers={
+            "x-copy-id": "abc123",
+            "x-error-code": "vendor_auth",
+            "x-error-message": "401 from Harvest",
+            "x-attempts": 3,
+            "x-replays": 2,
+            "x-first-failed-at": "2026-11-29T10:00:00+00:00",
+            "x-last-failed-at": "2026-11-29T11:00:00+00:00",
+            "x-failure-history": ["one", "two"],
+        },
+        body=json.dumps(event).encode(),
+    )
+
+    assert (found.id, found.event_id, found.type, found.source) == (
+        "abc123",
+        "e-1",
+        "deal.closed_won",
+        "crm",
+    )
+    assert (found.code, found.message, found.attempts, found.replays) == (
+        "vendor_auth",
+        "401 from Harvest",
+        3,
+        2,
+    )
+    assert found.age_seconds(NOW) == 3600 and found.history == ["one", "two"]
+    assert found.summary(NOW)["first_failed_at"] == "2026-11-29T10:00:00Z"
+
+
+def test_a_broker_dead_letter_is_delivery_limit_exceeded_with_a_stable_id():
+    death = {
+        "count": 1,
+        "reason": "delivery_limit",
+        "queue": "ns.worker",
+        "time": NOW - timedelta(minutes=5),
+    }
+    first = letter(headers={"x-death": [death]}, body=b"x", message_id="m-1")
+    again = letter(headers={"x-death": [death]}, body=b"x", message_id="m-1")
+
+    assert first.code == "delivery_limit_exceeded" and first.attempts == 1
+    assert first.id == again.id and first.id.startswith("m-1.")
+    assert first.history == [f"{dl.iso(death['time'])} broker: delivery_limit from ns.worker x1"]
+    assert dl.human_age(first.age_seconds(NOW)) == "5m"
+
+
+def test_an_id_prefix_must_name_exactly_one_dead_letter():
+    letters = [letter(i, headers={"x-copy-id": cid}) for i, cid in enumerate(["aa1", "aa2", "b"])]
+
+    assert [x.id for x in dl.select(letters, ["b", "aa2"])] == ["aa2", "b"]
+    with pytest.raises(dl.SelectionError, match="matches 2"):
+        dl.select(letters, ["aa"])
+    with pytest.raises(dl.SelectionError, match="no dead letter"):
+        dl.select(letters, ["c"])
+
+
+def test_short_ids_grow_past_twelve_characters_only_where_they_would_clash():
+    ids = ["0123456789abXYZ", "0123456789abXQ", "ffffffffffffffff"]
+    letters = [letter(i, headers={"x-copy-id": cid}) for i, cid in enumerate(ids)]
+
+    assert dl.short_ids(letters) == {
+        "0123456789abXYZ": "0123456789abXY",
+        "0123456789abXQ": "0123456789abXQ",
+        "ffffffffffffffff": "ffffffffffff",
+    }
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [(None, "-"), (-3, "0s"), (59, "59s"), (60, "1m"), (7200, "2h"), (3 * 86400, "3d")],
+)
+def test_ages_read_like_a_person_says_them(seconds, shown):
+    assert dl.human_age(seconds) == shown
+
+
+def test_groups_put_the_biggest_first():
+    def coded(code: str, type_: str) -> dl.DeadLetter:
+        return letter(headers={"x-error-code": code}, type=type_)
+
+    found = dl.groups([coded("a", "t1"), coded("b", "t1"), coded("b", "t1"), coded("b", "t2")])
+
+    assert [(g["count"], g["code"], g["type"]) for g in found] == [
+        (2, "b", "t1"),
+        (1, "a", "t1"),
+        (1, "b", "t2"),
+    ]
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_progress_bar_shows_only_at_a_terminal_and_only_for_long_replays(monkeypatch):
+    terminal = _Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    long, short = dlq._Progress(40), dlq._Progress(5)
+    for _ in range(20):
+        long.advance()
+        short.advance()
+
+    assert terminal.getvalue().endswith("\r[###############...............] 20/40")
+    monkeypatch.setattr("sys.stderr", io.StringIO())
+    assert not dlq._Progress(40).shown
