@@ -28,9 +28,7 @@ def test_events_of_one_project_keep_their_order_under_concurrency(bus, harvest, 
     assert len(harvest.projects) == 32
 
 
-def test_a_minute_long_vendor_call_keeps_the_connection_and_acks_once(
-    bus, harvest, spawn_worker
-):
+def test_a_minute_long_vendor_call_keeps_the_connection_and_acks_once(bus, harvest, spawn_worker):
     project = b.project()
     worker = spawn_worker(PROVISIONER_HEARTBEAT="10", PROVISIONER_VENDOR_TIMEOUT="120")
     bus.publish(b.closed_won(project))
