@@ -57,3 +57,34 @@ def test_a_vendor_down_past_every_retry_is_dead_lettered_then_replayed_once(
 
     assert done["data"]["created"] is True and len(harvest.projects) == 1
     assert bus.dead_letters() == []
+
+
+def test_client_ambiguous_is_dead_lettered_until_a_person_maps_the_duplicate(
+    bus, harvest, start_worker, worker_env, monkeypatch, capsys
+):
+    first = b.project(client={"id": b.rid("C"), "name": "Acme"})
+    duplicate = b.project(client={"id": b.rid("C"), "name": "Acme"})
+    start_worker()
+    for p in (first, duplicate):
+        bus.publish(b.closed_won(p))
+        bus.publish(b.status_changed(p, "in_progress"))
+    [failed] = bus.wait_for(1, type="timesheet.failed", project_id=duplicate["id"])
+    [(headers, _)] = bus.wait_dead_letters(1)
+    [acme] = harvest.clients
+    message = failed["data"]["message"]
+    assert failed["data"]["code"] == headers["x-error-code"] == "client_ambiguous"
+    for named in (first["client"]["id"], duplicate["client"]["id"], str(acme)):
+        assert named in message
+
+    other = harvest.add_client("Acme (Europe)")
+    for name, value in worker_env.items():
+        monkeypatch.setenv(name, value)
+    crm = duplicate["client"]["id"]
+    assert (
+        cli(["clients", "map", "--tool", "harvest", "--crm", crm, "--tool-client", str(other)]) == 0
+    )
+    assert cli(["dlq", "replay", "--all", "--code", "client_ambiguous"]) == 0
+    [done] = bus.wait_for(1, type="timesheet.provisioned", project_id=duplicate["id"])
+
+    assert done["data"]["timesheet_client_id"] == str(other)
+    assert bus.dead_letters() == [] and len(harvest.projects) == 2
