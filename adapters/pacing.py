@@ -14,8 +14,12 @@ from collections.abc import Callable
 
 class Pacer:
     # A request leaves a little after we count it; the server counts arrivals. The margin keeps
-    # our window a hair wider than theirs so that clock jitter cannot push us over.
+    # our window a little wider than theirs so that the spread of that delay cannot push us
+    # over. The spread is in seconds, not a share of the period: a burst's first requests
+    # open connections while the next burst's reuse them, so they arrive tens of milliseconds
+    # later than they were counted. Hence a floor under the proportional margin.
     MARGIN = 0.02
+    MIN_MARGIN = 0.05  # seconds
 
     def __init__(
         self,
@@ -29,6 +33,7 @@ class Pacer:
             raise ValueError("pacing needs calls >= 1 and period > 0")
         self.calls = calls
         self.period = period
+        self.window = period + max(period * self.MARGIN, self.MIN_MARGIN)
         self._clock = clock
         self._sleep = sleep
         self._starts: deque[float] = deque()
@@ -39,18 +44,20 @@ class Pacer:
         while True:
             with self._lock:
                 now = self._clock()
-                window = self.period * (1 + self.MARGIN)
-                while self._starts and now - self._starts[0] >= window:
+                while self._starts and now - self._starts[0] >= self.window:
                     self._starts.popleft()
                 if len(self._starts) < self.calls:
                     self._starts.append(now)
                     return
-                wait = window - (now - self._starts[0])
+                wait = self.window - (now - self._starts[0])
             self._sleep(max(wait, 0.001))
 
     def hold_off(self, seconds: float) -> None:
         """The server said to wait (Retry-After): no request starts for ``seconds``."""
         with self._lock:
             until = self._clock() + seconds
-            # Filling the window with future stamps blocks everyone until the last one ages out.
-            self._starts = deque([until - self.period * (1 + self.MARGIN)] * self.calls)
+            # Stamps that age out at ``until`` block everyone until then. The starts already
+            # made still count afterwards (the server counts them too), and a longer hold
+            # already in place is kept: only the newest ``calls`` stamps matter.
+            blocked = [until - self.window] * self.calls
+            self._starts = deque(sorted([*self._starts, *blocked])[-self.calls :])

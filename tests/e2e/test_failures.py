@@ -65,9 +65,10 @@ def test_client_ambiguous_is_dead_lettered_until_a_person_maps_the_duplicate(
     first = b.project(client={"id": b.rid("C"), "name": "Acme"})
     duplicate = b.project(client={"id": b.rid("C"), "name": "Acme"})
     start_worker()
-    for p in (first, duplicate):
+    for p in (first, duplicate):  # one after the other: the first one owns "Acme"
         bus.publish(b.closed_won(p))
         bus.publish(b.status_changed(p, "in_progress"))
+        bus.wait_for(2, project_id=p["id"])
     [failed] = bus.wait_for(1, type="timesheet.failed", project_id=duplicate["id"])
     [(headers, _)] = bus.wait_dead_letters(1)
     [acme] = harvest.clients
