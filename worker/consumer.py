@@ -36,12 +36,11 @@ from pika.spec import Basic
 from schemas.errors import Unreadable
 from schemas.inbound import parse_inbound
 from worker.lanes import Lanes
-from worker.messages import Decision, Delivery
+from worker.messages import COPY_ID, Decision, Delivery
 from worker.processing import Processor
 from worker.topology import Topology, connection_parameters, declare_all
 
 log = structlog.get_logger()
-COPY_ID = "x-copy-id"
 
 
 class Consumer:

@@ -24,9 +24,9 @@ from typing import Any
 import pika
 from pika.adapters.blocking_connection import BlockingChannel
 
-from worker.consumer import COPY_ID
 from worker.messages import (
     ATTEMPTS,
+    COPY_ID,
     ERROR_CODE,
     ERROR_MESSAGE,
     FAILURES,

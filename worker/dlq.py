@@ -30,10 +30,10 @@ from pika.exceptions import AMQPError, ChannelClosedByBroker, NackError, Unrouta
 from worker import dead_letters as dl
 from worker.bootstrap import topology as topology_of
 from worker.cli import OK, USAGE, Fail, settings_or_fail
-from worker.consumer import COPY_ID
 from worker.dead_letters import DeadLetter
 from worker.messages import (
     ATTEMPTS,
+    COPY_ID,
     ERROR_CODE,
     ERROR_MESSAGE,
     FAILURES,

@@ -29,6 +29,7 @@ LAST_FAILED_AT = "x-last-failed-at"
 ORIGINAL_EXCHANGE = "x-original-exchange"
 ORIGINAL_ROUTING_KEY = "x-original-routing-key"
 FAILURES = "x-failure-history"
+COPY_ID = "x-copy-id"  # unique per retry or dead-letter copy: the dead letter's id
 
 
 @dataclass(frozen=True)

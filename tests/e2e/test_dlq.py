@@ -18,9 +18,9 @@ import pytest
 
 from tests import builders as b
 from worker import cli
-from worker.consumer import COPY_ID
 from worker.messages import (
     ATTEMPTS,
+    COPY_ID,
     ERROR_CODE,
     ERROR_MESSAGE,
     FAILURES,

@@ -4,13 +4,14 @@ vendor-neutral view of the fake's state. One ``Harness`` per tool lives in
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from typing import Protocol
 
 import tenacity
 
 from adapters.pacing import Pacer
-from handlers.ports import TimesheetTool
+from handlers.ports import ProjectSpec, TimesheetTool
 from tests.fakes.base import FakeVendor
 
 
@@ -30,6 +31,23 @@ def fast_retrying(attempts: int = 4) -> tenacity.Retrying:
 
     policy = default_retrying(attempts)
     return policy.copy(wait=tenacity.wait_none())
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix} {uuid.uuid4().hex[:8]}"
+
+
+def spec_for(client_id: str, **overrides) -> ProjectSpec:
+    """A project spec with random name and marker; ``overrides`` replace any field."""
+    values = dict(
+        client_id=client_id,
+        name=unique("Website Rebuild - Discovery"),
+        marker=f"P-{uuid.uuid4().hex[:6]}/O-1",
+        budget_hours=40,
+        billable=True,
+        has_team=True,
+    )
+    return ProjectSpec(**(values | overrides))
 
 
 class Harness(Protocol):

@@ -18,7 +18,7 @@ from schemas.errors import (
     VendorRejected,
     VendorUnavailable,
 )
-from tests.integration.harness import fast_retrying
+from tests.integration.harness import fast_retrying, unique
 from tests.integration.harnesses.clockify import open_harness
 
 
@@ -34,10 +34,6 @@ def harness():
 @pytest.fixture
 def fake(harness):
     return harness.fake
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix} {uuid.uuid4().hex[:8]}"
 
 
 def spec(client_id: str, **overrides) -> ProjectSpec:

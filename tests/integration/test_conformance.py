@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 
-from handlers.ports import ProjectSpec
 from schemas.errors import (
     InvalidReference,
     TimesheetNotFound,
@@ -14,24 +11,7 @@ from schemas.errors import (
     VendorRejected,
     VendorUnavailable,
 )
-from tests.integration.harness import fast_retrying
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix} {uuid.uuid4().hex[:8]}"
-
-
-def spec_for(client_id: str, **overrides) -> ProjectSpec:
-    values = dict(
-        client_id=client_id,
-        name=unique("Website Rebuild - Discovery"),
-        marker=f"P-{uuid.uuid4().hex[:6]}/O-1",
-        budget_hours=40,
-        billable=True,
-        has_team=True,
-    )
-    values.update(overrides)
-    return ProjectSpec(**values)
+from tests.integration.harness import fast_retrying, spec_for, unique
 
 
 def test_creates_a_project_with_client_budget_and_team(harness):

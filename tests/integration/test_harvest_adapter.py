@@ -10,7 +10,6 @@ import pytest
 import requests
 
 from adapters.http import default_retrying
-from handlers.ports import ProjectSpec
 from schemas.errors import (
     InvalidReference,
     ProvisionerError,
@@ -18,7 +17,7 @@ from schemas.errors import (
     VendorAuth,
     VendorRejected,
 )
-from tests.integration.harness import fast_retrying
+from tests.integration.harness import fast_retrying, spec_for, unique
 from tests.integration.harnesses.harvest import ACCOUNT_ID, TOKEN, open_harness
 
 
@@ -29,21 +28,6 @@ def harvest():
         yield harness
     finally:
         harness.fake.stop()
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix} {uuid.uuid4().hex[:8]}"
-
-
-def spec_for(client_id: str, **overrides) -> ProjectSpec:
-    values = dict(
-        client_id=client_id,
-        name=unique("Website Rebuild"),
-        marker=f"P-{uuid.uuid4().hex[:6]}/O-1",
-        budget_hours=40,
-        billable=True,
-    )
-    return ProjectSpec(**(values | overrides))
 
 
 def test_every_request_carries_the_token_the_account_and_a_user_agent(harvest):

@@ -10,7 +10,6 @@ import pytest
 
 from adapters.pacing import Pacer
 from adapters.toggl import TogglTool
-from handlers.ports import ProjectSpec
 from schemas.errors import (
     InvalidReference,
     ProvisionerError,
@@ -19,7 +18,7 @@ from schemas.errors import (
     VendorRejected,
     VendorUnavailable,
 )
-from tests.integration.harness import fast_retrying
+from tests.integration.harness import fast_retrying, spec_for, unique
 from tests.integration.harnesses.toggl import open_harness
 
 
@@ -43,22 +42,6 @@ class ManualClock:
 
     def sleep(self, seconds: float) -> None:
         self.now += seconds
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix} {uuid.uuid4().hex[:8]}"
-
-
-def spec_for(client_id: str, **overrides) -> ProjectSpec:
-    values = dict(
-        client_id=client_id,
-        name=unique("Website Rebuild - Discovery"),
-        marker=f"P-{uuid.uuid4().hex[:6]}/O-1",
-        budget_hours=40,
-        billable=True,
-        has_team=True,
-    )
-    return ProjectSpec(**(values | overrides))
 
 
 def raised_by(call, *args) -> ProvisionerError:
