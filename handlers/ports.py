@@ -144,8 +144,10 @@ class ProjectStore(Protocol):
         step: str,
         outcomes: Sequence[Outbound],
         link: Link | None = None,
+        seq: int = 0,
     ) -> None:
-        """Atomically: upsert ``link`` (if given) and record the step's outcomes."""
+        """Atomically: upsert ``link`` (if given) and record the step's outcomes, as the
+        ``seq``-th step of the event (the order ``processed`` returns them in)."""
 
     def processed(self, event_key: tuple[str, str]) -> list[Outbound] | None:
         """All outcomes of a fully processed event, in order; None if not processed."""

@@ -56,6 +56,7 @@ class Run:
     attempt: int
     outcomes: list[Outbound] = field(default_factory=list)
     failures: list[StepFailure] = field(default_factory=list)
+    steps_seen: int = 0
 
     def step(
         self,
@@ -66,6 +67,8 @@ class Run:
         offering_id: str | None = None,
         tool: Tool | None = None,
     ) -> None:
+        seq = self.steps_seen
+        self.steps_seen += 1
         recorded = self.store.step_outcomes(self.key, name)
         if recorded is not None:
             self.outcomes.extend(recorded)
@@ -79,7 +82,7 @@ class Run:
                 return
             # A final "no" that needs no person: report it once and consider the step done.
             result = StepResult([failed_event(failure, self.attempt, dead_lettered=False)])
-        self.store.finish_step(self.key, name, result.outcomes, result.link)
+        self.store.finish_step(self.key, name, result.outcomes, result.link, seq)
         self.outcomes.extend(result.outcomes)
 
 
