@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from handlers.ports import ClientMapping, Link, ProjectState
+from handlers.ports import ClientMapping, Journal, Link, ProjectState
 from schemas.errors import FailureCode, Permanent
 from schemas.inbound import Project, Status, Tool
 from schemas.outbound import OUTBOUND_TYPES, Outbound
@@ -74,13 +75,6 @@ steps = sa.Table(
     sa.Column("seq", sa.Integer, nullable=False),
     sa.Column("outcomes", Text, nullable=False),
 )
-processed = sa.Table(
-    "processed_events",
-    meta,
-    sa.Column("source", Text, primary_key=True),
-    sa.Column("event_id", Text, primary_key=True),
-    sa.Column("processed_at", Stamp, nullable=False),
-)
 
 
 def _now() -> datetime:
@@ -105,9 +99,14 @@ def _load(text: str) -> list[Outbound]:
 def _engine(url: str, *, writer: bool) -> sa.Engine:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    # No pool: every thread holds its own connections for its life (see SqlStore).
     if not url.startswith("sqlite"):
-        return sa.create_engine(url, pool_size=40, max_overflow=10, pool_pre_ping=True)
-    engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        return sa.create_engine(url, poolclass=sa.pool.NullPool)
+    engine = sa.create_engine(
+        url,
+        poolclass=sa.pool.NullPool,
+        connect_args={"timeout": 30, "check_same_thread": False},
+    )
 
     @sa.event.listens_for(engine, "connect")
     def _sqlite_setup(dbapi_conn, _record):
@@ -136,7 +135,7 @@ _EVENT = (steps.c.source == _p("source")) & (steps.c.event_id == _p("event_id"))
 _OFFERING = (links.c.project_id == _p("project_id")) & (links.c.offering_id == _p("offering_id"))
 Q_PROJECT = sa.select(projects).where(projects.c.project_id == _p("project_id"))
 Q_PROJECT_LOCKED = (
-    sa.select(projects.c.snapshot_at, projects.c.active, projects.c.status_at)
+    sa.select(projects.c.snapshot_at, projects.c.active, projects.c.status, projects.c.status_at)
     .where(projects.c.project_id == _p("project_id"))
     .with_for_update()
 )
@@ -150,11 +149,10 @@ Q_TOOL_CLIENT = sa.select(client_map.c.tool_client_id).where(
 Q_CRM_CLIENT = sa.select(client_map.c.crm_client_id).where(
     (client_map.c.tool == _p("tool")) & (client_map.c.tool_client_id == _p("tool_client_id"))
 )
-Q_STEP = sa.select(steps.c.outcomes).where(_EVENT & (steps.c.step == _p("step")))
-Q_STEPS = sa.select(steps.c.outcomes).where(_EVENT).order_by(steps.c.seq)
-Q_PROCESSED = sa.select(processed.c.event_id).where(
-    (processed.c.source == _p("source")) & (processed.c.event_id == _p("event_id"))
-)
+Q_JOURNAL = sa.select(steps.c.step, steps.c.outcomes).where(_EVENT).order_by(steps.c.seq)
+# The journal row that says an event is done; no real step has this name or position.
+PROCESSED = "(processed)"
+PROCESSED_SEQ = 1_000_000
 U_PROJECT = projects.update().where(projects.c.project_id == _p("key"))
 D_LINK = links.delete().where(_OFFERING)
 
@@ -162,14 +160,19 @@ D_LINK = links.delete().where(_OFFERING)
 class SqlStore:
     """``handlers.ports.ProjectStore`` on SQLAlchemy Core.
 
-    Two engines on SQLite: reads run in autocommit and take no lock (WAL lets them run beside
-    a writer); writes start with BEGIN IMMEDIATE. On PostgreSQL both are one engine.
+    Each thread keeps one reading and one writing connection for its life: checking a
+    connection out of a pool for every call cost more than the SQL (bench/throughput.py).
+    Reads run in autocommit and take no lock (on SQLite, WAL lets them run beside a
+    writer); writes are one transaction each (BEGIN IMMEDIATE on SQLite).
     """
 
     def __init__(self, engine: sa.Engine, reader: sa.Engine | None = None):
         self.engine = engine
         self.reader = reader or engine
         meta.create_all(engine)
+        self._local = threading.local()
+        self._opened: list[sa.Connection] = []
+        self._lock = threading.Lock()
 
     @classmethod
     def from_url(cls, url: str) -> SqlStore:
@@ -178,16 +181,44 @@ class SqlStore:
         return cls(make_engine(url))
 
     def close(self) -> None:
+        with self._lock:
+            for conn in self._opened:
+                with contextlib.suppress(Exception):
+                    conn.close()
+            self._opened.clear()
+        self._local = threading.local()
         self.engine.dispose()
         self.reader.dispose()
 
+    def _connection(self, role: str) -> sa.Connection:
+        conn = getattr(self._local, role, None)
+        if conn is None or conn.closed or conn.invalidated:
+            if role == "reader":
+                conn = self.reader.connect().execution_options(isolation_level="AUTOCOMMIT")
+            else:
+                conn = self.engine.connect()
+            setattr(self._local, role, conn)
+            with self._lock:
+                self._opened.append(conn)
+        return conn
+
+    @contextlib.contextmanager
+    def _write(self):
+        """One transaction on this thread's writing connection."""
+        conn = self._connection("writer")
+        try:
+            with conn.begin():
+                yield conn
+        except sa.exc.DBAPIError as exc:
+            if exc.connection_invalidated:
+                self._local.writer = None  # reconnect on the next call
+            raise
+
     def _first(self, query, **params):
-        with self.reader.connect() as conn:
-            return conn.execute(query, params).first()
+        return self._connection("reader").execute(query, params).first()
 
     def _all(self, query, **params) -> list:
-        with self.reader.connect() as conn:
-            return conn.execute(query, params).all()
+        return self._connection("reader").execute(query, params).all()
 
     # -- projects -------------------------------------------------------------------------
     def project(self, project_id: str) -> ProjectState | None:
@@ -202,8 +233,10 @@ class SqlStore:
             status_at=_utc(row.status_at),
         )
 
-    def save_snapshot(self, project: Project, at: datetime, *, activate: bool = False) -> bool:
-        with self.engine.begin() as conn:
+    def save_snapshot(
+        self, project: Project, at: datetime, *, activate: bool = False
+    ) -> ProjectState:
+        with self._write() as conn:
             row = conn.execute(Q_PROJECT_LOCKED, {"project_id": project.id}).first()
             if row is None:
                 conn.execute(
@@ -215,17 +248,21 @@ class SqlStore:
                         active=activate,
                     ),
                 )
-                return True
-            newer = at >= _utc(row.snapshot_at)
+                return ProjectState(project, at, activate)
+            stored_at = _utc(row.snapshot_at)
             values = {"active": True} if activate and not row.active else {}
-            if newer:
+            if at >= stored_at:
                 values.update(snapshot=project.model_dump_json(), snapshot_at=at)
             if values:
                 conn.execute(U_PROJECT.values(**values), {"key": project.id})
-            return newer
+            if at >= stored_at:
+                return ProjectState(
+                    project, at, activate or row.active, row.status, _utc(row.status_at)
+                )
+        return self.project(project.id)  # an older snapshot: the stored one stands
 
     def set_status(self, project_id: str, status: Status, at: datetime) -> bool:
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             row = conn.execute(Q_PROJECT_LOCKED, {"project_id": project_id}).first()
             if row is None or (row.status_at is not None and _utc(row.status_at) > at):
                 return False
@@ -260,7 +297,7 @@ class SqlStore:
 
     def map_client(self, mapping: ClientMapping) -> None:
         try:
-            with self.engine.begin() as conn:
+            with self._write() as conn:
                 conn.execute(client_map.insert(), _mapping_row(mapping))
         except IntegrityError:
             # Another worker mapped one side first. The same mapping is fine; any other is not.
@@ -274,7 +311,7 @@ class SqlStore:
             ) from None
 
     def unmap_client(self, tool: Tool, crm_client_id: str) -> bool:
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             done = conn.execute(
                 client_map.delete().where(
                     client_map.c.tool == tool, client_map.c.crm_client_id == crm_client_id
@@ -284,7 +321,7 @@ class SqlStore:
 
     def remap_client(self, mapping: ClientMapping) -> None:
         """A person's decision: ``mapping`` replaces whatever either side was mapped to."""
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             conn.execute(
                 client_map.delete().where(
                     client_map.c.tool == mapping.tool,
@@ -300,17 +337,18 @@ class SqlStore:
     def note_provision_started(self, project_id: str, offering_id: str, tool: Tool) -> bool:
         key = dict(project_id=project_id, offering_id=offering_id, tool=tool)
         try:
-            with self.engine.begin() as conn:
+            with self._write() as conn:
                 conn.execute(intents.insert(), {**key, "started_at": _now()})
             return False
         except IntegrityError:
             return True
 
     # -- the event journal ----------------------------------------------------------------
-    def step_outcomes(self, event_key: tuple[str, str], step: str) -> list[Outbound] | None:
+    def journal(self, event_key: tuple[str, str]) -> Journal:
         source, event_id = event_key
-        row = self._first(Q_STEP, source=source, event_id=event_id, step=step)
-        return None if row is None else _load(row.outcomes)
+        rows = self._all(Q_JOURNAL, source=source, event_id=event_id)
+        recorded = {r.step: _load(r.outcomes) for r in rows if r.step != PROCESSED}
+        return Journal(recorded, processed=any(r.step == PROCESSED for r in rows))
 
     def finish_step(
         self,
@@ -323,26 +361,15 @@ class SqlStore:
         source, event_id = event_key
         row = dict(source=source, event_id=event_id, step=step, seq=seq, outcomes=_dump(outcomes))
         # IntegrityError: a concurrent copy of this event recorded the step first.
-        with contextlib.suppress(IntegrityError), self.engine.begin() as conn:
+        with contextlib.suppress(IntegrityError), self._write() as conn:
             if link is not None:
                 keys = {"project_id": link.project_id, "offering_id": link.offering_id}
                 conn.execute(D_LINK, keys)
                 conn.execute(links.insert(), link.__dict__)
             conn.execute(steps.insert(), row)
 
-    def processed(self, event_key: tuple[str, str]) -> list[Outbound] | None:
-        source, event_id = event_key
-        if self._first(Q_PROCESSED, source=source, event_id=event_id) is None:
-            return None
-        rows = self._all(Q_STEPS, source=source, event_id=event_id)
-        return [o for r in rows for o in _load(r.outcomes)]
-
     def mark_processed(self, event_key: tuple[str, str]) -> None:
-        source, event_id = event_key
-        row = dict(source=source, event_id=event_id, processed_at=_now())
-        # IntegrityError: a redelivered copy finished first; the same facts are recorded.
-        with contextlib.suppress(IntegrityError), self.engine.begin() as conn:
-            conn.execute(processed.insert(), row)
+        self.finish_step(event_key, PROCESSED, [], seq=PROCESSED_SEQ)
 
 
 def _mapping_row(mapping: ClientMapping) -> dict:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from handlers import offerings
-from handlers.ports import ProjectState
+from handlers.ports import Journal, ProjectState
 from handlers.run import Deps, Run, StepFailure, StepResult
 from schemas.errors import FailureCode, Permanent, ProvisionerError, Transient
 from schemas.inbound import (
@@ -43,8 +43,7 @@ def offering_of(project: Project, offering_id: str) -> Offering:
 
 
 def on_closed_won(data: DealClosedWon, at: datetime, run: Run, deps: Deps) -> None:
-    deps.store.save_snapshot(data.project, at, activate=True)
-    project = deps.store.project(data.project.id).project  # the newest snapshot wins
+    project = deps.store.save_snapshot(data.project, at, activate=True).project  # newest wins
     ids = [o.id for o in project.offerings]
     run.step(
         "activate",
@@ -153,9 +152,9 @@ HANDLERS: dict[type, Handler] = {
 }
 
 
-def handle(message: Inbound, deps: Deps, attempt: int) -> Run:
+def handle(message: Inbound, deps: Deps, attempt: int, journal: Journal | None = None) -> Run:
     """Runs the event's handler; failures that need routing are in ``run.failures``."""
-    run = Run(message.envelope.key, deps.store, attempt)
+    run = Run(message.envelope.key, deps.store, attempt, journal or Journal())
     try:
         HANDLERS[type(message.data)](message.data, message.envelope.time, run, deps)
     except ProvisionerError as exc:  # a failure of the whole event, such as project_not_active

@@ -102,6 +102,18 @@ class ProjectState:
 
 
 @dataclass(frozen=True)
+class Journal:
+    """An event's recorded steps (name -> outcomes, in step order) and whether it is done."""
+
+    steps: dict[str, list[Outbound]] = field(default_factory=dict)
+    processed: bool = False
+
+    @property
+    def outcomes(self) -> list[Outbound]:
+        return [o for recorded in self.steps.values() for o in recorded]
+
+
+@dataclass(frozen=True)
 class ClientMapping:
     tool: Tool
     crm_client_id: str
@@ -114,9 +126,11 @@ class ProjectStore(Protocol):
 
     def project(self, project_id: str) -> ProjectState | None: ...
 
-    def save_snapshot(self, project: Project, at: datetime, *, activate: bool = False) -> bool:
+    def save_snapshot(
+        self, project: Project, at: datetime, *, activate: bool = False
+    ) -> ProjectState:
         """Stores the snapshot unless a newer one is stored; ``activate`` marks it active
-        either way. Returns whether the snapshot was stored."""
+        either way. Returns the project as stored now (the newest snapshot)."""
 
     def set_status(self, project_id: str, status: Status, at: datetime) -> bool:
         """False, and nothing changes, when a status at least as new is stored."""
@@ -135,8 +149,8 @@ class ProjectStore(Protocol):
     def note_provision_started(self, project_id: str, offering_id: str, tool: Tool) -> bool:
         """Records that a create may be under way; True if an earlier attempt had begun one."""
 
-    def step_outcomes(self, event_key: tuple[str, str], step: str) -> list[Outbound] | None:
-        """The outcomes a finished step of this event recorded, or None if it never finished."""
+    def journal(self, event_key: tuple[str, str]) -> Journal:
+        """What earlier attempts at this event recorded."""
 
     def finish_step(
         self,
@@ -149,7 +163,5 @@ class ProjectStore(Protocol):
         """Atomically: upsert ``link`` (if given) and record the step's outcomes, as the
         ``seq``-th step of the event (the order ``processed`` returns them in)."""
 
-    def processed(self, event_key: tuple[str, str]) -> list[Outbound] | None:
-        """All outcomes of a fully processed event, in order; None if not processed."""
-
-    def mark_processed(self, event_key: tuple[str, str]) -> None: ...
+    def mark_processed(self, event_key: tuple[str, str]) -> None:
+        """The event is done: a copy of it only republishes the journal's outcomes."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from handlers.ports import Link, ProjectStore, TimesheetTool
+from handlers.ports import Journal, Link, ProjectStore, TimesheetTool
 from handlers.rules import Rules
 from schemas.errors import FailureCode, Permanent, ProvisionerError
 from schemas.inbound import Tool
@@ -54,6 +54,7 @@ class Run:
     key: tuple[str, str]
     store: ProjectStore
     attempt: int
+    journal: Journal = field(default_factory=Journal)
     outcomes: list[Outbound] = field(default_factory=list)
     failures: list[StepFailure] = field(default_factory=list)
     steps_seen: int = 0
@@ -69,7 +70,7 @@ class Run:
     ) -> None:
         seq = self.steps_seen
         self.steps_seen += 1
-        recorded = self.store.step_outcomes(self.key, name)
+        recorded = self.journal.steps.get(name)
         if recorded is not None:
             self.outcomes.extend(recorded)
             return

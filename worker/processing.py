@@ -49,11 +49,11 @@ class Processor:
         if isinstance(parsed, Unreadable):
             return self._dead_letter(delivery, parsed.code, parsed.message, attempt, [])
         key = parsed.envelope.key
-        already = self.deps.store.processed(key)
-        if already is not None:
-            return Decision(self._events(parsed, already), "duplicate_republished")
+        journal = self.deps.store.journal(key)
+        if journal.processed:
+            return Decision(self._events(parsed, journal.outcomes), "duplicate_republished")
         try:
-            run = handle(parsed, self.deps, attempt)
+            run = handle(parsed, self.deps, attempt, journal)
         except Exception as exc:  # a bug: never lose the message, never loop hot
             log.exception("handler_crashed")
             failures = [StepFailure(_internal(exc), parsed.project_id)]

@@ -47,9 +47,9 @@ def test_a_newer_snapshot_replaces_an_older_one_never_the_reverse(store):
     old = a_project("Old name")
     new = old.model_copy(update={"name": "New name"})
 
-    assert store.save_snapshot(old, T0, activate=True)
-    assert store.save_snapshot(new, T0 + timedelta(hours=1))
-    assert not store.save_snapshot(old, T0 + timedelta(minutes=1))
+    assert store.save_snapshot(old, T0, activate=True).project.name == "Old name"
+    assert store.save_snapshot(new, T0 + timedelta(hours=1)).project.name == "New name"
+    assert store.save_snapshot(old, T0 + timedelta(minutes=1)).project.name == "New name"
 
     state = store.project(old.id)
     assert (state.project.name, state.active) == ("New name", True)
@@ -85,16 +85,18 @@ def test_a_step_is_recorded_once_with_its_link(store):
     link = Link("P-1", "O-1", "harvest", "555", "https://x/555", "101")
     skipped = [TimesheetSkipped(project_id="P-1", offering_id="O-2", reason="not_sold")]
 
-    assert store.step_outcomes(key, "offering:O-1") is None
-    store.finish_step(key, "offering:O-1", [], link)
-    store.finish_step(key, "offering:O-2", skipped)
-    store.finish_step(key, "offering:O-2", skipped)  # a racing copy: ignored
+    assert store.journal(key).steps == {}
+    store.finish_step(key, "offering:O-1", [], link, seq=0)
+    store.finish_step(key, "offering:O-2", skipped, seq=1)
+    store.finish_step(key, "offering:O-2", skipped, seq=1)  # a racing copy: ignored
 
     assert store.link("P-1", "O-1") == link
-    assert store.processed(key) is None
+    assert not store.journal(key).processed
     store.mark_processed(key)
     store.mark_processed(key)
-    assert store.processed(key) == skipped
+    journal = store.journal(key)
+    assert journal.processed and journal.outcomes == skipped
+    assert list(journal.steps) == ["offering:O-1", "offering:O-2"]
 
 
 def test_only_the_first_attempt_to_provision_finds_no_intent(store):
@@ -123,4 +125,4 @@ def test_concurrent_writers_keep_every_write(store):
         t.join(30)
 
     assert errors == []
-    assert all(store.processed(k) == [] for k in keys)
+    assert all(store.journal(k).processed for k in keys)

@@ -15,7 +15,7 @@ def test_a_store_outage_is_retried_later_not_left_unacked(tmp_path, monkeypatch)
     def down(*_args):
         raise sqlalchemy.exc.OperationalError("SELECT", {}, Exception("database is locked"))
 
-    monkeypatch.setattr(world.store, "processed", down)
+    monkeypatch.setattr(world.store, "journal", down)
     first = world.send(event)
     last = world.send(event, attempts_before=2)
 
