@@ -164,6 +164,9 @@ class FakeVendor:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out as separate writes; with Nagle on, the second waits for
+            # a delayed ACK (~40 ms), a latency no real vendor adds.
+            disable_nagle_algorithm = True
 
             def _serve(self) -> None:
                 parts = urlsplit(self.path)
