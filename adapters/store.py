@@ -10,6 +10,7 @@ read-compare-write depends on are locked with SELECT … FOR UPDATE.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import threading
 from collections.abc import Sequence
@@ -157,6 +158,17 @@ U_PROJECT = projects.update().where(projects.c.project_id == _p("key"))
 D_LINK = links.delete().where(_OFFERING)
 
 
+# pg_advisory_lock(int4, int4): our own first key, so other applications' locks never clash.
+ADVISORY_SCOPE = 0x7470  # "tp"
+LOCK = sa.text("SELECT pg_advisory_lock(:scope, :project)")
+UNLOCK = sa.text("SELECT pg_advisory_unlock(:scope, :project)")
+
+
+def _lock_key(project_id: str) -> int:
+    digest = hashlib.blake2b(project_id.encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
 class SqlStore:
     """``handlers.ports.ProjectStore`` on SQLAlchemy Core.
 
@@ -193,7 +205,7 @@ class SqlStore:
     def _connection(self, role: str) -> sa.Connection:
         conn = getattr(self._local, role, None)
         if conn is None or conn.closed or conn.invalidated:
-            if role == "reader":
+            if role in ("reader", "locker"):
                 conn = self.reader.connect().execution_options(isolation_level="AUTOCOMMIT")
             else:
                 conn = self.engine.connect()
@@ -342,6 +354,23 @@ class SqlStore:
             return False
         except IntegrityError:
             return True
+
+    # -- several workers --------------------------------------------------------------------
+    @contextlib.contextmanager
+    def project_lock(self, project_id: str):
+        """A PostgreSQL session advisory lock per project, so that two worker processes never
+        work one project at once (two copies of an event could otherwise both create). SQLite
+        serves one worker process, whose lanes already do this."""
+        if self.engine.dialect.name != "postgresql":
+            yield
+            return
+        conn = self._connection("locker")
+        key = {"scope": ADVISORY_SCOPE, "project": _lock_key(project_id)}
+        conn.execute(LOCK, key)
+        try:
+            yield
+        finally:
+            conn.execute(UNLOCK, key)
 
     # -- the event journal ----------------------------------------------------------------
     def journal(self, event_key: tuple[str, str]) -> Journal:

@@ -7,6 +7,7 @@ SQL store. Fakes of both live in the tests.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Protocol
@@ -162,6 +163,10 @@ class ProjectStore(Protocol):
     ) -> None:
         """Atomically: upsert ``link`` (if given) and record the step's outcomes, as the
         ``seq``-th step of the event (the order ``processed`` returns them in)."""
+
+    def project_lock(self, project_id: str) -> AbstractContextManager[None]:
+        """Keeps every other worker process off this project until released. Within one
+        process the consumer's lanes already keep a project's events apart."""
 
     def mark_processed(self, event_key: tuple[str, str]) -> None:
         """The event is done: a copy of it only republishes the journal's outcomes."""

@@ -48,6 +48,11 @@ class Processor:
         attempt = delivery.attempts_before + 1
         if isinstance(parsed, Unreadable):
             return self._dead_letter(delivery, parsed.code, parsed.message, attempt, [])
+        # Several worker processes may share one database: one of them at a time per project.
+        with self.deps.store.project_lock(parsed.project_id):
+            return self._handle(delivery, parsed, attempt)
+
+    def _handle(self, delivery: Delivery, parsed: Inbound, attempt: int) -> Decision:
         key = parsed.envelope.key
         journal = self.deps.store.journal(key)
         if journal.processed:

@@ -8,9 +8,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-import sqlalchemy as sa
 
-from adapters.store import SqlStore, make_engine
+from adapters.store import SqlStore
 from handlers.ports import ClientMapping, Link
 from schemas.errors import Permanent
 from schemas.inbound import Project
@@ -21,22 +20,14 @@ T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def store(request, tmp_path, postgres_url):
+def store(request, tmp_path):
     if request.param == "sqlite":
-        s = SqlStore.from_url(f"sqlite:///{tmp_path / 'state.db'}")
-        yield s
-        s.close()
-        return
-    schema = f"t_{uuid.uuid4().hex[:10]}"
-    admin = make_engine(postgres_url)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    s = SqlStore.from_url(f"{postgres_url}?options=-csearch_path%3D{schema}")
+        url = f"sqlite:///{tmp_path / 'state.db'}"
+    else:
+        url = request.getfixturevalue("pg_schema_url")
+    s = SqlStore.from_url(url)
     yield s
     s.close()
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
 
 
 def a_project(name: str = "Website Rebuild") -> Project:
