@@ -205,7 +205,7 @@ class SqlStore:
     def _connection(self, role: str) -> sa.Connection:
         conn = getattr(self._local, role, None)
         if conn is None or conn.closed or conn.invalidated:
-            if role in ("reader", "locker"):
+            if role == "reader":
                 conn = self.reader.connect().execution_options(isolation_level="AUTOCOMMIT")
             else:
                 conn = self.engine.connect()
@@ -364,7 +364,7 @@ class SqlStore:
         if self.engine.dialect.name != "postgresql":
             yield
             return
-        conn = self._connection("locker")
+        conn = self._connection("reader")  # autocommit: the lock lives with the session
         key = {"scope": ADVISORY_SCOPE, "project": _lock_key(project_id)}
         conn.execute(LOCK, key)
         try:
