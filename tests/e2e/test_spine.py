@@ -119,3 +119,21 @@ def test_provision_new_for_one_offering(bus, harvest, start_worker):
     ]
     assert outcomes[2]["data"]["reason"] == "already_linked"
     assert [p["name"] for p in harvest.projects.values()] == ["Website Rebuild - Support"]
+
+
+def test_the_worker_runs_on_postgresql_too(bus, harvest, start_worker, pg_schema_url):
+    project = b.project()
+    start_worker(PROVISIONER_DATABASE_URL=pg_schema_url)
+    in_progress = b.status_changed(project, "in_progress")
+
+    bus.publish(b.closed_won(project))
+    bus.publish(in_progress)
+    bus.publish(in_progress)
+    outcomes = bus.wait_for(3, project_id=project["id"])
+
+    assert [o["type"] for o in outcomes] == [
+        "project.activated",
+        "timesheet.provisioned",
+        "timesheet.provisioned",
+    ]
+    assert len(harvest.projects) == 1
