@@ -185,6 +185,10 @@ class SqlStore:
         self._local = threading.local()
         self._opened: list[sa.Connection] = []
         self._lock = threading.Lock()
+        # SQLite has one writer at a time. Threads that queue here are woken the moment it is
+        # free; queued in SQLite's busy handler instead, they sleep up to 100 ms a try.
+        sqlite = engine.dialect.name == "sqlite"
+        self._writers = threading.Lock() if sqlite else contextlib.nullcontext()
 
     @classmethod
     def from_url(cls, url: str) -> SqlStore:
@@ -219,7 +223,7 @@ class SqlStore:
         """One transaction on this thread's writing connection."""
         conn = self._connection("writer")
         try:
-            with conn.begin():
+            with self._writers, conn.begin():
                 yield conn
         except sa.exc.DBAPIError as exc:
             if exc.connection_invalidated:
