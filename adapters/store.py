@@ -17,9 +17,11 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
-from handlers.ports import ClientMapping, Journal, Link, ProjectState
+from handlers.ports import ClientMapping, Journal, Link, ProjectState, RecordedStep
 from schemas.errors import FailureCode, Permanent
 from schemas.inbound import Project, Status, Tool
 from schemas.outbound import OUTBOUND_TYPES, Outbound
@@ -189,6 +191,8 @@ class SqlStore:
         # free; queued in SQLite's busy handler instead, they sleep up to 100 ms a try.
         sqlite = engine.dialect.name == "sqlite"
         self._writers = threading.Lock() if sqlite else contextlib.nullcontext()
+        insert = sqlite_insert if sqlite else postgresql_insert
+        self._record_steps = insert(steps).on_conflict_do_nothing()
 
     @classmethod
     def from_url(cls, url: str) -> SqlStore:
@@ -401,8 +405,31 @@ class SqlStore:
                 conn.execute(links.insert(), link.__dict__)
             conn.execute(steps.insert(), row)
 
-    def mark_processed(self, event_key: tuple[str, str]) -> None:
-        self.finish_step(event_key, PROCESSED, [], seq=PROCESSED_SEQ)
+    def finish_run(
+        self, event_key: tuple[str, str], steps: Sequence[RecordedStep], *, processed: bool
+    ) -> None:
+        source, event_id = event_key
+        rows = [
+            dict(
+                source=source, event_id=event_id, step=s.name, seq=s.seq, outcomes=_dump(s.outcomes)
+            )
+            for s in steps
+        ]
+        if processed:
+            rows.append(
+                dict(
+                    source=source,
+                    event_id=event_id,
+                    step=PROCESSED,
+                    seq=PROCESSED_SEQ,
+                    outcomes="[]",
+                )
+            )
+        if not rows:
+            return
+        with self._write() as conn:
+            # A redelivered copy may have recorded some of them first: the same facts.
+            conn.execute(self._record_steps, rows)
 
 
 def _mapping_row(mapping: ClientMapping) -> dict:

@@ -103,6 +103,13 @@ class ProjectState:
 
 
 @dataclass(frozen=True)
+class RecordedStep:
+    name: str
+    outcomes: list[Outbound]
+    seq: int
+
+
+@dataclass(frozen=True)
 class Journal:
     """An event's recorded steps (name -> outcomes, in step order) and whether it is done."""
 
@@ -168,5 +175,8 @@ class ProjectStore(Protocol):
         """Keeps every other worker process off this project until released. Within one
         process the consumer's lanes already keep a project's events apart."""
 
-    def mark_processed(self, event_key: tuple[str, str]) -> None:
-        """The event is done: a copy of it only republishes the journal's outcomes."""
+    def finish_run(
+        self, event_key: tuple[str, str], steps: Sequence[RecordedStep], *, processed: bool
+    ) -> None:
+        """Atomically: record ``steps`` and, if ``processed``, that the event is done (a copy
+        of it then only republishes the journal's outcomes)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from handlers.ports import Journal, Link, ProjectStore, TimesheetTool
+from handlers.ports import Journal, Link, ProjectStore, RecordedStep, TimesheetTool
 from handlers.rules import Rules
 from schemas.errors import FailureCode, Permanent, ProvisionerError
 from schemas.inbound import Tool
@@ -58,6 +58,9 @@ class Run:
     outcomes: list[Outbound] = field(default_factory=list)
     failures: list[StepFailure] = field(default_factory=list)
     steps_seen: int = 0
+    # Steps that changed nothing outside the journal (skips, the activation, a final "no"):
+    # recorded with the end of the run in one transaction, not one transaction each.
+    pending: list[RecordedStep] = field(default_factory=list)
 
     def step(
         self,
@@ -83,7 +86,10 @@ class Run:
                 return
             # A final "no" that needs no person: report it once and consider the step done.
             result = StepResult([failed_event(failure, self.attempt, dead_lettered=False)])
-        self.store.finish_step(self.key, name, result.outcomes, result.link, seq)
+        if result.link is None:
+            self.pending.append(RecordedStep(name, list(result.outcomes), seq))
+        else:  # a link is an effect in the tool: journal it before anything else happens
+            self.store.finish_step(self.key, name, result.outcomes, result.link, seq)
         self.outcomes.extend(result.outcomes)
 
 

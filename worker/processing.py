@@ -19,7 +19,7 @@ from __future__ import annotations
 import structlog
 
 from handlers.events import handle
-from handlers.run import Deps, StepFailure, failed_event
+from handlers.run import Deps, Run, StepFailure, failed_event
 from schemas.errors import FailureCode, Transient, Unreadable
 from schemas.inbound import Inbound
 from schemas.outbound import Outbound
@@ -61,12 +61,12 @@ class Processor:
             run = handle(parsed, self.deps, attempt, journal)
         except Exception as exc:  # a bug: never lose the message, never loop hot
             log.exception("handler_crashed")
-            failures = [StepFailure(_internal(exc), parsed.project_id)]
-            outcomes: list[Outbound] = []
-        else:
-            failures, outcomes = run.failures, run.outcomes
+            run = Run(key, self.deps.store, attempt)  # nothing of the crashed run is kept
+            run.failures.append(StepFailure(_internal(exc), parsed.project_id))
+        failures, outcomes = run.failures, run.outcomes
+        if not failures or run.pending:
+            self.deps.store.finish_run(key, run.pending, processed=not failures)
         if not failures:
-            self.deps.store.mark_processed(key)
             return Decision(
                 self._events(parsed, outcomes),
                 "processed",

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from adapters.store import SqlStore
-from handlers.ports import ClientMapping, Link
+from handlers.ports import ClientMapping, Link, RecordedStep
 from schemas.errors import Permanent
 from schemas.inbound import Project
 from schemas.outbound import TimesheetSkipped
@@ -83,8 +83,8 @@ def test_a_step_is_recorded_once_with_its_link(store):
 
     assert store.link("P-1", "O-1") == link
     assert not store.journal(key).processed
-    store.mark_processed(key)
-    store.mark_processed(key)
+    store.finish_run(key, [], processed=True)
+    store.finish_run(key, [RecordedStep("offering:O-2", skipped, 1)], processed=True)
     journal = store.journal(key)
     assert journal.processed and journal.outcomes == skipped
     assert list(journal.steps) == ["offering:O-1", "offering:O-2"]
@@ -105,7 +105,7 @@ def test_concurrent_writers_keep_every_write(store):
     def write(key):
         try:
             store.finish_step(key, "activate", [])
-            store.mark_processed(key)
+            store.finish_run(key, [], processed=True)
         except Exception as exc:  # noqa: BLE001 - collected and asserted below
             errors.append(exc)
 
