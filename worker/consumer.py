@@ -134,7 +134,7 @@ class Consumer:
         log.info("consuming", queue=self.topology.work_queue, prefetch=self.prefetch)
 
     def _on_channel_closed(self, _channel, reason) -> None:
-        log.warning("channel_closed", reason=str(reason))
+        (log.info if self.stopping else log.warning)("channel_closed", reason=str(reason))
         if self._connection and self._connection.is_open:
             self._connection.close()
 
