@@ -5,12 +5,13 @@ the retry queues and the dead-letter exchange are ours. A failed message waits i
 queue for its delay (a per-queue TTL, so messages in one queue expire in order), then the
 broker dead-letters it through the default exchange straight back to ``NS.worker``.
 
-Broker-side safety on ``NS.worker`` (a quorum queue): an explicit delivery limit, so a
-message that kills the worker every time stops after ``DELIVERY_LIMIT`` tries instead of
-looping; and at-least-once dead-lettering into ``NS.dead-letter``, which needs RabbitMQ 3.10+,
-the ``stream_queue`` feature flag, ``x-dead-letter-strategy: at-least-once`` and
-``x-overflow: reject-publish`` (the broker then keeps the message until the dead-letter queue
-has confirmed it, instead of dropping it if that queue is unavailable).
+Broker-side safety: ``NS.worker`` has an explicit delivery limit, so a message that kills
+the worker every time stops after ``DELIVERY_LIMIT`` tries instead of looping. It and the
+retry queues are quorum queues with at-least-once dead-lettering (into ``NS.dead-letter``,
+and back into ``NS.worker``), which needs RabbitMQ 3.10+, the ``stream_queue`` feature
+flag, ``x-dead-letter-strategy: at-least-once`` and ``x-overflow: reject-publish``: the
+broker then keeps a message until the target queue has confirmed it, instead of dropping
+it if that queue cannot take it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,13 @@ import pika
 from pika.adapters.blocking_connection import BlockingChannel
 
 DELIVERY_LIMIT = 20  # redeliveries before the broker itself gives a message to a person
+# Quorum queues whose dead-lettering is at-least-once: the broker keeps a message until the
+# target queue has confirmed it, instead of dropping it if the target cannot take it.
+SAFE_DEAD_LETTERING = {
+    "x-queue-type": "quorum",
+    "x-dead-letter-strategy": "at-least-once",
+    "x-overflow": "reject-publish",
+}
 
 
 @dataclass(frozen=True)
@@ -68,11 +76,9 @@ class Topology:
             self.work_queue,
             durable=True,
             arguments={
-                "x-queue-type": "quorum",
+                **SAFE_DEAD_LETTERING,
                 "x-delivery-limit": DELIVERY_LIMIT,
                 "x-dead-letter-exchange": self.dead_letter_exchange,
-                "x-dead-letter-strategy": "at-least-once",
-                "x-overflow": "reject-publish",
             },
         )
         channel.queue_bind(self.work_queue, self.inbound, routing_key="#")
@@ -81,6 +87,7 @@ class Topology:
                 self.retry_queue(delay),
                 durable=True,
                 arguments={
+                    **SAFE_DEAD_LETTERING,
                     "x-message-ttl": int(delay * 1000),
                     "x-dead-letter-exchange": "",
                     "x-dead-letter-routing-key": self.work_queue,
