@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from tests import builders as b
 from worker.cli import main as cli
 
@@ -89,3 +91,24 @@ def test_client_ambiguous_is_dead_lettered_until_a_person_maps_the_duplicate(
 
     assert done["data"]["timesheet_client_id"] == str(other)
     assert bus.dead_letters() == [] and len(harvest.projects) == 2
+
+
+def test_refused_credentials_fail_as_vendor_auth_and_the_token_stays_secret(
+    bus, harvest, spawn_worker
+):
+    secret = "tok-" + b.rid("secret")
+    project = b.project()
+    worker = spawn_worker(HARVEST_ACCESS_TOKEN=secret)  # not the token the fake knows
+
+    bus.publish(b.closed_won(project))
+    bus.publish(b.status_changed(project, "in_progress"))
+    [failed] = bus.wait_for(1, type="timesheet.failed", project_id=project["id"])
+    [(headers, _)] = bus.wait_dead_letters(1)
+
+    assert (failed["data"]["code"], failed["data"]["retryable"]) == ("vendor_auth", False)
+    assert failed["data"]["attempts"] == 1  # a refusal is not retried
+    assert headers["x-error-code"] == "vendor_auth"
+    assert worker.process.poll() is None  # still running
+    assert worker.stop() == 0
+    seen = json.dumps(bus.outcomes) + json.dumps(headers, default=str) + worker.logs()
+    assert secret not in seen
