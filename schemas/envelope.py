@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -30,10 +28,3 @@ class CloudEvent(BaseModel):
     def key(self) -> tuple[str, str]:
         """(source, id): the identity of an event; a re-sent pair has no second effect."""
         return (self.source, self.id)
-
-    def to_json(self) -> bytes:
-        return json.dumps(self.model_dump(mode="json", exclude_none=True)).encode()
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
