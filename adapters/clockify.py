@@ -140,6 +140,9 @@ class ClockifyTool:
                     return self._project(project)
         return None
 
+    def complete_setup(self, project_id: str, spec: ProjectSpec) -> None:
+        """Nothing beyond the create and the team."""
+
     def get_project(self, project_id: str) -> ToolProject:
         return self._project(self._read_project(project_id))
 

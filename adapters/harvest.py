@@ -84,6 +84,7 @@ class HarvestTool:
             timeout=(DEFAULT_TIMEOUT[0], read_timeout),
         )
         self._web_url = web_url.rstrip("/") if web_url else None
+        self._tasks: dict[str, int] = {}  # folded task name -> id, from GET /tasks
 
     # -- references -----------------------------------------------------------------------
     def parse_reference(self, reference: str) -> str:
@@ -144,7 +145,7 @@ class HarvestTool:
     # -- projects -------------------------------------------------------------------------
     def create_project(self, spec: ProjectSpec) -> ToolProject:
         # Resolve task names first so that an unknown one leaves no half-made project behind.
-        task_ids = self._task_ids(spec.options.get("tasks") or [])
+        self._task_ids(spec.options.get("tasks") or [])
         budget_by = spec.options.get("budget_by", "project")
         body: dict[str, Any] = {
             "client_id": _numeric(spec.client_id, "client"),
@@ -161,22 +162,26 @@ class HarvestTool:
             body["starts_on"] = spec.starts_on.isoformat()
         if spec.ends_on:
             body["ends_on"] = spec.ends_on.isoformat()
-        project = self._project(self.http.request("POST", "/projects", json=body).json())
-        for task_id in task_ids:
-            # Tasks marked is_default are already on every new project; 422 means just that.
+        return self._project(self.http.request("POST", "/projects", json=body).json())
+
+    def complete_setup(self, project_id: str, spec: ProjectSpec) -> None:
+        """Assigns the rules' tasks; a 422 means the task is on the project already (tasks
+        marked is_default are on every new project), so this can run again safely."""
+        for task_id in self._task_ids(spec.options.get("tasks") or []):
             self.http.request(
                 "POST",
-                f"/projects/{project.id}/task_assignments",
+                f"{self._path(project_id)}/task_assignments",
                 json={"task_id": task_id},
                 ok_statuses=UNPROCESSABLE,
             )
-        return project
 
     def _task_ids(self, names: Sequence[str]) -> list[int]:
         if not names:
             return []
         names = [names] if isinstance(names, str) else names  # `tasks = "Design"` in the rules
-        known = {_folded(t["name"]): t["id"] for t in self.http.pages("/tasks", "tasks")}
+        if any(_folded(n) not in self._tasks for n in names):  # read once, again if renamed
+            self._tasks = {_folded(t["name"]): t["id"] for t in self.http.pages("/tasks", "tasks")}
+        known = self._tasks
         missing = [n for n in names if _folded(n) not in known]
         if missing:
             raise VendorRejected(f"harvest has no task named {', '.join(map(repr, missing))}")

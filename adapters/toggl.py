@@ -144,6 +144,9 @@ class TogglTool:
                 break
         return None
 
+    def complete_setup(self, project_id: str, spec: ProjectSpec) -> None:
+        """Nothing beyond the create and the team."""
+
     def get_project(self, project_id: str) -> ToolProject:
         path = f"{self._ws}/projects/{_number(project_id, 'project', TimesheetNotFound)}"
         response = self.http.request("GET", path, ok_statuses=frozenset({404}))

@@ -50,21 +50,21 @@ def provision(project: Project, offering: Offering, plan: Plan, deps: Deps) -> S
     marker = marker_for(project, offering)
     # Committed before the create: if we die after the tool answers but before our commit,
     # the next attempt knows to look for what it may have made instead of making another.
+    spec = ProjectSpec(
+        client_id=client_id,
+        name=plan.name,
+        marker=marker,
+        budget_hours=offering.budget_hours,
+        billable=offering.billable,
+        starts_on=offering.starts_on,
+        ends_on=offering.ends_on,
+        has_team=bool(users),
+        options=plan.options,
+    )
     resumed = deps.store.note_provision_started(project.id, offering.id, tool.name)
     adopted = tool.find_project(client_id, marker, plan.name) if resumed else None
-    made = adopted or tool.create_project(
-        ProjectSpec(
-            client_id=client_id,
-            name=plan.name,
-            marker=marker,
-            budget_hours=offering.budget_hours,
-            billable=offering.billable,
-            starts_on=offering.starts_on,
-            ends_on=offering.ends_on,
-            has_team=bool(users),
-            options=plan.options,
-        )
-    )
+    made = adopted or tool.create_project(spec)
+    tool.complete_setup(made.id, spec)
     if users:
         tool.assign_team(made.id, list(users.values()))
     link = Link(project.id, offering.id, tool.name, made.id, made.url, client_id)

@@ -68,6 +68,11 @@ class TimesheetTool(Protocol):
 
     def create_project(self, spec: ProjectSpec) -> ToolProject: ...
 
+    def complete_setup(self, project_id: str, spec: ProjectSpec) -> None:
+        """What a new project gets after its create (Harvest: the rules' task assignments).
+        Idempotent, and called for an adopted project too, whose create may have been cut
+        short before this."""
+
     def get_project(self, project_id: str) -> ToolProject:
         """Raises ``TimesheetNotFound`` when there is no such project."""
 

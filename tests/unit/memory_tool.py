@@ -25,6 +25,7 @@ class MemoryTool:
         self.projects: dict[str, MemoryProject] = {}
         self.users: dict[str, str] = {}  # email -> user id
         self.fail_creates = 0  # the next N creates raise VendorUnavailable
+        self.completed: list[str] = []  # projects complete_setup was called for
         self._ids = itertools.count(1000)
 
     # seeding
@@ -78,6 +79,9 @@ class MemoryTool:
             self.fail_creates -= 1
             raise VendorUnavailable("answer lost")
         return project
+
+    def complete_setup(self, project_id: str, spec: ProjectSpec) -> None:
+        self.completed.append(project_id)
 
     def get_project(self, project_id: str) -> ToolProject:
         if project_id not in self.projects:

@@ -204,3 +204,4 @@ def test_a_retry_after_a_partial_failure_redoes_only_what_failed(world):
     created = {e["offering_id"]: e["created"] for e in second.of("timesheet.provisioned")}
     assert created == {one["id"]: False, two["id"]: True}  # one adopted, two reported again
     assert len(world.tool.projects) == 2 and second.copy is None
+    assert sorted(world.tool.completed) == sorted(world.tool.projects)  # adopted one too
