@@ -205,3 +205,19 @@ def test_a_retry_after_a_partial_failure_redoes_only_what_failed(world):
     assert created == {one["id"]: False, two["id"]: True}  # one adopted, two reported again
     assert len(world.tool.projects) == 2 and second.copy is None
     assert sorted(world.tool.completed) == sorted(world.tool.projects)  # adopted one too
+
+
+def test_asking_for_a_tool_without_credentials_is_vendor_auth_for_a_person(world):
+    offering = b.offering()
+    project = b.project(offering)
+    world.send(b.closed_won(project))
+
+    result = world.send(b.provision_requested(project, offering["id"], tool="toggl"))
+
+    [failed] = result.of("timesheet.failed")
+    assert (failed["code"], failed["tool"], failed["dead_lettered"]) == (
+        "vendor_auth",
+        "toggl",
+        True,
+    )
+    assert "toggl is not enabled" in failed["message"] and result.dead_lettered
