@@ -113,10 +113,11 @@ class Bus:
     def queue_depth(self, queue: str) -> int:
         return self.channel.queue_declare(queue, passive=True).method.message_count
 
-    def delete_namespace(self) -> None:
+    def delete_namespace(self, extra_delays: list[float] = ()) -> None:
         ch = self.channel
         t = self.topology
-        for queue in [t.work_queue, t.dead_letter, *(t.retry_queue(d) for d in t.retry_delays)]:
+        retries = {t.retry_queue(d) for d in (*t.retry_delays, *extra_delays)}
+        for queue in [t.work_queue, t.dead_letter, *sorted(retries)]:
             ch.queue_delete(queue)
         for exchange in (t.inbound, t.events, t.dead_letter_exchange):
             ch.exchange_delete(exchange)

@@ -51,13 +51,19 @@ def worker_env(namespace, tmp_path, harvest, amqp_url) -> dict[str, str]:
 
 
 @pytest.fixture
-def bus(amqp_url, worker_env):
+def other_delays() -> list[str]:
+    """PROVISIONER_RETRY_DELAYS values a test's workers used, so their queues go too."""
+    return []
+
+
+@pytest.fixture
+def bus(amqp_url, worker_env, other_delays):
     topology = Topology(
         worker_env["PROVISIONER_NAMESPACE"], tuple(float(d) for d in RETRY_DELAYS.split(","))
     )
     b = Bus(amqp_url, topology)
     yield b
-    b.delete_namespace()
+    b.delete_namespace(extra_delays=[float(d) for v in other_delays for d in v.split(",")])
 
 
 class ThreadWorker:
@@ -76,11 +82,13 @@ class ThreadWorker:
 
 
 @pytest.fixture
-def start_worker(worker_env):
+def start_worker(worker_env, other_delays):
     """Starts the worker in this process: ``start_worker(**env_overrides)``."""
     started: list[ThreadWorker] = []
 
     def start(**overrides: str) -> ThreadWorker:
+        if "PROVISIONER_RETRY_DELAYS" in overrides:
+            other_delays.append(overrides["PROVISIONER_RETRY_DELAYS"])
         w = ThreadWorker({**worker_env, **overrides})
         started.append(w)
         return w
@@ -121,10 +129,12 @@ class ProcessWorker:
 
 
 @pytest.fixture
-def spawn_worker(worker_env, tmp_path):
+def spawn_worker(worker_env, tmp_path, other_delays):
     spawned: list[ProcessWorker] = []
 
     def spawn(**overrides: str) -> ProcessWorker:
+        if "PROVISIONER_RETRY_DELAYS" in overrides:
+            other_delays.append(overrides["PROVISIONER_RETRY_DELAYS"])
         w = ProcessWorker({**worker_env, **overrides}, tmp_path / f"worker{len(spawned)}.log")
         spawned.append(w)
         return w
