@@ -74,6 +74,7 @@ class Consumer:
         self._outstanding: dict[int, int] = {}  # inbound delivery tag -> confirms awaited
         self._failed_tags: set[int] = set()
         self._copies: dict[str, int] = {}  # x-copy-id of a mandatory publish -> its sequence
+        self._copy_ids: dict[int, str] = {}  # and back, to forget it once confirmed
 
     # -- lifecycle --------------------------------------------------------------------------
     def run(self) -> None:
@@ -219,6 +220,7 @@ class Consumer:
                 copy_id = uuid.uuid4().hex
                 properties.headers = {**(properties.headers or {}), COPY_ID: copy_id}
                 self._copies[copy_id] = seq
+                self._copy_ids[seq] = copy_id
             channel.basic_publish(
                 publish.exchange,
                 publish.routing_key,
@@ -248,6 +250,7 @@ class Consumer:
             seqs = [method.delivery_tag]
         for seq in seqs:
             tag = self._seq_to_tag.pop(seq, None)
+            self._copies.pop(self._copy_ids.pop(seq, None), None)
             if tag is None:
                 continue
             if not acked:
@@ -255,8 +258,6 @@ class Consumer:
             self._outstanding[tag] -= 1
             if self._outstanding[tag] == 0:
                 self._settle(tag)
-        if self._copies:
-            self._copies = {k: s for k, s in self._copies.items() if s in self._seq_to_tag}
 
     def _settle(self, tag: int) -> None:
         del self._outstanding[tag]

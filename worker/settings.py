@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Annotated
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -74,25 +73,28 @@ class Settings(BaseSettings):
             raise ValueError("must be sqlite:///PATH or postgresql://…")
         return value
 
+    def _credentials(self, tool: str) -> list:
+        return [getattr(self, name) for name in CREDENTIALS[tool]]
+
     def enabled_tools(self) -> list[str]:
-        pairs = {
-            "harvest": (self.harvest_account_id, self.harvest_access_token),
-            "toggl": (self.toggl_api_token, self.toggl_workspace_id),
-            "clockify": (self.clockify_api_key, self.clockify_workspace_id),
-        }
-        return [tool for tool, (a, b) in pairs.items() if a and b]
+        return [tool for tool in CREDENTIALS if all(self._credentials(tool))]
 
     def half_configured_tools(self) -> list[str]:
-        pairs = {
-            "harvest": ("HARVEST_ACCOUNT_ID", "HARVEST_ACCESS_TOKEN"),
-            "toggl": ("TOGGL_API_TOKEN", "TOGGL_WORKSPACE_ID"),
-            "clockify": ("CLOCKIFY_API_KEY", "CLOCKIFY_WORKSPACE_ID"),
-        }
-        return [
-            f"{a} and {b} go together (only one is set)"
-            for a, b in pairs.values()
-            if bool(os.environ.get(a)) != bool(os.environ.get(b))
-        ]
+        problems = []
+        for tool, names in CREDENTIALS.items():
+            values = self._credentials(tool)
+            if any(values) and not all(values):
+                a, b = (type(self).model_fields[n].alias for n in names)
+                problems.append(f"{a} and {b} go together (only one is set)")
+        return problems
+
+
+# A tool is enabled when both of its credentials are set.
+CREDENTIALS = {
+    "harvest": ("harvest_account_id", "harvest_access_token"),
+    "toggl": ("toggl_api_token", "toggl_workspace_id"),
+    "clockify": ("clockify_api_key", "clockify_workspace_id"),
+}
 
 
 def load_settings() -> Settings:
