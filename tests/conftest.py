@@ -7,10 +7,8 @@ import os
 import uuid
 
 import pika
+import psycopg
 import pytest
-import sqlalchemy as sa
-
-from adapters.store import make_engine
 
 AMQP_URL = os.environ.get("AMQP_URL", "amqp://guest:guest@localhost:5672/")
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -37,10 +35,8 @@ def postgres_url() -> str:
 def pg_schema_url(postgres_url):
     """A PostgreSQL URL whose connections work in a schema of their own, dropped afterwards."""
     schema = f"t_{uuid.uuid4().hex[:10]}"
-    admin = make_engine(postgres_url)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        admin.execute(f'CREATE SCHEMA "{schema}"')
     yield f"{postgres_url}?options=-csearch_path%3D{schema}"
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        admin.execute(f'DROP SCHEMA "{schema}" CASCADE')

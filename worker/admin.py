@@ -204,8 +204,7 @@ def _problems(lines: Iterable[str]) -> int:
 @contextlib.contextmanager
 def _store():
     """The state store of PROVISIONER_DATABASE_URL; a driver error becomes a one-line Fail."""
-    import sqlalchemy as sa
-
+    from adapters.sql import DRIVER_ERRORS
     from adapters.store import SqlStore
 
     url = settings_or_fail().database_url
@@ -213,7 +212,7 @@ def _store():
     try:
         store = SqlStore.from_url(url)
         yield store
-    except sa.exc.SQLAlchemyError as exc:
+    except DRIVER_ERRORS as exc:
         raise Fail(f"state store: {_without_secrets(exc, url)}") from None
     finally:
         if store is not None:
@@ -222,15 +221,15 @@ def _store():
 
 def _without_secrets(exc: Exception, url: str) -> str:
     """The driver's first line and the URL without its password, which it may carry."""
-    import sqlalchemy as sa
+    from urllib.parse import urlsplit
 
-    parsed = sa.make_url(url)
-    detail = (str(getattr(exc, "orig", None) or exc).splitlines() or [""])[0]
-    for secret in (url, parsed.password):
+    from adapters.sql import without_password
+
+    detail = (str(exc).splitlines() or [""])[0]
+    for secret in (url, urlsplit(url).password):
         if secret:
             detail = detail.replace(str(secret), "***")
-    where = parsed.render_as_string(hide_password=True)
-    return f"{type(exc).__name__} at {where}: {detail}"
+    return f"{type(exc).__name__} at {without_password(url)}: {detail}"
 
 
 def _mapping_line(m: ClientMapping) -> str:

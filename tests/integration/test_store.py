@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -53,6 +53,21 @@ def test_a_status_older_than_the_stored_one_is_refused(store):
     assert store.set_status(project.id, "on_hold", T0 + timedelta(hours=2))
     assert not store.set_status(project.id, "in_progress", T0 + timedelta(hours=1))
     assert store.project(project.id).status == "on_hold"
+
+
+def test_times_in_other_offsets_compare_as_the_instants_they_are(store):
+    project = a_project()
+    berlin = timezone(timedelta(hours=2))
+    store.save_snapshot(project, T0, activate=True)
+    # 01:30 at +02:00 is 23:30 UTC the day before: older than the status set at T0.
+    assert store.set_status(project.id, "on_hold", T0)
+    assert not store.set_status(
+        project.id, "completed", datetime(2026, 11, 1, 1, 30, tzinfo=berlin)
+    )
+    assert store.set_status(project.id, "completed", datetime(2026, 11, 1, 2, 30, tzinfo=berlin))
+
+    state = store.project(project.id)
+    assert (state.status, state.status_at) == ("completed", T0 + timedelta(minutes=30))
 
 
 def test_one_tool_client_per_crm_client_and_back(store):

@@ -10,8 +10,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 FORBIDDEN = {
-    "schemas": {"handlers", "adapters", "worker", "pika", "requests", "sqlalchemy"},
-    "handlers": {"adapters", "worker", "pika", "kombu", "requests", "sqlalchemy", "tenacity"},
+    "schemas": {"handlers", "adapters", "worker", "pika", "requests", "sqlite3", "psycopg"},
+    "handlers": {
+        *("adapters", "worker", "pika", "kombu", "requests", "sqlite3", "psycopg", "tenacity")
+    },
     "adapters": {"worker", "pika"},
 }
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import sqlalchemy.exc
+import sqlite3
 
 from tests import builders as b
 from tests.unit.world import World
@@ -13,7 +13,7 @@ def test_a_store_outage_is_retried_later_not_left_unacked(tmp_path, monkeypatch)
     event = b.closed_won(b.project())
 
     def down(*_args):
-        raise sqlalchemy.exc.OperationalError("SELECT", {}, Exception("database is locked"))
+        raise sqlite3.OperationalError("database is locked")
 
     monkeypatch.setattr(world.store, "journal", down)
     first = world.send(event)

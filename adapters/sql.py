@@ -1,0 +1,138 @@
+"""What differs between the two databases the state store runs on: how to connect, how a
+write transaction begins, how timestamps are stored, how parameters are written.
+
+The store speaks to the DB-API drivers (sqlite3, psycopg 3) directly. Every event runs a
+handful of short statements, and a query layer's per-statement work cost several times the
+SQL itself (bench/throughput.py; the README's design notes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import sqlite3
+import threading
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+
+# Errors of either driver: a caller that reports "the store failed" catches these.
+DRIVER_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, psycopg.Error)
+
+
+class Sqlite:
+    """One file, one worker process (its lanes share it). WAL lets readers run beside the
+    one writer; writers of this process queue on a Python lock, woken the moment it is
+    free, rather than in SQLite's busy handler, which sleeps up to 100 ms a try."""
+
+    name = "sqlite"
+    begin = "BEGIN IMMEDIATE"  # take the write lock first: no read-then-upgrade deadlock
+    stamp_type = "DATETIME"
+    integrity_errors = (sqlite3.IntegrityError,)
+
+    def __init__(self, path: str):
+        self.path = path
+        self.writers = threading.Lock()
+
+    def connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes
+        return conn
+
+    @staticmethod
+    def usable(conn: sqlite3.Connection) -> bool:
+        return True
+
+    @staticmethod
+    def sql(text: str) -> str:
+        return text  # sqlite3 takes :name parameters as written
+
+    @staticmethod
+    def stamp(value: datetime | None) -> str | None:
+        # UTC text that sorts as time does, so SQL can compare it.
+        if value is None:
+            return None
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+    @staticmethod
+    def unstamp(value: str | None) -> datetime | None:
+        return None if value is None else datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+    def create_schema(self, conn: sqlite3.Connection, statements: list[str]) -> None:
+        with self.writers:
+            conn.execute(self.begin)
+            try:
+                for statement in statements:
+                    conn.execute(statement)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+
+class Postgres:
+    """Several worker processes. Connections run in autocommit; a write transaction is an
+    explicit BEGIN … COMMIT, and the server keeps writers apart."""
+
+    name = "postgresql"
+    begin = "BEGIN"
+    stamp_type = "TIMESTAMP WITH TIME ZONE"
+    integrity_errors = (psycopg.IntegrityError,)
+    writers = contextlib.nullcontext()
+    _PARAM = re.compile(r"(?<!:):(\w+)")
+
+    def __init__(self, conninfo: str):
+        self.conninfo = conninfo
+
+    def connect(self) -> psycopg.Connection:
+        return psycopg.connect(self.conninfo, autocommit=True)
+
+    @staticmethod
+    def usable(conn: psycopg.Connection) -> bool:
+        return not (conn.closed or conn.broken)
+
+    @classmethod
+    def sql(cls, text: str) -> str:
+        return cls._PARAM.sub(r"%(\1)s", text)
+
+    @staticmethod
+    def stamp(value: datetime | None) -> datetime | None:
+        return value
+
+    @staticmethod
+    def unstamp(value: datetime | None) -> datetime | None:
+        return value
+
+    def create_schema(self, conn: psycopg.Connection, statements: list[str]) -> None:
+        # Two workers starting at once would race on CREATE TABLE IF NOT EXISTS.
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s, 0)", (SCHEMA_LOCK_SCOPE,))
+            for statement in statements:
+                conn.execute(statement)
+
+
+SCHEMA_LOCK_SCOPE = 0x7471  # the advisory lock taken while the schema is created
+
+
+def dialect_for(url: str) -> Sqlite | Postgres:
+    """``sqlite:///relative.db``, ``sqlite:////absolute.db`` or ``postgresql://…``."""
+    if url.startswith("sqlite:///") and len(url) > len("sqlite:///"):
+        return Sqlite(url.removeprefix("sqlite:///"))
+    if url.startswith(("postgresql://", "postgresql+psycopg://")):
+        return Postgres("postgresql://" + url.split("://", 1)[1])
+    raise ValueError("the database URL must be sqlite:///PATH or postgresql://…")
+
+
+def without_password(url: str) -> str:
+    """The URL as it may be shown to people: any password replaced by ***."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+Row = tuple[Any, ...]
