@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import threading
 import time
 import uuid
+from collections import deque
 from typing import Any
 
 import pika
@@ -66,6 +68,11 @@ class Consumer:
         self._connection: pika.SelectConnection | None = None
         self._channel = None
         self._consumer_tag: str | None = None
+        # Decisions the lanes have made, waiting for the I/O loop. The loop is woken once for
+        # all that pile up while it is busy, not once per decision.
+        self._decided: deque[tuple[int, int, Decision]] = deque()
+        self._decided_lock = threading.Lock()
+        self._wake_pending = False
         self._reset_confirms()
 
     def _reset_confirms(self) -> None:
@@ -75,6 +82,11 @@ class Consumer:
         self._failed_tags: set[int] = set()
         self._copies: dict[str, int] = {}  # x-copy-id of a mandatory publish -> its sequence
         self._copy_ids: dict[int, str] = {}  # and back, to forget it once confirmed
+        self._unacked: deque[int] = deque()  # delivery tags not yet acked, in delivery order
+        self._ackable: set[int] = set()  # of those, the ones whose outcomes are confirmed
+        with self._decided_lock:  # decisions for a closed connection: the broker redelivers
+            self._decided.clear()
+            self._wake_pending = False
 
     # -- lifecycle --------------------------------------------------------------------------
     def run(self) -> None:
@@ -174,6 +186,7 @@ class Consumer:
             key: Any = parsed.project_id
         except Unreadable as exc:
             parsed, key = exc, ("unreadable", method.delivery_tag)
+        self._unacked.append(method.delivery_tag)
         job = functools.partial(self._work, self.generation, method.delivery_tag, delivery, parsed)
         self.lanes.submit(key, job)
 
@@ -189,14 +202,26 @@ class Consumer:
         with structlog.contextvars.bound_contextvars(**context):
             decision = self.processor.process(delivery, parsed)
             log.info(decision.log, **decision.fields)
+        with self._decided_lock:
+            self._decided.append((generation, tag, decision))
+            if self._wake_pending:
+                return  # the loop has yet to drain: it takes this one too
+            self._wake_pending = True
         try:
-            self._connection.ioloop.add_callback_threadsafe(
-                functools.partial(self._publish_then_ack, generation, tag, decision)
-            )
+            self._connection.ioloop.add_callback_threadsafe(self._drain_decided)
         except Exception:
             log.warning("decision_dropped_connection_gone", delivery_tag=tag)
 
     # -- messages out (I/O loop only) ---------------------------------------------------------
+    def _drain_decided(self) -> None:
+        with self._decided_lock:
+            decided = list(self._decided)
+            self._decided.clear()
+            self._wake_pending = False
+        for generation, tag, decision in decided:
+            self._publish_then_ack(generation, tag, decision)
+        self._send_acks()
+
     def _publish_then_ack(self, generation: int, tag: int, decision: Decision) -> None:
         channel = self._channel
         if generation != self.generation or channel is None or not channel.is_open:
@@ -208,7 +233,7 @@ class Consumer:
 
     def _publish_decision(self, channel, tag: int, decision: Decision) -> None:
         if not decision.publishes:
-            channel.basic_ack(tag)
+            self._ackable.add(tag)
             return
         self._outstanding[tag] = len(decision.publishes)
         for publish in decision.publishes:
@@ -258,12 +283,31 @@ class Consumer:
             self._outstanding[tag] -= 1
             if self._outstanding[tag] == 0:
                 self._settle(tag)
+        self._send_acks()
 
     def _settle(self, tag: int) -> None:
         del self._outstanding[tag]
         if tag in self._failed_tags:
             self._failed_tags.discard(tag)
             log.warning("publish_refused_requeued", delivery_tag=tag)
+            self._unacked.remove(tag)  # rare: a linear search is fine
             self._channel.basic_nack(tag, requeue=True)
         else:
+            self._ackable.add(tag)
+
+    def _send_acks(self) -> None:
+        """Acks what is ackable: the run of oldest deliveries with one ``multiple`` ack (far
+        fewer frames, and the broker refills the prefetch window in one burst), the rest one
+        by one, so that a message held by a slow vendor call never holds back the others."""
+        if not self._ackable:
+            return
+        highest = None
+        while self._unacked and self._unacked[0] in self._ackable:
+            highest = self._unacked.popleft()
+            self._ackable.discard(highest)
+        if highest is not None:
+            self._channel.basic_ack(highest, multiple=True)
+        for tag in self._ackable:
+            self._unacked.remove(tag)
             self._channel.basic_ack(tag)
+        self._ackable.clear()

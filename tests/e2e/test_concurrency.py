@@ -3,6 +3,8 @@ minute-long vendor call that does not cost the broker connection."""
 
 from __future__ import annotations
 
+import subprocess
+import time
 from collections import defaultdict
 
 from tests import builders as b
@@ -43,3 +45,41 @@ def test_a_minute_long_vendor_call_keeps_the_connection_and_acks_once(bus, harve
     assert bus.queue_depth(bus.topology.work_queue) == 0
     assert "connection_lost" not in worker.logs() and "reconnecting" not in worker.logs()
     assert worker.stop() == 0
+
+
+def test_a_message_held_by_a_slow_vendor_call_holds_back_no_other_ack(bus, harvest, start_worker):
+    """Acks go out in batches (one ``multiple`` ack for the oldest run of finished messages);
+    a message still in a vendor call must not keep the later ones unacked behind it."""
+    slow, others = b.project(), [b.project() for _ in range(20)]
+    start_worker(PROVISIONER_CONCURRENCY="4", PROVISIONER_VENDOR_TIMEOUT="60")
+    bus.publish(b.closed_won(slow))
+    bus.wait_for(1, project_id=slow["id"])
+    harvest.hold_answer("POST", "/v2/projects", 15.0)
+    bus.publish(b.status_changed(slow, "in_progress"))  # delivered first: the oldest tag
+    for p in others:
+        bus.publish(b.closed_won(p))
+    bus.wait_for(1 + 20, type="project.activated")
+
+    wait_until(lambda: unacked(bus.topology.work_queue) == 1)  # only the slow one
+    assert "timesheet.provisioned" not in [o["type"] for o in bus.outcomes]  # still held
+    bus.wait_for(1, type="timesheet.provisioned", project_id=slow["id"], timeout=30)
+    wait_until(lambda: unacked(bus.topology.work_queue) == 0)
+
+
+def unacked(queue: str) -> int:
+    listing = subprocess.run(
+        ["rabbitmqctl", "-q", "list_queues", "name", "messages_unacknowledged"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    counts = dict(line.split("\t") for line in listing.splitlines() if "\t" in line)
+    return int(counts[queue])
+
+
+def wait_until(done, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.1)
