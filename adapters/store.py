@@ -134,7 +134,11 @@ def _lock_key(project_id: str) -> int:
 
 
 def _dump(outcomes: Sequence[Outbound]) -> str:
-    return json.dumps([{"type": o.type, "data": o.model_dump(mode="json")} for o in outcomes])
+    return (
+        "["
+        + ", ".join(f'{{"type": "{o.type}", "data": {o.model_dump_json()}}}' for o in outcomes)
+        + "]"
+    )
 
 
 def _load(text: str) -> list[Outbound]:

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from schemas.inbound import Offering, Project, Tool
+from schemas.inbound import TOOLS, Offering, Project, Tool
 
 Trigger = Literal["in_progress", "closed_won", "manual"]
 PLACEHOLDERS = frozenset({"project", "offering", "client", "project_id", "offering_id"})
@@ -128,14 +128,25 @@ class Rules:
     spec: RulesFile = field(default_factory=RulesFile)
     source: str = "(built-in defaults)"
 
-    def plan_for(self, project: Project, offering: Offering, tool: Tool | None = None) -> Plan:
-        index, rule = next(
-            ((i, r) for i, r in enumerate(self.spec.rules) if r.match.fits(project, offering)),
-            (None, None),
+    def __post_init__(self) -> None:
+        # Every offering of every event asks for a plan: the rules are read into plain
+        # values once, not dumped from their models on each call.
+        values = [r.model_dump(exclude={"match"}, exclude_none=True) for r in self.spec.rules]
+        object.__setattr__(self, "_defaults", self.spec.defaults.model_dump())
+        object.__setattr__(self, "_rule_values", values)
+        object.__setattr__(
+            self,
+            "_options",
+            {t: getattr(self.spec, t).model_dump(exclude_none=True) for t in TOOLS},
         )
-        chosen = self.spec.defaults.model_dump()
-        if rule is not None:
-            chosen.update(rule.model_dump(exclude={"match"}, exclude_none=True))
+
+    def plan_for(self, project: Project, offering: Offering, tool: Tool | None = None) -> Plan:
+        index = next(
+            (i for i, r in enumerate(self.spec.rules) if r.match.fits(project, offering)), None
+        )
+        chosen = dict(self._defaults)
+        if index is not None:
+            chosen.update(self._rule_values[index])
         if tool is not None:  # the person asked for a tool explicitly
             chosen["tool"] = tool
         name = chosen["name"].format(
@@ -145,7 +156,7 @@ class Rules:
             project_id=project.id,
             offering_id=offering.id,
         )
-        options = getattr(self.spec, chosen["tool"]).model_dump(exclude_none=True)
+        options = dict(self._options[chosen["tool"]])
         return Plan(
             name=name[:250],
             rule=index,

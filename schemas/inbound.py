@@ -151,4 +151,4 @@ def parse_inbound(body: bytes) -> Inbound:
         data = model.model_validate(envelope.data)
     except ValidationError as exc:
         raise Unreadable(UnreadableCode.INVALID_DATA, _first_error(exc)) from None
-    return Inbound(envelope=envelope, data=data)
+    return Inbound.model_construct(envelope=envelope, data=data)  # both parts are validated

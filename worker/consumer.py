@@ -199,9 +199,11 @@ class Consumer:
             context.update(
                 event_id=parsed.envelope.id, type=parsed.type, project_id=parsed.project_id
             )
-        with structlog.contextvars.bound_contextvars(**context):
-            decision = self.processor.process(delivery, parsed)
-            log.info(decision.log, **decision.fields)
+        # A lane works one message at a time: its context is replaced, not stacked.
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(**context)
+        decision = self.processor.process(delivery, parsed)
+        log.info(decision.log, **decision.fields)
         with self._decided_lock:
             self._decided.append((generation, tag, decision))
             if self._wake_pending:
