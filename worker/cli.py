@@ -30,14 +30,18 @@ def settings_or_fail():
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from worker import bootstrap, logs
+    import structlog
+
+    from worker import bootstrap, cpu, logs
 
     settings = settings_or_fail()
     logs.configure()
     try:
         deps = bootstrap.build_deps(settings)
-    except RulesError as exc:
+        pinned = cpu.pin(settings.cpu)  # before the lanes' threads start: they inherit it
+    except (RulesError, cpu.CpuError) as exc:
         raise Fail(str(exc), USAGE) from None
+    structlog.get_logger().info("cpu", pinned_to=pinned)
     consumer = bootstrap.build_consumer(settings, deps)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: consumer.stop())

@@ -29,6 +29,7 @@ class Settings(BaseSettings):
     heartbeat: int = Field(10, alias="PROVISIONER_HEARTBEAT", ge=0)
     shutdown_grace: float = Field(30.0, alias="PROVISIONER_SHUTDOWN_GRACE", ge=0)
     source: str = Field("timesheet-provisioner", alias="PROVISIONER_SOURCE", min_length=1)
+    cpu: str = Field("auto", alias="PROVISIONER_CPU", pattern=r"^(auto|all|\d+)$")  # worker.cpu
 
     harvest_account_id: str | None = Field(None, alias="HARVEST_ACCOUNT_ID")
     harvest_access_token: SecretStr | None = Field(None, alias="HARVEST_ACCESS_TOKEN")

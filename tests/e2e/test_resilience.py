@@ -110,10 +110,12 @@ def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess:
 def test_an_invalid_setting_stops_the_worker_with_one_line_naming_it(worker_env):
     bad = run_cli("run", **{**worker_env, "PROVISIONER_CONCURRENCY": "many"})
     half = run_cli("run", **{**worker_env, "HARVEST_ACCESS_TOKEN": ""})
+    no_cpu = run_cli("run", **{**worker_env, "PROVISIONER_CPU": "4096"})
 
-    assert bad.returncode == 2 and half.returncode == 2
+    assert bad.returncode == 2 and half.returncode == 2 and no_cpu.returncode == 2
     assert bad.stderr.count("\n") == 1 and "PROVISIONER_CONCURRENCY" in bad.stderr
     assert "HARVEST_ACCESS_TOKEN" in half.stderr
+    assert no_cpu.stderr.count("\n") == 1 and "PROVISIONER_CPU: CPU 4096" in no_cpu.stderr
 
 
 def test_a_rule_naming_a_tool_without_credentials_stops_the_worker(worker_env, tmp_path):
