@@ -17,7 +17,8 @@ and a fresh SQLite file in a temporary directory):
     For (a) and (b) a collector in this process consumes ``NS.events`` and stamps each
     outcome's arrival; events/s is steady state, (N - 1) / (last arrival - first arrival),
     so that process start-up (imports, connecting) is not counted. "wall" is from starting
-    the consumer to the last outcome, start-up included.
+    the consumer to the last outcome, start-up included. (a) and (b) run in turns, ``--rounds``
+    of each (default 3): on a shared machine one run of each swings by a third either way.
 (c) the worker provisioning one Harvest offering for each of M projects against
     ``FakeHarvest`` (real HTTP, 100 ms per request, no rate limit; the worker's pacing is
     off with HARVEST_RATE_LIMIT=100000/1), at PROVISIONER_CONCURRENCY 1 and 32. The
@@ -27,8 +28,9 @@ and a fresh SQLite file in a temporary directory):
     VmRSS from /proc/PID/status once K/5 outcomes arrived and once all K did, and VmHWM
     (peak RSS) at the end. Growth is between those two samples, i.e. over the last 4/5.
 
-Goals: (b) >= 1.0x (a); (c) concurrency 32 >= 20x concurrency 1; (d) peak RSS < 150 MB and
-growth < 5 %. The exit status is 0 whenever the benchmark ran, goals met or not.
+Goals: (b) >= 1.0x (a), on the median of the rounds' ratios; (c) concurrency 32 >= 20x
+concurrency 1; (d) peak RSS < 150 MB and growth < 5 %. The exit status is 0 whenever the
+benchmark ran, goals met or not.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ import json
 import multiprocessing
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -396,9 +399,9 @@ def rabbitmq_version() -> str:
     return done.stdout.strip() or "unknown"
 
 
-def row(label: str, rate: Rate, note: str = "") -> str:
+def row(label: str, rate: Rate, round_: int | str = "", note: str = "") -> str:
     return (
-        f"  {label:<46} {rate.events:>7} {rate.seconds:>9.2f} {rate.wall:>8.2f} "
+        f"  {label:<46} {round_!s:>5} {rate.events:>7} {rate.seconds:>9.2f} {rate.wall:>8.2f} "
         f"{rate.per_second:>10.1f}  {note}"
     )
 
@@ -413,17 +416,29 @@ def run(args: argparse.Namespace) -> Iterator[str]:
     yield f"timesheet-provisioner throughput, {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC"
     yield f"machine: {machine()}"
     yield ""
-    yield f"  {'phase':<46} {'events':>7} {'seconds':>9} {'wall':>8} {'events/s':>10}"
+    yield (
+        f"  {'phase':<46} {'round':>5} {'events':>7} {'seconds':>9} {'wall':>8} {'events/s':>10}"
+    )
     goals = []
     phases = set(args.phases.split(","))
     if {"a", "b"} <= phases:
-        a = phase_baseline(url, args.events)
-        yield row(f"(a) raw pika loop, confirm each, prefetch {BASELINE_PREFETCH}", a)
-        bw = phase_closed_won(url, args.events, args.concurrency)
-        yield row(f"(b) worker, deal.closed_won, concurrency {args.concurrency}", bw)
-        ratio = bw.per_second / a.per_second
+        # (a) and (b) take turns, round after round, so that a slow spell of a shared machine
+        # falls on both; the goal is judged on the median of the rounds' ratios.
+        ratios = []
+        for n in range(1, args.rounds + 1):
+            a = phase_baseline(url, args.events)
+            yield row(f"(a) raw pika loop, confirm each, prefetch {BASELINE_PREFETCH}", a, n)
+            bw = phase_closed_won(url, args.events, args.concurrency)
+            label = f"(b) worker, deal.closed_won, concurrency {args.concurrency}"
+            ratios.append(bw.per_second / a.per_second)
+            yield row(label, bw, n, f"{ratios[-1]:.2f}x (a)")
+        ratio = statistics.median(ratios)
+        spread = f"rounds: {', '.join(f'{r:.2f}x' for r in ratios)}"
         goals.append(
-            goal("(b) / (a)", f"{ratio:.2f}x", f">= {GOAL_B_OVER_A}x", ratio >= GOAL_B_OVER_A)
+            goal(
+                "(b) / (a), median", f"{ratio:.2f}x", f">= {GOAL_B_OVER_A}x", ratio >= GOAL_B_OVER_A
+            )
+            + f"   ({spread})"
         )
     if "c" in phases:
         latency_ms = round(args.latency * 1000)
@@ -431,7 +446,7 @@ def run(args: argparse.Namespace) -> Iterator[str]:
         for n, result in c.items():
             label = f"(c) worker, provision, {latency_ms} ms/request, conc {n}"
             note = f"{result.requests_per_offering:.1f} requests/offering"
-            yield row(label, result.rate, note)
+            yield row(label, result.rate, note=note)
         ratio = c[32].rate.per_second / c[1].rate.per_second
         target = f">= {GOAL_C32_OVER_C1:.0f}x"
         goals.append(
@@ -463,6 +478,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--offerings", type=int, help="offerings for (c) (default 200)")
     parser.add_argument("--memory-events", type=int, help="events for (d) (default 50000)")
     parser.add_argument("--concurrency", type=int, default=16, help="worker lanes, (b) and (d)")
+    parser.add_argument("--rounds", type=int, default=3, help="turns of (a) then (b) (default 3)")
     parser.add_argument("--latency", type=float, default=0.1, help="seconds per Harvest request")
     parser.add_argument("--phases", default="a,b,c,d", help="which phases, e.g. a,b or d")
     parser.add_argument(
