@@ -32,16 +32,17 @@ def settings_or_fail():
 def cmd_run(args: argparse.Namespace) -> int:
     import structlog
 
-    from worker import bootstrap, cpu, logs
+    from worker import bootstrap, cpu, logs, memory
 
     settings = settings_or_fail()
     logs.configure()
+    arenas_limited = memory.limit_malloc_arenas()  # before any thread starts
     try:
         deps = bootstrap.build_deps(settings)
         pinned = cpu.pin(settings.cpu)  # before the lanes' threads start: they inherit it
     except (RulesError, cpu.CpuError) as exc:
         raise Fail(str(exc), USAGE) from None
-    structlog.get_logger().info("cpu", pinned_to=pinned)
+    structlog.get_logger().info("process", pinned_to=pinned, malloc_arenas_limited=arenas_limited)
     consumer = bootstrap.build_consumer(settings, deps)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: consumer.stop())
