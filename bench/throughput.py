@@ -61,6 +61,7 @@ from worker.topology import Topology, connection_parameters
 RETRY_DELAYS = (10.0, 60.0)
 BASELINE_PREFETCH = 100
 PUBLISH_BATCH = 1000  # messages between two checks that the broker has kept up
+DRAIN_AFTER_EXIT = 5.0  # seconds the collector keeps reading after its consumer exited
 
 GOAL_B_OVER_A = 1.0
 GOAL_C32_OVER_C1 = 20.0
@@ -150,6 +151,7 @@ class Collector:
         seen = Arrivals()
         at = dict(at or {})
         deadline = time.monotonic() + timeout
+        gone_at = None  # a consumer that finished may have outcomes still on their way
         for _method, properties, _body in self.channel.consume(
             self.queue, auto_ack=True, inactivity_timeout=0.5
         ):
@@ -164,7 +166,9 @@ class Collector:
                         at.pop(seen.count)()
                     if seen.count >= count:
                         break
-            if now > deadline or not alive():
+            if gone_at is None and not alive():
+                gone_at = now
+            if now > deadline or (gone_at is not None and now - gone_at > DRAIN_AFTER_EXIT):
                 self.channel.cancel()
                 raise RuntimeError(f"got {seen.count} of {count} outcomes: {seen.by_type}")
         self.channel.cancel()
