@@ -80,6 +80,7 @@ def build_consumer(settings: Settings, deps: Deps) -> Consumer:
         topology=topo,
         processor=Processor(deps, topo, source=settings.source),
         concurrency=settings.concurrency,
+        prefetch=settings.prefetch,
         heartbeat=settings.heartbeat,
         shutdown_grace=settings.shutdown_grace,
     )

@@ -53,6 +53,7 @@ class Consumer:
         topology: Topology,
         processor: Processor,
         concurrency: int,
+        prefetch: int | None = None,
         heartbeat: int = 10,
         shutdown_grace: float = 30.0,
     ):
@@ -60,7 +61,11 @@ class Consumer:
         self.topology = topology
         self.processor = processor
         self.lanes = Lanes(concurrency, name="worker")
-        self.prefetch = min(1000, max(64, concurrency * 8))
+        # Deliveries the broker may hand over before their acks. A deep window lets the I/O
+        # loop take deliveries in large batches, which is most of its cost per event (bench
+        # (b): about a quarter more events/s at 512 than at 128); the cap keeps one worker
+        # from hoarding a queue that several share.
+        self.prefetch = prefetch or min(1000, max(64, concurrency * 32))
         self.heartbeat = heartbeat
         self.shutdown_grace = shutdown_grace
         self.stopping = False

@@ -26,6 +26,7 @@ class Settings(BaseSettings):
         (10, 60, 600, 3600), alias="PROVISIONER_RETRY_DELAYS"
     )
     concurrency: int = Field(16, alias="PROVISIONER_CONCURRENCY", ge=1, le=512)
+    prefetch: int | None = Field(None, alias="PROVISIONER_PREFETCH", ge=1, le=65535)
     heartbeat: int = Field(10, alias="PROVISIONER_HEARTBEAT", ge=0)
     shutdown_grace: float = Field(30.0, alias="PROVISIONER_SHUTDOWN_GRACE", ge=0)
     source: str = Field("timesheet-provisioner", alias="PROVISIONER_SOURCE", min_length=1)
