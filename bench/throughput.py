@@ -18,7 +18,7 @@ and a fresh SQLite file in a temporary directory):
     outcome's arrival; events/s is steady state, (N - 1) / (last arrival - first arrival),
     so that process start-up (imports, connecting) is not counted. "wall" is from starting
     the consumer to the last outcome, start-up included. (a) and (b) run in turns, ``--rounds``
-    of each (default 3): on a shared machine one run of each swings by a third either way.
+    of each (default 5): on a shared machine one run of each swings by a third either way.
 (c) the worker provisioning one Harvest offering for each of M projects against
     ``FakeHarvest`` (real HTTP, 100 ms per request, no rate limit; the worker's pacing is
     off with HARVEST_RATE_LIMIT=100000/1), at PROVISIONER_CONCURRENCY 1 and 32. The
@@ -482,7 +482,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--offerings", type=int, help="offerings for (c) (default 200)")
     parser.add_argument("--memory-events", type=int, help="events for (d) (default 50000)")
     parser.add_argument("--concurrency", type=int, default=16, help="worker lanes, (b) and (d)")
-    parser.add_argument("--rounds", type=int, default=3, help="turns of (a) then (b) (default 3)")
+    parser.add_argument("--rounds", type=int, default=5, help="turns of (a) then (b) (default 5)")
     parser.add_argument("--latency", type=float, default=0.1, help="seconds per Harvest request")
     parser.add_argument("--phases", default="a,b,c,d", help="which phases, e.g. a,b or d")
     parser.add_argument(
