@@ -4,6 +4,7 @@ dead letters. Polls with deadlines; never sleeps a fixed time."""
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from collections.abc import Callable
 from typing import Any
@@ -122,3 +123,18 @@ class Bus:
         for exchange in (t.inbound, t.events, t.dead_letter_exchange):
             ch.exchange_delete(exchange)
         self.connection.close()
+
+
+def rabbitmqctl(*args: str) -> str:
+    """What ``rabbitmqctl -q ARGS`` prints: broker-side facts no AMQP client can see."""
+    return subprocess.run(
+        ["rabbitmqctl", "-q", *args], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting until {what}")
+        time.sleep(0.02)

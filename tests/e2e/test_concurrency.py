@@ -3,11 +3,10 @@ minute-long vendor call that does not cost the broker connection."""
 
 from __future__ import annotations
 
-import subprocess
-import time
 from collections import defaultdict
 
 from tests import builders as b
+from tests.e2e.bus import rabbitmqctl, wait_until
 
 
 def test_events_of_one_project_keep_their_order_under_concurrency(bus, harvest, start_worker):
@@ -60,26 +59,13 @@ def test_a_message_held_by_a_slow_vendor_call_holds_back_no_other_ack(bus, harve
         bus.publish(b.closed_won(p))
     bus.wait_for(1 + 20, type="project.activated")
 
-    wait_until(lambda: unacked(bus.topology.work_queue) == 1)  # only the slow one
+    wait_until(lambda: unacked(bus.topology.work_queue) == 1, "only the slow one is unacked")
     assert "timesheet.provisioned" not in [o["type"] for o in bus.outcomes]  # still held
     bus.wait_for(1, type="timesheet.provisioned", project_id=slow["id"], timeout=30)
-    wait_until(lambda: unacked(bus.topology.work_queue) == 0)
+    wait_until(lambda: unacked(bus.topology.work_queue) == 0, "nothing is unacked")
 
 
 def unacked(queue: str) -> int:
-    listing = subprocess.run(
-        ["rabbitmqctl", "-q", "list_queues", "name", "messages_unacknowledged"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    ).stdout
+    listing = rabbitmqctl("list_queues", "name", "messages_unacknowledged")
     counts = dict(line.split("\t") for line in listing.splitlines() if "\t" in line)
     return int(counts[queue])
-
-
-def wait_until(done, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not done():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.1)

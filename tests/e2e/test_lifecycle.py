@@ -6,7 +6,7 @@ from __future__ import annotations
 import signal
 
 from tests import builders as b
-from tests.e2e.test_resilience import wait_until
+from tests.e2e.bus import wait_until
 
 
 def test_on_hold_archives_and_in_progress_restores_in_harvest(bus, harvest, start_worker):

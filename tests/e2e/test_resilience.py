@@ -7,9 +7,9 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 from tests import builders as b
+from tests.e2e.bus import rabbitmqctl, wait_until
 
 
 def test_unreadable_messages_are_dead_lettered_with_their_reason(bus, start_worker):
@@ -129,29 +129,10 @@ def test_a_rule_naming_a_tool_without_credentials_stops_the_worker(worker_env, t
     assert worker_env["HARVEST_ACCESS_TOKEN"] not in done.stderr
 
 
-def wait_until(condition, what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting until {what}")
-        time.sleep(0.02)
-
-
 def close_connections(name: str) -> None:
     """Closes, broker-side, every connection whose client-provided name is ``name``."""
-    listing = subprocess.run(
-        ["rabbitmqctl", "-q", "list_connections", "pid", "client_properties"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    ).stdout
+    listing = rabbitmqctl("list_connections", "pid", "client_properties")
     pids = [line.split("\t")[0] for line in listing.splitlines() if name in line]
     assert pids, f"no connection named {name!r}"
     for pid in pids:
-        subprocess.run(
-            ["rabbitmqctl", "-q", "close_connection", pid, "test: broker drop"],
-            check=True,
-            capture_output=True,
-            timeout=60,
-        )
+        rabbitmqctl("close_connection", pid, "test: broker drop")

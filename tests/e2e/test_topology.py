@@ -4,20 +4,14 @@ the safety arguments the failure handling relies on."""
 from __future__ import annotations
 
 import json
-import subprocess
 
 from tests import builders as b
+from tests.e2e.bus import rabbitmqctl
 from tests.e2e.test_resilience import run_cli
 
 
 def queue_arguments(namespace: str) -> dict[str, str]:
-    listing = subprocess.run(
-        ["rabbitmqctl", "-q", "list_queues", "name", "arguments"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    ).stdout
+    listing = rabbitmqctl("list_queues", "name", "arguments")
     return {
         line.split("\t")[0]: line.split("\t", 1)[1]
         for line in listing.splitlines()
