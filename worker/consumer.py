@@ -308,13 +308,20 @@ class Consumer:
         by one, so that a message held by a slow vendor call never holds back the others."""
         if not self._ackable:
             return
+        channel = self._channel
+        if channel is None or not channel.is_open:  # the broker hands these out again
+            self._ackable.clear()
+            return
         highest = None
         while self._unacked and self._unacked[0] in self._ackable:
             highest = self._unacked.popleft()
             self._ackable.discard(highest)
-        if highest is not None:
-            self._channel.basic_ack(highest, multiple=True)
-        for tag in self._ackable:
-            self._unacked.remove(tag)
-            self._channel.basic_ack(tag)
+        try:
+            if highest is not None:
+                channel.basic_ack(highest, multiple=True)
+            for tag in self._ackable:
+                self._unacked.remove(tag)
+                channel.basic_ack(tag)
+        except AMQPError as exc:  # the channel is going away: the broker will redeliver
+            log.warning("ack_failed", error=type(exc).__name__)
         self._ackable.clear()
