@@ -208,11 +208,11 @@ class SqlStore:
             conn.execute(self.dialect.begin)
             try:
                 yield conn
-            except BaseException:
+                conn.execute("COMMIT")
+            except BaseException:  # a failed COMMIT too: never leave the transaction open
                 with contextlib.suppress(Exception):  # the connection may be the failure
                     conn.execute("ROLLBACK")
                 raise
-            conn.execute("COMMIT")
 
     # -- projects -------------------------------------------------------------------------
     def project(self, project_id: str) -> ProjectState | None:
