@@ -13,13 +13,13 @@ import re
 import sqlite3
 import threading
 from datetime import UTC, datetime
-from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
 # Errors of either driver: a caller that reports "the store failed" catches these.
 DRIVER_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, psycopg.Error)
+SCHEMA_LOCK_SCOPE = 0x7471  # the advisory lock taken while the schema is created
 
 
 class Sqlite:
@@ -31,6 +31,7 @@ class Sqlite:
     begin = "BEGIN IMMEDIATE"  # take the write lock first: no read-then-upgrade deadlock
     stamp_type = "DATETIME"
     integrity_errors = (sqlite3.IntegrityError,)
+    schema_lock = None  # one process: the writers' lock is enough
 
     def __init__(self, path: str):
         self.path = path
@@ -61,17 +62,6 @@ class Sqlite:
     def unstamp(value: str | None) -> datetime | None:
         return None if value is None else datetime.fromisoformat(value).replace(tzinfo=UTC)
 
-    def create_schema(self, conn: sqlite3.Connection, statements: list[str]) -> None:
-        with self.writers:
-            conn.execute(self.begin)
-            try:
-                for statement in statements:
-                    conn.execute(statement)
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-
 
 class Postgres:
     """Several worker processes. Connections run in autocommit; a write transaction is an
@@ -82,6 +72,8 @@ class Postgres:
     stamp_type = "TIMESTAMP WITH TIME ZONE"
     integrity_errors = (psycopg.IntegrityError,)
     writers = contextlib.nullcontext()
+    # Two workers starting at once would race on CREATE TABLE IF NOT EXISTS.
+    schema_lock = f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK_SCOPE}, 0)"
     _PARAM = re.compile(r"(?<!:):(\w+)")
 
     def __init__(self, conninfo: str):
@@ -106,16 +98,6 @@ class Postgres:
     def unstamp(value: datetime | None) -> datetime | None:
         return value
 
-    def create_schema(self, conn: psycopg.Connection, statements: list[str]) -> None:
-        # Two workers starting at once would race on CREATE TABLE IF NOT EXISTS.
-        with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s, 0)", (SCHEMA_LOCK_SCOPE,))
-            for statement in statements:
-                conn.execute(statement)
-
-
-SCHEMA_LOCK_SCOPE = 0x7471  # the advisory lock taken while the schema is created
-
 
 def dialect_for(url: str) -> Sqlite | Postgres:
     """``sqlite:///relative.db``, ``sqlite:////absolute.db`` or ``postgresql://…``."""
@@ -133,6 +115,3 @@ def without_password(url: str) -> str:
         return url
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
     return urlunsplit(parts._replace(netloc=netloc))
-
-
-Row = tuple[Any, ...]

@@ -159,8 +159,11 @@ class SqlStore:
         self._local = threading.local()
         self._opened: list = []
         self._lock = threading.Lock()
-        schema = [s.format(stamp=dialect.stamp_type) for s in SCHEMA]
-        dialect.create_schema(self._conn(), schema)
+        with self._write() as conn:
+            if dialect.schema_lock:
+                conn.execute(dialect.schema_lock)
+            for statement in SCHEMA:
+                conn.execute(statement.format(stamp=dialect.stamp_type))
 
     @classmethod
     def from_url(cls, url: str) -> SqlStore:
@@ -240,10 +243,9 @@ class SqlStore:
             "activate": activate,
         }
         _, [(snapshot_at, active, status, status_at)] = self._write_one("save_snapshot", params)
-        stored_at = unstamp(snapshot_at)
-        if stored_at != unstamp(params["at"]):
+        if snapshot_at != params["at"]:
             return self.project(project.id)  # a newer snapshot was stored: it stands
-        return ProjectState(project, stored_at, bool(active), status, unstamp(status_at))
+        return ProjectState(project, unstamp(snapshot_at), bool(active), status, unstamp(status_at))
 
     def set_status(self, project_id: str, status: Status, at: datetime) -> bool:
         params = {"project_id": project_id, "status": status, "at": self.dialect.stamp(at)}
