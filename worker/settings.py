@@ -31,6 +31,10 @@ class Settings(BaseSettings):
     shutdown_grace: float = Field(30.0, alias="PROVISIONER_SHUTDOWN_GRACE", ge=0)
     source: str = Field("timesheet-provisioner", alias="PROVISIONER_SOURCE", min_length=1)
     cpu: str = Field("auto", alias="PROVISIONER_CPU", pattern=r"^(auto|all|\d+)$")  # worker.cpu
+    # The broker's consumer_timeout (RabbitMQ's default): the worker takes ahead only what it
+    # expects to finish well within it, and at most this many bytes of bodies (worker.window).
+    consumer_timeout: float = Field(1800.0, alias="PROVISIONER_CONSUMER_TIMEOUT", gt=0)
+    max_held_bytes: int = Field(64 * 1024 * 1024, alias="PROVISIONER_MAX_HELD_BYTES", ge=256 * 1024)
 
     harvest_account_id: str | None = Field(None, alias="HARVEST_ACCOUNT_ID")
     harvest_access_token: SecretStr | None = Field(None, alias="HARVEST_ACCESS_TOKEN")
