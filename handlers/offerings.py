@@ -44,6 +44,11 @@ def team_of(offering: Offering, plan: Plan, tool: TimesheetTool) -> tuple[dict[s
 
 
 def provision(project: Project, offering: Offering, plan: Plan, deps: Deps) -> StepResult:
+    """Makes the offering's project in the tool; every trigger (Closed Won, In Progress,
+    Provision New) comes through here, so this is the one place that refuses an offering
+    already linked (provisioned or connected, archived or not): its link stays as it is."""
+    if deps.store.link(project.id, offering.id) is not None:
+        return skipped(project, offering, "already_linked")
     tool = deps.tool(plan.tool)
     client_id = resolve_client(project.client, tool, deps.store)
     users, missing = team_of(offering, plan, tool)
