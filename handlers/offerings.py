@@ -105,7 +105,13 @@ def connect(
 
 
 def _check_client(project: Project, tool: Tool, tool_client_id: str, store: ProjectStore) -> None:
+    # Under the lock that client resolution takes, so a project of this client being
+    # provisioned meanwhile cannot map it to another tool client between our read and write.
+    with store.client_lock(tool, project.client.name):
+        _check_mapping(project, tool, tool_client_id, store)
 
+
+def _check_mapping(project: Project, tool: Tool, tool_client_id: str, store: ProjectStore) -> None:
     holder = store.crm_client(tool, tool_client_id)
     mapped = store.tool_client(tool, project.client.id)
     if holder not in (None, project.client.id) or mapped not in (None, tool_client_id):
