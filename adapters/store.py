@@ -190,6 +190,7 @@ class SqlStore:
                     conn.close()
             self._opened.clear()
         self._local = threading.local()
+        self.dialect.close()
 
     # -- connections and transactions -------------------------------------------------------
     def _conn(self):
@@ -243,6 +244,7 @@ class SqlStore:
         with self.dialect.writers, self._session() as conn:
             cursor = conn.execute(self.sql[query], params)
             returned = cursor.fetchall() if cursor.description else []
+            self.dialect.committed()
             return cursor.rowcount, returned
 
     @contextlib.contextmanager
@@ -257,6 +259,10 @@ class SqlStore:
                 with contextlib.suppress(Exception):  # the connection may be the failure
                     conn.execute("ROLLBACK")
                 raise
+            self.dialect.committed()
+
+    def make_durable(self) -> None:
+        self.dialect.make_durable()
 
     # -- projects -------------------------------------------------------------------------
     def project(self, project_id: str) -> ProjectState | None:

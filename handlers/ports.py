@@ -194,6 +194,11 @@ class ProjectStore(Protocol):
         (``client_name_key``) in ``tool`` until released, so that one client is looked up,
         created and mapped once. ``Transient`` on timeout, as ``project_lock``."""
 
+    def make_durable(self) -> None:
+        """Returns once every commit this thread made is on disk (not only in the operating
+        system's cache), so that an ack after it cannot outlive the state it reports.
+        Callers at the same time share one flush."""
+
     def finish_run(
         self, event_key: tuple[str, str], steps: Sequence[RecordedStep], *, processed: bool
     ) -> None:

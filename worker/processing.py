@@ -48,6 +48,13 @@ class Processor:
             decision = self._route_failure(
                 delivery, _internal(exc), delivery.attempts_before + 1, []
             )
+        try:
+            # The ack must not outlive what it reports: this lane's commits reach the disk
+            # first, in one flush shared by every lane finishing now (a no-op on PostgreSQL).
+            self.deps.store.make_durable()
+        except Exception as exc:
+            log.exception("processing_failed")
+            return self._route_failure(delivery, _internal(exc), delivery.attempts_before + 1, [])
         return decision
 
     def _process(self, delivery: Delivery, parsed: Inbound | Unreadable) -> Decision:
