@@ -20,10 +20,24 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 
 from adapters.group_commit import GroupCommit
+from schemas.errors import Unreadable, UnreadableCode
 
 # Errors of either driver: a caller that reports "the store failed" catches these.
 DRIVER_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, psycopg.Error)
 SCHEMA_LOCK_SCOPE = 0x7471  # the advisory lock taken while the schema is created
+
+
+def in_utc(value: datetime) -> datetime:
+    """``value`` as UTC, or ``Unreadable`` (invalid_data) for a time that has no UTC form in
+    Python's calendar (year 1 ahead of UTC, year 9999 behind it), rather than an
+    ``OverflowError`` from deep inside the store."""
+    try:
+        return value.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise Unreadable(
+            UnreadableCode.INVALID_DATA,
+            f"time {value.isoformat()} is outside the range the state store can keep",
+        ) from None
 
 
 class Sqlite:
@@ -77,7 +91,7 @@ class Sqlite:
         # UTC text that sorts as time does, so SQL can compare it.
         if value is None:
             return None
-        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+        return in_utc(value).strftime("%Y-%m-%d %H:%M:%S.%f")
 
     @staticmethod
     def unstamp(value: str | None) -> datetime | None:
@@ -125,7 +139,8 @@ class Postgres:
 
     @staticmethod
     def stamp(value: datetime | None) -> datetime | None:
-        return value
+        # PostgreSQL would keep 1 BC, but psycopg could not read it back as a datetime.
+        return None if value is None else in_utc(value)
 
     @staticmethod
     def unstamp(value: datetime | None) -> datetime | None:
