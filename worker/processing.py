@@ -20,7 +20,7 @@ import structlog
 
 from handlers.events import handle
 from handlers.run import Deps, Run, StepFailure, failed_event
-from schemas.errors import FailureCode, Transient, Unreadable
+from schemas.errors import FailureCode, ProvisionerError, Transient, Unreadable
 from schemas.inbound import Inbound
 from schemas.outbound import Outbound
 from worker.messages import Decision, Delivery, Publish, failure_copy, outcome_message
@@ -39,10 +39,23 @@ class Processor:
         """Never raises: anything unexpected (a bug, the store down) is a retryable failure,
         so the message is retried later and finally dead-lettered, never left unacked."""
         try:
-            return self._process(delivery, parsed)
+            decision = self._process(delivery, parsed)
+        except ProvisionerError as exc:  # the store's own: a lock timed out or was lost
+            log.warning("processing_deferred", code=exc.code, error=exc.message)
+            decision = self._route_failure(delivery, exc, delivery.attempts_before + 1, [])
+        except Exception as exc:
+            log.exception("processing_failed")
+            decision = self._route_failure(
+                delivery, _internal(exc), delivery.attempts_before + 1, []
+            )
+        try:
+            # The ack must not outlive what it reports: this lane's commits reach the disk
+            # first, in one flush shared by every lane finishing now (a no-op on PostgreSQL).
+            self.deps.store.make_durable()
         except Exception as exc:
             log.exception("processing_failed")
             return self._route_failure(delivery, _internal(exc), delivery.attempts_before + 1, [])
+        return decision
 
     def _process(self, delivery: Delivery, parsed: Inbound | Unreadable) -> Decision:
         attempt = delivery.attempts_before + 1
