@@ -70,6 +70,13 @@ SCHEMA = [
         seq INTEGER NOT NULL,
         outcomes TEXT NOT NULL,
         PRIMARY KEY (source, event_id, step))""",
+    # Runs of an event begun on a redelivery: a message that kills the worker every time
+    # it runs is stopped by this count, not by the broker's count of deliveries.
+    """CREATE TABLE IF NOT EXISTS event_runs (
+        source TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        runs INTEGER NOT NULL,
+        PRIMARY KEY (source, event_id))""",
 ]
 
 LINK_COLUMNS = (
@@ -121,6 +128,8 @@ SQL = {
     "AND (crm_client_id = :crm_client_id OR tool_client_id = :tool_client_id)",
     "note_intent": "INSERT INTO provision_intents (project_id, offering_id, tool, started_at) "
     "VALUES (:project_id, :offering_id, :tool, :started_at) ON CONFLICT DO NOTHING",
+    "note_run": "INSERT INTO event_runs (source, event_id, runs) VALUES (:source, :event_id, 1) "
+    "ON CONFLICT (source, event_id) DO UPDATE SET runs = event_runs.runs + 1 RETURNING runs",
     "journal": "SELECT step, outcomes FROM event_steps "
     "WHERE source = :source AND event_id = :event_id ORDER BY seq",
     "record_step": "INSERT INTO event_steps (source, event_id, step, seq, outcomes) "
@@ -413,6 +422,11 @@ class SqlStore:
                     conn.close()
 
     # -- the event journal ----------------------------------------------------------------
+    def note_run(self, event_key: tuple[str, str]) -> int:
+        source, event_id = event_key
+        _, [(runs,)] = self._write_one("note_run", {"source": source, "event_id": event_id})
+        return runs
+
     def journal(self, event_key: tuple[str, str]) -> Journal:
         source, event_id = event_key
         rows = self._all("journal", {"source": source, "event_id": event_id})

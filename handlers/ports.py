@@ -168,6 +168,9 @@ class ProjectStore(Protocol):
     def note_provision_started(self, project_id: str, offering_id: str, tool: Tool) -> bool:
         """Records that a create may be under way; True if an earlier attempt had begun one."""
 
+    def note_run(self, event_key: tuple[str, str]) -> int:
+        """Counts a run of the event begun on a redelivery; returns how many there were."""
+
     def journal(self, event_key: tuple[str, str]) -> Journal:
         """What earlier attempts at this event recorded."""
 

@@ -12,6 +12,8 @@ with confirms and then acks; every policy choice is made here, in one place:
 | failure needing a person, or retryable | outcomes + timesheet.failed -> NS.events;         |
 | with no retry left                     | message -> NS.dead-letter with x-error-*          |
 | a bug (any other exception)            | as a retryable failure with code internal_error   |
+| redelivered after RUN_LIMIT runs that  | timesheet.failed worker_crashed -> NS.events;     |
+| never finished (it kills the worker)   | message -> NS.dead-letter                         |
 """
 
 from __future__ import annotations
@@ -20,13 +22,18 @@ import structlog
 
 from handlers.events import handle
 from handlers.run import Deps, Run, StepFailure, failed_event
-from schemas.errors import FailureCode, ProvisionerError, Transient, Unreadable
+from schemas.errors import FailureCode, Permanent, ProvisionerError, Transient, Unreadable
 from schemas.inbound import Inbound
 from schemas.outbound import Outbound
 from worker.messages import Decision, Delivery, Publish, failure_copy, outcome_message
 from worker.topology import Topology
 
 log = structlog.get_logger()
+
+# Runs of one event begun on redeliveries before it is dead-lettered as worker_crashed. The
+# broker's delivery limit cannot tell a message that kills the worker from one that only
+# waited in a worker that was killed; this count only sees runs that began.
+RUN_LIMIT = 10
 
 
 class Processor:
@@ -61,6 +68,8 @@ class Processor:
         attempt = delivery.attempts_before + 1
         if isinstance(parsed, Unreadable):
             return self._dead_letter(delivery, parsed.code, parsed.message, attempt, [])
+        if delivery.redelivered and self.deps.store.note_run(parsed.envelope.key) > RUN_LIMIT:
+            return self._crashed(delivery, parsed, attempt)
         # Several worker processes may share one database: one of them at a time per project.
         with self.deps.store.project_lock(parsed.project_id):
             return self._handle(delivery, parsed, attempt)
@@ -92,6 +101,26 @@ class Processor:
             attempt,
             self._events(parsed, outcomes),
             failures=failures,
+            failed_events=self._events(parsed, failed),
+        )
+
+    def _crashed(self, delivery: Delivery, parsed: Inbound, attempt: int) -> Decision:
+        """The worker died this often while running the event: a person must look."""
+        error = Permanent(
+            FailureCode.WORKER_CRASHED,
+            f"the worker stopped {RUN_LIMIT} times while working on this event; "
+            "see the worker log for its id",
+        )
+        failure = StepFailure(
+            error, parsed.project_id, getattr(parsed.data, "offering_id", None), None
+        )
+        failed = [failed_event(failure, attempt, dead_lettered=True)]
+        return self._route_failure(
+            delivery,
+            error,
+            attempt,
+            [],
+            failures=[failure],
             failed_events=self._events(parsed, failed),
         )
 
