@@ -254,7 +254,9 @@ _numbers = st.integers(-(2**40), 2**40) | st.floats(allow_nan=False, allow_infin
 _words = st.text(alphabet="abcdefghijklmnopqrstuvwxyz", min_size=1, max_size=8)
 _not_str = st.none() | _numbers | st.lists(st.integers(), max_size=2) | _objects
 _not_object = st.none() | _numbers | _words | st.lists(st.integers(), max_size=2)
-_not_list = st.none() | _numbers | _words | _objects.filter(bool)
+_not_list = (
+    st.none() | _numbers | _words | st.dictionaries(_words, st.integers(), min_size=1, max_size=2)
+)
 _not_hours = _words | st.lists(st.integers(), max_size=2) | _objects | st.floats(-1e9, -0.001)
 _not_date = _words | st.lists(st.integers(), max_size=2) | _objects
 # Each known field with values of types it cannot take (pydantic's lax mode turns "12" into
