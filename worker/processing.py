@@ -12,6 +12,11 @@ with confirms and then acks; every policy choice is made here, in one place:
 | failure needing a person, or retryable | outcomes + timesheet.failed -> NS.events;         |
 | with no retry left                     | message -> NS.dead-letter with x-error-*          |
 | a bug (any other exception)            | as a retryable failure with code internal_error   |
+
+The text of an unexpected exception never goes on the bus: it can carry anything, a
+credential in a header value included (``requests`` puts them in ``InvalidHeader``). The bus
+gets ``internal_error`` and the exception's type; the worker log gets the traceback, with the
+secrets redacted (``worker.logs``).
 """
 
 from __future__ import annotations
@@ -41,8 +46,10 @@ class Processor:
         try:
             return self._process(delivery, parsed)
         except Exception as exc:
-            log.exception("processing_failed")
-            return self._route_failure(delivery, _internal(exc), delivery.attempts_before + 1, [])
+            event_id = _event_id(delivery, parsed)
+            log.exception("processing_failed", event_id=event_id)
+            error = _internal(exc, event_id)
+            return self._route_failure(delivery, error, delivery.attempts_before + 1, [])
 
     def _process(self, delivery: Delivery, parsed: Inbound | Unreadable) -> Decision:
         attempt = delivery.attempts_before + 1
@@ -60,9 +67,9 @@ class Processor:
         try:
             run = handle(parsed, self.deps, attempt, journal)
         except Exception as exc:  # a bug: never lose the message, never loop hot
-            log.exception("handler_crashed")
+            log.exception("handler_crashed", event_id=parsed.envelope.id)
             run = Run(key, self.deps.store, attempt)  # nothing of the crashed run is kept
-            run.failures.append(StepFailure(_internal(exc), parsed.project_id))
+            run.failures.append(StepFailure(_internal(exc, parsed.envelope.id), parsed.project_id))
         failures, outcomes = run.failures, run.outcomes
         if not failures or run.pending:
             self.deps.store.finish_run(key, run.pending, processed=not failures)
@@ -126,5 +133,16 @@ class Processor:
         return Decision(events + [copy], "dead_lettered", {"code": code, "attempts": attempts})
 
 
-def _internal(exc: Exception) -> Transient:
-    return Transient(FailureCode.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"[:500])
+def _internal(exc: Exception, event_id: str | None) -> Transient:
+    """The bus's view of a bug: the exception's type and where to look, never its text."""
+    where = f"event {event_id}" if event_id else "this message"
+    return Transient(
+        FailureCode.INTERNAL_ERROR,
+        f"{type(exc).__name__}: see the worker log for {where}"[:500],
+    )
+
+
+def _event_id(delivery: Delivery, parsed: Inbound | Unreadable) -> str | None:
+    if isinstance(parsed, Inbound):
+        return parsed.envelope.id
+    return delivery.properties.message_id
