@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -106,6 +107,19 @@ class Settings(BaseSettings):
 
     def _credentials(self, tool: str) -> list:
         return [getattr(self, name) for name in CREDENTIALS[tool]]
+
+    def secrets(self) -> list[str]:
+        """Every configured secret value, for the log redactor (``worker.logs``)."""
+        found = [
+            token.get_secret_value()
+            for token in (self.harvest_access_token, self.toggl_api_token, self.clockify_api_key)
+            if token is not None
+        ]
+        for url in (self.amqp_url, self.database_url):
+            password = urlsplit(url).password
+            if password:
+                found += [password, unquote(password)]
+        return found
 
     def enabled_tools(self) -> list[str]:
         return [tool for tool in CREDENTIALS if all(self._credentials(tool))]
