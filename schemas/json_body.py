@@ -19,9 +19,11 @@ from typing import Any
 
 from schemas.errors import Unreadable, UnreadableCode
 
-# The contract's deepest path is six levels (event.data.project.offerings[].team[]); 64 leaves
-# room for producers' own fields and is far below where the parser would recurse out.
-MAX_DEPTH = 64
+# The contract's deepest path is six levels (event.data.project.offerings[].team[]). 200 leaves
+# producers' own fields plenty of room, keeps every recursive reader (json.loads, json.dumps
+# with indent in ``dlq show``, walks of the parsed value) far below Python's 1,000 frames, and
+# lets nearly every real body (fewer brackets than that) skip the depth scan.
+MAX_DEPTH = 200
 
 # A JSON string, escapes included, or an unterminated one up to the end. Unrolled and
 # possessive, so it runs in linear time on any input (a failed match from every quote of a
@@ -57,5 +59,12 @@ def read_json(body: bytes) -> Any:
 
 def depth(body: bytes) -> int:
     """How deep arrays and objects nest in ``body``, brackets inside strings not counted."""
-    brackets = _STRING.sub(b"", body).translate(None, _NOT_BRACKETS)
+    brackets = _outside_strings(body).translate(None, _NOT_BRACKETS)
     return max(itertools.accumulate(map(_STEP.__getitem__, brackets)), default=0)
+
+
+def _outside_strings(body: bytes) -> bytes:
+    if b'\\"' in body:  # an escaped quote: strings must be read one by one
+        return _STRING.sub(b"", body)
+    # Otherwise every other piece between quotes is outside a string: twice as fast.
+    return b"".join(body.split(b'"')[::2])

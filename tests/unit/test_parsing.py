@@ -38,7 +38,7 @@ def test_120_kb_of_open_brackets_is_not_json():
 
 def test_deep_nesting_inside_a_valid_event_is_not_json():
     event = b.closed_won(b.project())
-    event["data"]["extra"] = json.loads("[" * 100 + "]" * 100)
+    event["data"]["extra"] = json.loads("[" * (MAX_DEPTH + 1) + "]" * (MAX_DEPTH + 1))
 
     assert refused(b.body(event)).code == "not_json"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from schemas.json_body import MAX_DEPTH
 from tests import builders as b
 from worker import cli
 
@@ -17,7 +18,7 @@ def huge_number_event() -> bytes:
 @pytest.mark.parametrize(
     ("content", "reason"),
     [
-        (b"[" * 120_000, "nested deeper than 64"),
+        (b"[" * 120_000, f"nested deeper than {MAX_DEPTH}"),
         (huge_number_event(), "too many digits"),
         (b'{"id": "\xed\xa0\x80"}', "not UTF-8"),
         (b.body(b.event("x\ud800", {})).replace(b"\\ud800", b"\\udc00"), "valid string"),
