@@ -65,7 +65,8 @@ def test_brackets_inside_strings_do_not_count_as_nesting():
     event = b.closed_won(b.project(name="[" * 400 + '\\"{'))
 
     assert parse_inbound(b.body(event)).project_id == event["data"]["project"]["id"]
-    assert depth(b'{"a": "[[[[\\"[[", "b": [[1]]}') == 3
+    assert depth(b'{"a": "[[[[\\"[[", "b": [[1]]}') == 3  # an escaped quote: the regex
+    assert depth(b'{"a": "]]]]", "b": [[1]], "c": "[[["}') == 3  # none: split at quotes
 
 
 def test_the_depth_scan_is_linear_on_a_body_of_escaped_quotes():
