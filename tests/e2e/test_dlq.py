@@ -464,6 +464,8 @@ def test_every_dlq_command_works_with_bodies_json_cannot_read(dlq, bus):
     assert f"body ({len(NESTED)} bytes)" in shown_nested[1] and "b'[[[[" in shown_nested[1]
     assert f"body ({len(huge_body)} bytes)" in shown_huge[1] and "… cut at 4000 of" in shown_huge[1]
 
+    dry_status, dry_out, _ = dlq("replay", "--all", "--dry-run")
+    assert dry_status == 0 and "moved nothing (dry run)" in dry_out
     assert dlq("replay", nested)[0] == 0
     [(_, _, replayed)] = take_all(bus, bus.topology.work_queue)
     assert replayed == NESTED
