@@ -113,6 +113,16 @@ def test_times_before_1970_are_invalid_data(time):
     assert refused(b.body(event)).code == "invalid_data"
 
 
+@pytest.mark.parametrize("time", [0, 1700000000, 253402300800, True])
+def test_a_time_that_is_a_number_is_not_a_cloudevent(time):
+    event = b.closed_won(b.project())
+    event["time"] = time
+
+    error = refused(b.body(event))
+
+    assert error.code == "invalid_envelope" and "RFC 3339" in error.message
+
+
 def test_year_9999_with_a_negative_offset_is_invalid_data_not_an_overflow():
     event = b.closed_won(b.project())
     event["time"] = "9999-12-31T23:59:59-14:00"
