@@ -14,6 +14,11 @@ with confirms and then acks; every policy choice is made here, in one place:
 | a bug (any other exception)            | as a retryable failure with code internal_error   |
 | redelivered after RUN_LIMIT runs that  | timesheet.failed worker_crashed -> NS.events;     |
 | never finished (it kills the worker)   | message -> NS.dead-letter                         |
+
+The text of an unexpected exception never goes on the bus: it can carry anything, a
+credential in a header value included (``requests`` puts them in ``InvalidHeader``). The bus
+gets ``internal_error`` and the exception's type; the worker log gets the traceback, with the
+secrets redacted (``worker.logs``).
 """
 
 from __future__ import annotations
@@ -51,17 +56,20 @@ class Processor:
             log.warning("processing_deferred", code=exc.code, error=exc.message)
             decision = self._route_failure(delivery, exc, delivery.attempts_before + 1, [])
         except Exception as exc:
-            log.exception("processing_failed")
+            event_id = _event_id(delivery, parsed)
+            log.exception("processing_failed", event_id=event_id)
             decision = self._route_failure(
-                delivery, _internal(exc), delivery.attempts_before + 1, []
+                delivery, _internal(exc, event_id), delivery.attempts_before + 1, []
             )
         try:
             # The ack must not outlive what it reports: this lane's commits reach the disk
             # first, in one flush shared by every lane finishing now (a no-op on PostgreSQL).
             self.deps.store.make_durable()
         except Exception as exc:
-            log.exception("processing_failed")
-            return self._route_failure(delivery, _internal(exc), delivery.attempts_before + 1, [])
+            event_id = _event_id(delivery, parsed)
+            log.exception("processing_failed", event_id=event_id)
+            error = _internal(exc, event_id)
+            return self._route_failure(delivery, error, delivery.attempts_before + 1, [])
         return decision
 
     def _process(self, delivery: Delivery, parsed: Inbound | Unreadable) -> Decision:
@@ -82,9 +90,9 @@ class Processor:
         try:
             run = handle(parsed, self.deps, attempt, journal)
         except Exception as exc:  # a bug: never lose the message, never loop hot
-            log.exception("handler_crashed")
+            log.exception("handler_crashed", event_id=parsed.envelope.id)
             run = Run(key, self.deps.store, attempt)  # nothing of the crashed run is kept
-            run.failures.append(StepFailure(_internal(exc), parsed.project_id))
+            run.failures.append(StepFailure(_internal(exc, parsed.envelope.id), parsed.project_id))
         failures, outcomes = run.failures, run.outcomes
         if not failures or run.pending:
             self.deps.store.finish_run(key, run.pending, processed=not failures)
@@ -168,5 +176,16 @@ class Processor:
         return Decision(events + [copy], "dead_lettered", {"code": code, "attempts": attempts})
 
 
-def _internal(exc: Exception) -> Transient:
-    return Transient(FailureCode.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"[:500])
+def _internal(exc: Exception, event_id: str | None) -> Transient:
+    """The bus's view of a bug: the exception's type and where to look, never its text."""
+    where = f"event {event_id}" if event_id else "this message"
+    return Transient(
+        FailureCode.INTERNAL_ERROR,
+        f"{type(exc).__name__}: see the worker log for {where}"[:500],
+    )
+
+
+def _event_id(delivery: Delivery, parsed: Inbound | Unreadable) -> str | None:
+    if isinstance(parsed, Inbound):
+        return parsed.envelope.id
+    return delivery.properties.message_id

@@ -142,7 +142,7 @@ def test_an_older_snapshot_is_ignored(world):
     project = b.project(b.offering("Discovery"))
     renamed = {**project, "offerings": [{**project["offerings"][0], "name": "Renamed"}]}
 
-    world.send(b.closed_won(renamed) | {"time": "2026-12-02T00:00:00Z"})
+    world.send(b.closed_won(renamed) | {"time": "2026-11-02T00:00:00Z"})
     world.send(b.closed_won(project) | {"time": "2026-11-01T00:00:00Z"})
 
     assert world.store.project(project["id"]).project.offerings[0].name == "Renamed"
