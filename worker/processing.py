@@ -38,7 +38,7 @@ log = structlog.get_logger()
 # Runs of one event begun on redeliveries before it is dead-lettered as worker_crashed. The
 # broker's delivery limit cannot tell a message that kills the worker from one that only
 # waited in a worker that was killed; this count only sees runs that began.
-RUN_LIMIT = 10
+RUN_LIMIT = 20
 
 
 class Processor:
