@@ -450,7 +450,7 @@ class Consumer:
         channel = self._channel
         if generation != self.generation or channel is None or not channel.is_open:
             return
-        if not _writable(decision):
+        if decision.reject or not _writable(decision):
             # A header pika cannot write (a producer's odd type): the copy with our verdict
             # cannot be made, so the broker dead-letters the original, with x-death saying why.
             log.error("decision_unwritable_rejected", delivery_tag=tag)
