@@ -5,6 +5,8 @@ default), which is what HubSpot's signed URL needs behind a TLS-terminating prox
 
 from __future__ import annotations
 
+import signal
+
 import structlog
 import uvicorn
 
@@ -54,6 +56,10 @@ def serve(settings: IngressSettings) -> None:
         namespace=settings.namespace,
         routes=enabled_routes(settings),
     )
+    # uvicorn handles SIGTERM/SIGINT (drain, then close) and afterwards re-raises the signal
+    # to the handler it found. That handler is this no-op, so a requested stop exits 0.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
     build_server(settings).run()
 
 

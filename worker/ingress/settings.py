@@ -34,6 +34,19 @@ class IngressSettings(Settings):
     salesforce_organization_id: str | None = Field(None, alias="SALESFORCE_ORGANIZATION_ID")
     webhook_secret: SecretStr | None = Field(None, alias="PROVISIONER_WEBHOOK_SECRET")
 
+    @field_validator(
+        "hubspot_client_secret",
+        "pipedrive_user",
+        "pipedrive_password",
+        "salesforce_organization_id",
+        "webhook_secret",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, value):
+        # Compose files pass ``${VAR:-}``: an empty secret means "not configured" (404).
+        return None if value == "" else value
+
     @field_validator("bind")
     @classmethod
     def _bind(cls, value: str) -> str:
@@ -55,7 +68,7 @@ class IngressSettings(Settings):
     @field_validator("salesforce_organization_id")
     @classmethod
     def _organization(cls, value: str | None) -> str | None:
-        if not value:
+        if value is None:
             return None
         canonical = to_18(value)
         if canonical is None or not canonical.startswith("00D"):
@@ -65,7 +78,7 @@ class IngressSettings(Settings):
     @field_validator("webhook_secret")
     @classmethod
     def _whsec(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is None or not value.get_secret_value():
+        if value is None:
             return None
         webhook_key(value)  # raises ValueError with a message that does not show the secret
         return value
