@@ -285,7 +285,13 @@ def test_access_lines_say_what_happened_and_hold_no_body_or_secret(ingress, ingr
         assert hubspot_post(ingress, ingress_env, [deal])[0] == 200
         wrong = crm.basic_auth(ingress_env["PIPEDRIVE_WEBHOOK_USER"], password + "x")
         assert ingress.post("/webhooks/pipedrive?token=abc", b"{}", wrong)[0] == 401
-    access = [line for line in lines if line["event"] == "request"]
+
+        def webhook_lines() -> list[dict]:
+            # A line is written just after its answer is sent: wait for it.
+            return [x for x in lines if x["event"] == "request" and x["path"].startswith("/web")]
+
+        wait_until(lambda: len(webhook_lines()) == 2, "both access lines are written", timeout=5)
+    access = webhook_lines()
     assert [(a["path"], a["status"]) for a in access] == [
         ("/webhooks/hubspot", 200),
         ("/webhooks/pipedrive", 401),
