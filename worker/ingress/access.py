@@ -16,7 +16,7 @@ from worker.ingress.refusals import RETRY_AFTER_SECONDS
 
 log = structlog.get_logger("ingress.access")
 
-LOGGED_STATE = ("published", "ignored", "signature", "reason")
+LOGGED_STATE = ("published", "ignored", "signature", "confirm_ms", "reason")
 _UNAVAILABLE = b"the ingress failed; retry later\n"
 
 

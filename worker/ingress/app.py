@@ -133,7 +133,9 @@ def build_app(settings: IngressSettings, publisher: ConfirmingPublisher) -> Acce
                 body = await read_body(request, settings.max_body, settings.read_timeout)
                 accepted = handler(request, body)
                 state["signature"] = accepted.signature
+                confirming = time.perf_counter()
                 await publisher.publish(accepted.outgoing)
+                state["confirm_ms"] = round((time.perf_counter() - confirming) * 1000, 2)
             except Refused as refusal:
                 state["reason"] = refusal.reason
                 return PlainTextResponse(

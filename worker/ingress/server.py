@@ -5,6 +5,7 @@ default), which is what HubSpot's signed URL needs behind a TLS-terminating prox
 
 from __future__ import annotations
 
+import gc
 import signal
 
 import structlog
@@ -60,7 +61,12 @@ def serve(settings: IngressSettings) -> None:
     # to the handler it found. That handler is this no-op, so a requested stop exits 0.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
-    build_server(settings).run()
+    server = build_server(settings)
+    server.config.load()  # every import done: the app, the protocol, the loop
+    # The start-up heap (some 60,000 objects) never becomes garbage. Frozen, the collector
+    # stops walking it at every full collection, which took 20-40 ms and set the p99.
+    gc.freeze()
+    server.run()
 
 
 def enabled_routes(settings: IngressSettings) -> list[str]:
