@@ -396,3 +396,17 @@ def test_a_bad_setting_stops_the_ingress_with_exit_2_naming_it_not_its_value(var
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and variable in lines[0] and value not in lines[0]
+
+
+def test_a_message_no_queue_takes_is_a_503_not_a_silent_loss(ingress, ingress_env, tap):
+    # Someone unbound the work queue: the broker would confirm and drop the message.
+    topology = Topology(ingress_env["PROVISIONER_NAMESPACE"], (0.2, 0.4))
+    tap.channel.queue_unbind(topology.work_queue, topology.inbound, routing_key="#")
+    tap.channel.queue_unbind(tap.queue, topology.inbound, routing_key="#")
+    try:
+        status, headers, _ = hubspot_post(ingress, ingress_env, [crm.hubspot_deal_event(1)])
+        assert (status, headers.get("retry-after")) == (503, "10")
+    finally:
+        tap.channel.queue_bind(topology.work_queue, topology.inbound, routing_key="#")
+        tap.channel.queue_bind(tap.queue, topology.inbound, routing_key="#")
+    assert hubspot_post(ingress, ingress_env, [crm.hubspot_deal_event(1)])[0] == 200
