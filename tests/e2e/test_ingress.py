@@ -410,3 +410,23 @@ def test_a_message_no_queue_takes_is_a_503_not_a_silent_loss(ingress, ingress_en
         tap.channel.queue_bind(topology.work_queue, topology.inbound, routing_key="#")
         tap.channel.queue_bind(tap.queue, topology.inbound, routing_key="#")
     assert hubspot_post(ingress, ingress_env, [crm.hubspot_deal_event(1)])[0] == 200
+
+
+def test_a_client_that_never_finishes_its_request_head_is_answered_408_and_let_go(
+    start_ingress, tap
+):
+    server = start_ingress(PROVISIONER_INGRESS_READ_TIMEOUT="0.5")
+    started = time.monotonic()
+    partial_head = b"POST /webhooks/hubspot HTTP/1.1\r\nHost: x\r\nContent-Le"
+    assert raw_exchange(server.port, partial_head).startswith(b"HTTP/1.1 408")
+    assert raw_exchange(server.port, b"").startswith(b"HTTP/1.1 408")  # connects, says nothing
+    assert 0.8 < time.monotonic() - started < 5
+    # A keep-alive connection gets the same deadline for its next request head.
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = b""
+        while not answer.endswith(b"}"):  # the whole first answer, head and JSON body
+            answer += sock.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 200")
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHo")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 408")

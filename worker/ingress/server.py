@@ -1,6 +1,7 @@
 """uvicorn, set up for senders on the internet: no server header, no uvicorn access log
 (ours is structured), a cap on open connections (over it uvicorn answers 503), a short
-keep-alive, and ``X-Forwarded-Proto`` trusted only from the local proxy (uvicorn's
+keep-alive, a deadline on the request head (``slow_clients``) and on the body (the app),
+and ``X-Forwarded-Proto`` trusted only from the local proxy (uvicorn's
 default), which is what HubSpot's signed URL needs behind a TLS-terminating proxy."""
 
 from __future__ import annotations
@@ -16,10 +17,7 @@ from worker.bootstrap import topology
 from worker.ingress.app import build_app
 from worker.ingress.publisher import ConfirmingPublisher
 from worker.ingress.settings import IngressSettings
-
-# One HTTP parser (httptools, C) and the standard asyncio loop, so pika's AsyncioConnection
-# runs on the very loop that serves requests.
-HTTP_IMPLEMENTATION = "httptools"
+from worker.ingress.slow_clients import head_deadline_protocol
 
 
 def build_server(settings: IngressSettings) -> uvicorn.Server:
@@ -35,7 +33,9 @@ def build_server(settings: IngressSettings) -> uvicorn.Server:
         host=host,
         port=port,
         loop="asyncio",
-        http=HTTP_IMPLEMENTATION,
+        # httptools (C) parses; the standard asyncio loop, so that pika's AsyncioConnection
+        # runs on the very loop that serves requests.
+        http=head_deadline_protocol(settings.read_timeout),
         lifespan="on",
         access_log=False,
         log_config=None,
