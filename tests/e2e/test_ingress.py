@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -18,7 +19,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from tests import crm_webhooks as crm
-from tests.e2e.bus import Bus, wait_until
+from tests.e2e.bus import Bus, rabbitmqctl, wait_until
 from tests.e2e.ingress import InboundTap, ThreadIngress, free_port, request
 from tests.e2e.tcp_proxy import TcpProxy
 from worker.topology import Topology
@@ -435,3 +436,31 @@ def test_a_client_that_never_finishes_its_request_head_is_answered_408_and_let_g
         assert answer.startswith(b"HTTP/1.1 200")
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHo")
         assert sock.recv(65536).startswith(b"HTTP/1.1 408")
+
+
+def test_a_publish_the_broker_refuses_is_a_503_and_the_retry_after_it_a_200(
+    ingress, ingress_env, tap
+):
+    # A full work queue (max-length 0, reject-publish): the broker nacks every publish.
+    topology = Topology(ingress_env["PROVISIONER_NAMESPACE"], (0.2, 0.4))
+    policy, pattern = f"full-{topology.namespace}", f"^{re.escape(topology.work_queue)}$"
+
+    def limit(definition: str) -> None:
+        rabbitmqctl("set_policy", policy, pattern, definition, "--apply-to", "queues")
+
+    batch = [crm.hubspot_deal_event(1)]
+    limit('{"max-length": 0, "overflow": "reject-publish"}')
+    try:
+        wait_until(
+            lambda: hubspot_post(ingress, ingress_env, batch)[0] == 503,
+            "the broker applies the policy and nacks",
+        )
+        status, headers, reason = hubspot_post(ingress, ingress_env, batch)
+        assert (status, headers.get("retry-after")) == (503, "10")
+        assert b"nacked" in reason
+        # Room again. (A quorum queue keeps a cleared max-length of 0 on RabbitMQ 3.13, so
+        # the limit is raised, not cleared.)
+        limit('{"max-length": 1000000}')
+        wait_until(lambda: hubspot_post(ingress, ingress_env, batch)[0] == 200, "a 200 again")
+    finally:
+        rabbitmqctl("clear_policy", policy)
