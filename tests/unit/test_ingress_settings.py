@@ -48,3 +48,14 @@ def test_a_bad_value_is_refused_naming_the_variable_not_the_value(monkeypatch, v
     with pytest.raises(SettingsError) as refused:
         load_ingress_settings()
     assert variable in str(refused.value) and value not in str(refused.value)
+
+
+def test_the_log_redactor_knows_the_ingress_secrets_and_pipedrives_basic_token():
+    settings = IngressSettings(
+        HUBSPOT_CLIENT_SECRET="hubspot-app-secret",
+        PIPEDRIVE_WEBHOOK_USER="hook",
+        PIPEDRIVE_WEBHOOK_PASSWORD="pipedrive-password",
+        PROVISIONER_WEBHOOK_SECRET=(whsec := crm.whsec()),
+    )
+    basic = crm.basic_auth("hook", "pipedrive-password")["Authorization"].removeprefix("Basic ")
+    assert {"hubspot-app-secret", "pipedrive-password", whsec, basic} <= set(settings.secrets())

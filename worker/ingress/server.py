@@ -50,7 +50,7 @@ def build_server(settings: IngressSettings) -> uvicorn.Server:
 def serve(settings: IngressSettings) -> None:
     """Runs until SIGTERM or SIGINT; uvicorn drains requests in flight, then the publisher
     closes its connection."""
-    logs.configure()
+    logs.configure(secrets=settings.secrets())
     structlog.get_logger("ingress").info(
         "ingress_starting",
         bind=settings.bind,

@@ -91,6 +91,18 @@ class IngressSettings(Settings):
             )
         return self
 
+    def secrets(self) -> list[str]:
+        """The worker's secrets and the ingress's, for the log redactor (``worker.logs``),
+        including Pipedrive's credentials as its ``Authorization: Basic`` carries them."""
+        found = super().secrets()
+        for secret in (self.hubspot_client_secret, self.pipedrive_password, self.webhook_secret):
+            if secret is not None:
+                found.append(secret.get_secret_value())
+        if self.pipedrive_user and self.pipedrive_password:
+            pair = f"{self.pipedrive_user}:{self.pipedrive_password.get_secret_value()}"
+            found.append(base64.b64encode(pair.encode()).decode())
+        return found
+
     @property
     def host_port(self) -> tuple[str, int]:
         host, _, port = self.bind.rpartition(":")
