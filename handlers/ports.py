@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from schemas.inbound import Project, Status, Tool
 from schemas.outbound import Outbound
@@ -207,3 +207,63 @@ class ProjectStore(Protocol):
     ) -> None:
         """Atomically: record ``steps`` and, if ``processed``, that the event is done (a copy
         of it then only republishes the journal's outcomes)."""
+
+
+# -- the CRM port -------------------------------------------------------------------------
+
+Transition = Literal["closed_won", "in_progress", "on_hold", "completed"]
+
+
+@dataclass(frozen=True)
+class CrmFields:
+    """Which CRM property holds each piece of an offering (see ``handlers.crm_rules``).
+    Names are the CRM's own API names; ``None`` leaves the contract's default."""
+
+    offering_name: str  # on the line item / deal product / OpportunityLineItem
+    budget_hours: str  # on the same; a number of hours (the quantity by default)
+    team_emails: str | None = None  # on the deal: e-mails, separated by commas, ; or spaces
+    sold: str | None = None  # on the line item: false/no/0 means not sold; absent means sold
+    kind: str | None = None  # on the line item: the offering's kind, for rules to match
+
+
+@dataclass(frozen=True)
+class StageFacts:
+    """Where the deal stands, in the CRM's own terms: ``stage`` is what the rules file maps
+    (HubSpot stage id, Pipedrive ``stage_id``, Salesforce ``StageName``); ``won`` is the
+    CRM's own verdict (HubSpot's won stage, Pipedrive ``status`` won, Salesforce ``IsWon``);
+    ``lost`` a closed deal that was not won."""
+
+    stage: str | None
+    won: bool
+    lost: bool = False
+    label: str | None = None  # for logs: the stage's name where the CRM has one
+
+
+@dataclass(frozen=True)
+class DealSnapshot:
+    """A deal as read: the contract's project (``None`` when the deal has no client yet,
+    so it cannot become one), where it stands, and when we read it (UTC)."""
+
+    crm: str
+    deal_id: str
+    project: Project | None
+    stage: StageFacts
+    read_at: datetime
+    problem: str | None = None  # why ``project`` is None
+
+
+class CrmReader(Protocol):
+    """One CRM account. Raises only the ``schemas.errors`` tree; a deal that does not exist
+    is ``CrmRecordNotFound``."""
+
+    name: str
+
+    def read_deal(self, deal_id: str) -> DealSnapshot: ...
+
+
+class DealReads(Protocol):
+    """The CRMs as handlers see them. ``received_at`` (monotonic seconds) is when the event
+    that asks reached the worker: a read begun after it already shows the change it
+    announces, so one read serves every event for the deal that arrived before it began."""
+
+    def read(self, crm: str, deal_id: str, *, received_at: float | None) -> DealSnapshot: ...

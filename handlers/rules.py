@@ -2,7 +2,8 @@
 
 ``[defaults]`` applies to every offering; the first ``[[rules]]`` entry whose ``match`` fits
 overrides it key by key. Tool tables (``[harvest]``, ``[toggl]``, ``[clockify]``) carry the
-tool-specific settings. Errors name the file, the entry and the key.
+tool-specific settings; ``[crm.<name>]`` the CRM stage map and field names
+(``handlers.crm_rules``). Errors name the file, the entry and the key.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from handlers.crm_rules import CrmRules
 from schemas.inbound import TOOLS, Offering, Project, Tool
 
 Trigger = Literal["in_progress", "closed_won", "manual"]
@@ -108,6 +110,7 @@ class RulesFile(_Strict):
     harvest: HarvestOptions = Field(default_factory=HarvestOptions)
     toggl: TogglOptions = Field(default_factory=TogglOptions)
     clockify: ClockifyOptions = Field(default_factory=ClockifyOptions)
+    crm: CrmRules = Field(default_factory=CrmRules)  # handlers.crm_rules
 
 
 @dataclass(frozen=True)
