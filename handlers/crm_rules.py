@@ -18,12 +18,14 @@ becomes a project.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from handlers.ports import CrmFields, StageFacts, Transition
 
+_SALESFORCE_FIELD = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)?$")
 PropertyName = Annotated[str, Field(min_length=1, max_length=200)]
 
 # The contract's default mapping: offering name and hours from the line item's own fields.
@@ -60,10 +62,20 @@ class PipedriveTable(CrmTable):
         return self
 
 
+class SalesforceTable(CrmTable):
+    @model_validator(mode="after")
+    def _field_names(self) -> SalesforceTable:
+        # They go into SOQL: an API name (``Hours__c``, ``Product2.Name``), nothing else.
+        for key, name in self.fields.model_dump(exclude_none=True).items():
+            if not _SALESFORCE_FIELD.match(name):
+                raise ValueError(f"fields.{key}: {name!r} is not a Salesforce field name")
+        return self
+
+
 class CrmRules(_Strict):
     hubspot: CrmTable = Field(default_factory=CrmTable)
     pipedrive: PipedriveTable = Field(default_factory=PipedriveTable)
-    salesforce: CrmTable = Field(default_factory=CrmTable)
+    salesforce: SalesforceTable = Field(default_factory=SalesforceTable)
 
     def table(self, crm: str) -> CrmTable:
         return getattr(self, crm)
