@@ -265,3 +265,14 @@ def test_rules_name_the_properties_the_adapters_read():
     fields = rules.fields("hubspot")
 
     assert (fields.offering_name, fields.budget_hours) == ("name", "hours_sold")
+
+
+def test_an_event_from_a_crm_without_credentials_is_vendor_auth_naming_it(world):
+    sent = deal_changed("12345")
+    sent["data"]["crm"] = "pipedrive"
+
+    result = world.send(sent)
+
+    assert result.dead_lettered
+    assert result.copy.properties.headers["x-error-code"] == "vendor_auth"
+    assert "pipedrive is not enabled" in result.copy.properties.headers["x-error-message"]
