@@ -58,7 +58,7 @@ from worker.window import Window
 
 log = structlog.get_logger()
 
-TICK = 0.25  # seconds between the I/O loop's looks at the window
+TICK = 0.1  # seconds between the I/O loop's looks at the window
 PROBE_EVERY = 5.0  # seconds between looks at the work queue: is our subscription alive?
 
 
