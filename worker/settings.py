@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Annotated
 from urllib.parse import unquote, urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings import SettingsError as _SourceError
+
+HUBSPOT_API = "https://api.hubapi.com"
 
 
 class SettingsError(ValueError):
@@ -49,7 +51,7 @@ class Settings(BaseSettings):
 
     # The CRMs the worker reads deals from (contract: "From a CRM deal to a project").
     hubspot_access_token: SecretStr | None = Field(None, alias="HUBSPOT_ACCESS_TOKEN")
-    hubspot_base_url: str = Field("https://api.hubapi.com", alias="HUBSPOT_BASE_URL")
+    hubspot_base_url: str = Field(HUBSPOT_API, alias="HUBSPOT_BASE_URL")
     pipedrive_api_token: SecretStr | None = Field(None, alias="PIPEDRIVE_API_TOKEN")
     pipedrive_base_url: str | None = Field(None, alias="PIPEDRIVE_BASE_URL")
     salesforce_instance_url: str | None = Field(None, alias="SALESFORCE_INSTANCE_URL")
@@ -117,9 +119,10 @@ class Settings(BaseSettings):
         "hubspot_base_url", "pipedrive_base_url", "salesforce_instance_url", mode="before"
     )
     @classmethod
-    def _crm_url(cls, value):
+    def _crm_url(cls, value, info: ValidationInfo):
         if value is None or str(value).strip() == "":
-            return None
+            # Compose passes "" for an unset one: HubSpot's has a default, the others none.
+            return HUBSPOT_API if info.field_name == "hubspot_base_url" else None
         text = str(value).strip().rstrip("/")
         parts = urlsplit(text)
         if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:

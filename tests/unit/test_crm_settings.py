@@ -36,10 +36,14 @@ def test_every_crm_is_enabled_by_its_settings_and_its_token_goes_to_the_redactor
     assert {f"{SECRET}-hs", f"{SECRET}-pd", f"{SECRET}-sf"} <= set(settings.secrets())
 
 
-def test_no_crm_settings_enable_no_crm(monkeypatch):
-    monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", "")  # compose passes "" for a disabled one
+def test_empty_crm_settings_enable_no_crm_and_keep_hubspots_default(monkeypatch):
+    for name in VARIABLES:  # compose passes "" for an unset one
+        monkeypatch.setenv(name, "")
 
-    assert load_settings().enabled_crms() == []
+    settings = load_settings()
+
+    assert settings.enabled_crms() == []
+    assert settings.hubspot_base_url == "https://api.hubapi.com"
 
 
 @pytest.mark.parametrize(
