@@ -60,14 +60,15 @@ def on_deal_changed(data: CrmDealChanged, at: datetime, run: Run, deps: Deps) ->
         on_closed_won(DealClosedWon(project=project), deal.read_at, run, deps)
     else:
         deps.store.save_snapshot(project, deal.read_at)  # newer details; nothing moves
+        run.note = "already_applied"
+    run.prefix = ""
     if transition == "closed_won":
-        run.prefix = ""
         return
     decision = f"crm:{transition}"
     state = deps.store.project(project.id)
     if not run.decided(decision) and state.status == transition:
-        run.note = run.note or "already_applied"
         return
+    run.note = None
     run.decide(decision)
     run.prefix = f"{transition}:"
     change = ProjectStatusChanged(project_id=project.id, status=transition, project=project)
