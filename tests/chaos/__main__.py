@@ -29,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fault-seconds", type=float, default=Options.fault_seconds)
     parser.add_argument("--settle-seconds", type=float, default=Options.settle_seconds)
     parser.add_argument("--retry-delays", default=Options.retry_delays)
+    parser.add_argument("--vendor-latency", type=float, default=Options.vendor_latency)
     parser.add_argument("--keep", action="store_true", help="keep every trial's files")
     args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else random.randrange(1_000_000)
@@ -39,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         retry_delays=args.retry_delays,
         fault_seconds=args.fault_seconds,
         settle_seconds=args.settle_seconds,
+        vendor_latency=args.vendor_latency,
         keep=args.keep,
     )
     restart_in = random.Random(seed).randrange(args.trials) if args.broker_restart else None

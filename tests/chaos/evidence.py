@@ -45,6 +45,24 @@ def vendor_clients(harvest: FakeHarvest, toggl: FakeToggl, clockify: FakeClockif
         ]
 
 
+def escaped_exceptions(log: Path) -> list[str]:
+    """The last line of every traceback printed raw (not as a JSON log line): an exception
+    that escaped to pika or the interpreter."""
+    if not log.exists():
+        return []
+    found, in_traceback, last = [], False, ""
+    for line in log.read_text(errors="replace").splitlines():
+        if line.startswith("Traceback (most recent call last)"):
+            in_traceback = True
+        elif in_traceback and not line.startswith((" ", "\t")):
+            found.append(line.strip()[:200])
+            in_traceback = False
+        last = line
+    if in_traceback:
+        found.append(last.strip()[:200])
+    return found
+
+
 def journal(db: Path) -> tuple[set[tuple[str, str]], list[StoredLink]]:
     """(events the journal says are processed, the offering links) from the worker's file."""
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:

@@ -7,7 +7,8 @@
     no offering linked to two projects, every link points at a project in the tool, and
     the link's archived flag agrees with the tool.
 (c) an outcome re-sent after a crash keeps its id: per (causationid, type, offering) one id.
-(d) the worker is alive, did not exit by itself, and its queues drained.
+(d) the worker is alive, did not exit by itself, no exception escaped to pika (a raw
+    traceback in its log), and its queues drained.
 
 Each violation is a ``Failure`` naming the invariant, the event or offering, and what was seen.
 """
@@ -64,13 +65,14 @@ class Facts:
     worker_alive: bool = True
     unexpected_exits: list[int] = field(default_factory=list)
     undrained: dict[str, int] = field(default_factory=dict)  # queue -> messages left
+    escaped: list[str] = field(default_factory=list)  # exceptions that escaped to pika
 
 
 @dataclass(frozen=True)
 class Failure:
     kind: str  # lost, reasonless, delivery_limit, bad_body, unexpected_code, dlq_crash,
     # duplicate_project, duplicate_client, relinked, dangling_link, archive_mismatch,
-    # id_changed, worker_exited, worker_dead, not_drained
+    # id_changed, worker_exited, escaped_exception, worker_dead, not_drained
     detail: str
 
 
@@ -211,6 +213,9 @@ def worker_healthy(facts: Facts) -> list[Failure]:
         Failure("worker_exited", f"the worker exited by itself with status {code}")
         for code in facts.unexpected_exits
     ]
+    for exception in sorted(set(facts.escaped)):
+        times = facts.escaped.count(exception)
+        failures.append(Failure("escaped_exception", f"{times}x escaped the worker: {exception}"))
     if not facts.worker_alive:
         failures.append(Failure("worker_dead", "the worker is not running after the trial"))
     if facts.undrained:

@@ -28,6 +28,7 @@ INVARIANTS = [
     ("dead-lettered with a code no input here deserves", ("unexpected_code",)),
     ("dlq cannot read a dead letter", ("dlq_crash",)),
     ("links that disagree with the tool", ("dangling_link", "archive_mismatch")),
+    ("exceptions escaped to pika", ("escaped_exception",)),
     ("worker exited, died or did not drain", ("worker_exited", "worker_dead", "not_drained")),
     ("trial errors, faults not done", ("trial_error", "fault_not_done")),
 ]  # fmt: skip

@@ -41,7 +41,8 @@ class Options:
     events: int = 300
     bad_share: float = 0.06  # of the publications, bad bodies
     retry_delays: str = "0.5,1,2,2,3"
-    concurrency: int = 8
+    concurrency: int = 4
+    vendor_latency: float = 0.1  # seconds each fake takes per request, like a real API
     fault_seconds: float = 45.0  # the longest faults are injected in one trial
     settle_seconds: float = 180.0  # how long the queues may take to drain afterwards
     waves: int = 3  # the events are published in this many waves during the faults
@@ -88,6 +89,7 @@ def _run(stack, rng, scenario: Scenario, options, broker_restart, directory, res
         for email in TEAM:
             fake.add_user(email)
         fake.chaos = profile.decide
+        fake.latency = options.vendor_latency
         fake.late_answer = VENDOR_TIMEOUT + 1.0
     refs = {placeholder: _premake(fakes[p.tool], p) for placeholder, p in scenario.premade.items()}
     publications = scenario.with_refs(refs)
@@ -145,6 +147,7 @@ def _run(stack, rng, scenario: Scenario, options, broker_restart, directory, res
         worker_alive=alive,
         unexpected_exits=list(worker.unexpected_exits),
         undrained=undrained,
+        escaped=evidence.escaped_exceptions(directory / "worker.log"),
     )
     result.dead_letters.update(letter.code for letter in letters)
     result.failures.extend(check(facts))
