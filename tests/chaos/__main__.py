@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settle-seconds", type=float, default=Options.settle_seconds)
     parser.add_argument("--retry-delays", default=Options.retry_delays)
     parser.add_argument("--vendor-latency", type=float, default=Options.vendor_latency)
+    parser.add_argument("--toggl-rate", default=Options.toggl_rate, help="worker's Toggl pace")
     parser.add_argument("--keep", action="store_true", help="keep every trial's files")
     args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else random.randrange(1_000_000)
@@ -41,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         fault_seconds=args.fault_seconds,
         settle_seconds=args.settle_seconds,
         vendor_latency=args.vendor_latency,
+        toggl_rate=args.toggl_rate,
         keep=args.keep,
     )
     restart_in = random.Random(seed).randrange(args.trials) if args.broker_restart else None

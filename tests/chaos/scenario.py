@@ -96,11 +96,15 @@ class Scenario:
 
 
 class _Events:
-    """CloudEvents with seeded ids and times that rise with every event made."""
+    """CloudEvents with seeded ids and times that rise with every event made.
+
+    Times start at yesterday's midnight (UTC): in the past, as the worker demands of any
+    event, and the same for one seed all day."""
 
     def __init__(self, rng: random.Random):
         self.rng = rng
-        self.clock = datetime(2026, 11, 1, tzinfo=UTC)
+        today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        self.clock = today - timedelta(days=1)
 
     def make(self, type_: str, data: dict, label: str) -> Publication:
         self.clock += timedelta(seconds=1)

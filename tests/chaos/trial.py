@@ -41,9 +41,12 @@ class Options:
     events: int = 300
     bad_share: float = 0.06  # of the publications, bad bodies
     retry_delays: str = "0.5,1,2,2,3"
-    concurrency: int = 4
-    vendor_latency: float = 0.1  # seconds each fake takes per request, like a real API
-    fault_seconds: float = 45.0  # the longest faults are injected in one trial
+    concurrency: int = 8
+    vendor_latency: float = 0.05  # seconds each fake takes per request, like a real API
+    # The worker paces Toggl as it would a real account (1/1 there): its work backs up while
+    # the rest flows, which is when restarts and the consumer timeout bite.
+    toggl_rate: str = "4/1"
+    fault_seconds: float = 90.0  # the longest faults are injected in one trial
     settle_seconds: float = 180.0  # how long the queues may take to drain afterwards
     waves: int = 3  # the events are published in this many waves during the faults
     keep: bool = False  # keep every trial's directory, not only failed ones
@@ -181,7 +184,7 @@ def _worker_env(options, namespace, db, rules, harvest, toggl, clockify) -> dict
         "TOGGL_API_TOKEN": toggl.token,
         "TOGGL_WORKSPACE_ID": str(toggl.workspace_id),
         "TOGGL_BASE_URL": f"{toggl.origin}/api/v9",
-        "TOGGL_RATE_LIMIT": "1000/1",
+        "TOGGL_RATE_LIMIT": options.toggl_rate,
         "CLOCKIFY_API_KEY": clockify.api_key,
         "CLOCKIFY_WORKSPACE_ID": clockify.workspace_id,
         "CLOCKIFY_BASE_URL": f"{clockify.origin}/api/v1",
