@@ -99,8 +99,11 @@ def none_lost(facts: Facts) -> list[Failure]:
         if letter.code == "unknown":
             failures.append(Failure("reasonless", f"{what}: dead letter without a reason"))
         elif letter.broker_made:
+            ran = "processed before" if letter.key in facts.processed else "never processed"
             failures.append(
-                Failure("delivery_limit", f"{what}: dead-lettered by the broker ({letter.code})")
+                Failure(
+                    "delivery_limit", f"{what}: dead-lettered by the broker ({letter.code}), {ran}"
+                )
             )
         if letter.dlq_error:
             failures.append(Failure("dlq_crash", f"{what}: dlq cannot read it: {letter.dlq_error}"))
