@@ -2,6 +2,22 @@
 client-side pacing, tenacity retries for short blips, and translation of failures into
 ``schemas.errors``.
 
+Every ``requests`` exception is translated, and its text is never used: it can carry header
+values (``InvalidHeader`` quotes the token) and URLs. A message is built from the vendor, the
+method, the path and the exception's type name only:
+
+    requests exception                              becomes              re-sent here
+    ConnectTimeout, refused connection              VendorUnavailable    yes
+    other Timeout / ConnectionError (SSL, proxy,    VendorUnavailable    if idempotent
+      reset), ChunkedEncodingError,
+      ContentDecodingError, other RequestException
+    InvalidHeader, or a header http.client refuses  VendorAuth           no: a person must fix
+                                                                         the credential
+    InvalidURL, MissingSchema, InvalidSchema,       VendorRejected       no: configuration
+      URLRequired, TooManyRedirects, InvalidJSONError                    or a bug, not a blip
+    a body that is not JSON where JSON is expected  VendorUnavailable    if idempotent
+      (``VendorAnswer.json``)
+
 Retry policy (a ``tenacity.Retrying`` built in the composition root, ``wait_none`` in tests):
 only ``VendorUnavailable`` is retried, and a request that may have been processed (a POST
 that timed out or got a 5xx) is never re-sent here: the message-level retry that follows
@@ -17,7 +33,14 @@ import requests
 import tenacity
 
 from adapters.pacing import Pacer
-from schemas.errors import ProvisionerError, VendorAuth, VendorRejected, VendorUnavailable
+from schemas.errors import (
+    ProvisionerError,
+    Unreadable,
+    VendorAuth,
+    VendorRejected,
+    VendorUnavailable,
+)
+from schemas.json_body import read_json
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "PATCH", "DELETE"})
 USER_AGENT = "timesheet-provisioner (https://github.com/timesheet-provisioner)"
@@ -57,8 +80,8 @@ def default_retrying(attempts: int = 4) -> tenacity.Retrying:
 def default_error_text(response: requests.Response) -> str:
     """The vendor's own words: a JSON ``message``/``error``, a JSON string, or raw text."""
     try:
-        body = response.json()
-    except ValueError:
+        body = read_json(response.content)
+    except Unreadable:
         return response.text.strip()[:300]
     if isinstance(body, str):
         return body[:300]
@@ -84,6 +107,63 @@ def _describe(exc: Exception, timeout: tuple[float, float]) -> str:
     if isinstance(exc, requests.Timeout):
         return f"timed out after {timeout[1]:g}s"
     return f"connection failed ({type(exc).__name__})"
+
+
+# Requests that cannot be sent as configured: retrying cannot help, a person must act.
+_UNSENDABLE = (
+    requests.exceptions.InvalidURL,
+    requests.exceptions.MissingSchema,
+    requests.exceptions.InvalidSchema,
+    requests.exceptions.URLRequired,
+    requests.exceptions.TooManyRedirects,
+    requests.exceptions.InvalidJSONError,
+)
+
+
+def _translate(exc: Exception, method: str, where: str, timeout) -> ProvisionerError:
+    """Our error for an exception ``requests`` raised; never its text (see the docstring)."""
+    kind = type(exc).__name__
+    if isinstance(exc, requests.exceptions.InvalidJSONError) and not isinstance(
+        exc, requests.exceptions.JSONDecodeError
+    ):
+        return VendorRejected(f"{where}: the request body cannot be sent as JSON ({kind})")
+    if isinstance(exc, requests.exceptions.InvalidHeader) or (
+        isinstance(exc, ValueError) and not isinstance(exc, requests.RequestException)
+    ):
+        # A ValueError here is http.client refusing a header (UnicodeEncodeError included).
+        return VendorAuth(f"{where}: a credential cannot be sent in a header ({kind})")
+    if isinstance(exc, _UNSENDABLE):
+        return VendorRejected(f"{where}: the request cannot be sent ({kind})")
+    if isinstance(exc, requests.ConnectionError | requests.Timeout):
+        err = VendorUnavailable(f"{where}: {_describe(exc, timeout)}")
+        err.safe_to_retry = method in IDEMPOTENT or _never_sent(exc)
+        return err
+    # ChunkedEncodingError, ContentDecodingError, … : the answer broke on the way.
+    err = VendorUnavailable(f"{where}: the answer could not be read ({kind})")
+    err.safe_to_retry = method in IDEMPOTENT
+    return err
+
+
+class VendorAnswer:
+    """A vendor's ``requests.Response`` whose ``json()`` raises ``VendorUnavailable``, never
+    ``ValueError`` or ``RecursionError``, on a body that is not JSON (a proxy's HTML page,
+    a cut answer). Everything else is the response's own."""
+
+    def __init__(self, response: requests.Response, method: str, where: str):
+        self._response = response
+        self._method = method
+        self._where = where
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._response, name)
+
+    def json(self) -> Any:
+        try:
+            return read_json(self._response.content)
+        except Unreadable:
+            err = VendorUnavailable(f"{self._where}: {self.status_code} answer is not JSON")
+            err.safe_to_retry = self._method in IDEMPOTENT
+            raise err from None
 
 
 class VendorHttp:
@@ -122,12 +202,12 @@ class VendorHttp:
         params: Mapping[str, Any] | None = None,
         json: Any = None,
         ok_statuses: frozenset[int] = frozenset(),
-    ) -> requests.Response:
+    ) -> VendorAnswer:
         """One call with retries. ``ok_statuses`` (say 404, 422) are returned, not raised."""
         url = path if path.startswith("http") else f"{self.base_url}{path}"
         return self.retrying(self._once, method, url, params, json, ok_statuses)
 
-    def _once(self, method, url, params, json, ok_statuses) -> requests.Response:
+    def _once(self, method, url, params, json, ok_statuses) -> VendorAnswer:
         if self.pacer:
             self.pacer.acquire()
         where = f"{self.vendor} {method} {url.removeprefix(self.base_url).split('?')[0]}"
@@ -135,13 +215,11 @@ class VendorHttp:
             response = self.session.request(
                 method, url, params=params, json=json, timeout=self.timeout
             )
-        except (requests.ConnectionError, requests.Timeout) as exc:
-            err = VendorUnavailable(f"{where}: {_describe(exc, self.timeout)}")
-            err.safe_to_retry = method in IDEMPOTENT or _never_sent(exc)
-            raise err from None
+        except (requests.RequestException, ValueError) as exc:
+            raise _translate(exc, method, where, self.timeout) from None
         status = response.status_code
         if status < 400 or status in ok_statuses:
-            return response
+            return VendorAnswer(response, method, where)
         raise self._failure(method, where, response)
 
     def _failure(self, method: str, where: str, response: requests.Response) -> ProvisionerError:
@@ -170,11 +248,7 @@ class VendorHttp:
         url: str | None = path
         query: Mapping[str, Any] | None = params
         while url:
-            response = self.request("GET", url, params=query)
-            try:
-                body = response.json()
-            except ValueError:  # a proxy's HTML page, say: not an answer from the tool
-                raise VendorUnavailable(f"{self.vendor} GET {path}: response is not JSON") from None
+            body = self.request("GET", url, params=query).json()
             yield from body.get(key, [])
             url = (body.get("links") or {}).get("next")
             query = None  # the next link carries its own query

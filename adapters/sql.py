@@ -9,17 +9,35 @@ SQL itself (bench/throughput.py; the README's design notes).
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import sqlite3
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
+from adapters.group_commit import GroupCommit
+from schemas.errors import Unreadable, UnreadableCode
+
 # Errors of either driver: a caller that reports "the store failed" catches these.
 DRIVER_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, psycopg.Error)
 SCHEMA_LOCK_SCOPE = 0x7471  # the advisory lock taken while the schema is created
+
+
+def in_utc(value: datetime) -> datetime:
+    """``value`` as UTC, or ``Unreadable`` (invalid_data) for a time that has no UTC form in
+    Python's calendar (year 1 ahead of UTC, year 9999 behind it), rather than an
+    ``OverflowError`` from deep inside the store."""
+    try:
+        return value.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise Unreadable(
+            UnreadableCode.INVALID_DATA,
+            f"time {value.isoformat()} is outside the range the state store can keep",
+        ) from None
 
 
 class Sqlite:
@@ -33,15 +51,32 @@ class Sqlite:
     integrity_errors = (sqlite3.IntegrityError,)
     schema_lock = None  # one process: the writers' lock is enough
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, fsync: Callable[[int], None] = os.fsync):
         self.path = path
         self.writers = threading.Lock()
+        in_memory = path == ":memory:" or path.startswith("file:")
+        self.group_commit = None if in_memory else GroupCommit(path, fsync)
 
     def connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes
+        # Durable across process crashes; across power loss once make_durable returns.
+        conn.execute("PRAGMA synchronous=NORMAL")
         return conn
+
+    def committed(self) -> None:
+        """After each commit, under ``writers``."""
+        if self.group_commit is not None:
+            self.group_commit.note_commit()
+
+    def make_durable(self) -> None:
+        if self.group_commit is not None:
+            self.group_commit.make_durable()
+
+    def close(self) -> None:
+        """After every connection is closed."""
+        if self.group_commit is not None:
+            self.group_commit.close()
 
     @staticmethod
     def usable(conn: sqlite3.Connection) -> bool:
@@ -56,7 +91,7 @@ class Sqlite:
         # UTC text that sorts as time does, so SQL can compare it.
         if value is None:
             return None
-        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+        return in_utc(value).strftime("%Y-%m-%d %H:%M:%S.%f")
 
     @staticmethod
     def unstamp(value: str | None) -> datetime | None:
@@ -86,13 +121,26 @@ class Postgres:
     def usable(conn: psycopg.Connection) -> bool:
         return not (conn.closed or conn.broken)
 
+    @staticmethod
+    def committed() -> None:
+        pass
+
+    @staticmethod
+    def make_durable() -> None:
+        pass  # a COMMIT returns once the server has flushed it (synchronous_commit)
+
+    @staticmethod
+    def close() -> None:
+        pass
+
     @classmethod
     def sql(cls, text: str) -> str:
         return cls._PARAM.sub(r"%(\1)s", text)
 
     @staticmethod
     def stamp(value: datetime | None) -> datetime | None:
-        return value
+        # PostgreSQL would keep 1 BC, but psycopg could not read it back as a datetime.
+        return None if value is None else in_utc(value)
 
     @staticmethod
     def unstamp(value: datetime | None) -> datetime | None:

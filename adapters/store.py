@@ -16,9 +16,17 @@ import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from adapters.locks import KeyedLocks, busy, take_advisory_lock
 from adapters.sql import Postgres, Sqlite, dialect_for
-from handlers.ports import ClientMapping, Journal, Link, ProjectState, RecordedStep
-from schemas.errors import FailureCode, Permanent
+from handlers.ports import (
+    ClientMapping,
+    Journal,
+    Link,
+    ProjectState,
+    RecordedStep,
+    client_name_key,
+)
+from schemas.errors import FailureCode, Permanent, Transient
 from schemas.inbound import Project, Status, Tool
 from schemas.outbound import OUTBOUND_TYPES, Outbound
 
@@ -62,6 +70,13 @@ SCHEMA = [
         seq INTEGER NOT NULL,
         outcomes TEXT NOT NULL,
         PRIMARY KEY (source, event_id, step))""",
+    # Runs of an event begun on a redelivery: a message that kills the worker every time
+    # it runs is stopped by this count, not by the broker's count of deliveries.
+    """CREATE TABLE IF NOT EXISTS event_runs (
+        source TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        runs INTEGER NOT NULL,
+        PRIMARY KEY (source, event_id))""",
 ]
 
 LINK_COLUMNS = (
@@ -113,23 +128,29 @@ SQL = {
     "AND (crm_client_id = :crm_client_id OR tool_client_id = :tool_client_id)",
     "note_intent": "INSERT INTO provision_intents (project_id, offering_id, tool, started_at) "
     "VALUES (:project_id, :offering_id, :tool, :started_at) ON CONFLICT DO NOTHING",
+    "note_run": "INSERT INTO event_runs (source, event_id, runs) VALUES (:source, :event_id, 1) "
+    "ON CONFLICT (source, event_id) DO UPDATE SET runs = event_runs.runs + 1 RETURNING runs",
     "journal": "SELECT step, outcomes FROM event_steps "
     "WHERE source = :source AND event_id = :event_id ORDER BY seq",
     "record_step": "INSERT INTO event_steps (source, event_id, step, seq, outcomes) "
     "VALUES (:source, :event_id, :step, :seq, :outcomes)",
-    "lock": "SELECT pg_advisory_lock(:scope, :project)",
-    "unlock": "SELECT pg_advisory_unlock(:scope, :project)",
+    "unlock": "SELECT pg_advisory_unlock(:scope, :key)",
 }
 
 # The journal row that says an event is done; no real step has this name or position.
 PROCESSED = "(processed)"
 PROCESSED_SEQ = 1_000_000
-# pg_advisory_lock(int4, int4): our own first key, so other applications' locks never clash.
-ADVISORY_SCOPE = 0x7470  # "tp"
+# pg_advisory_lock(int4, int4): our own first keys, so other applications' locks never clash.
+ADVISORY_SCOPE = 0x7470  # "tp": a project
+CLIENT_SCOPE = 0x7472  # a client name in one tool
+# How long a lock is awaited before the event is given back to be retried later: far above
+# any one event's work on a project, far below the broker's consumer timeout.
+LOCK_TIMEOUT = 30.0
 
 
-def _lock_key(project_id: str) -> int:
-    digest = hashlib.blake2b(project_id.encode(), digest_size=4).digest()
+def _lock_key(text: str) -> int:
+    # Two texts of one key only share a lock: they wait for each other, nothing worse.
+    digest = hashlib.blake2b(text.encode(), digest_size=4).digest()
     return int.from_bytes(digest, "big", signed=True)
 
 
@@ -153,12 +174,14 @@ class SqlStore:
     several statements is an explicit transaction (``_write``).
     """
 
-    def __init__(self, dialect: Sqlite | Postgres):
+    def __init__(self, dialect: Sqlite | Postgres, *, lock_timeout: float = LOCK_TIMEOUT):
         self.dialect = dialect
+        self.lock_timeout = lock_timeout
         self.sql = {name: dialect.sql(text) for name, text in SQL.items()}
         self._local = threading.local()
         self._opened: list = []
         self._lock = threading.Lock()
+        self._client_locks = KeyedLocks()
         with self._write() as conn:
             if dialect.schema_lock:
                 conn.execute(dialect.schema_lock)
@@ -166,8 +189,8 @@ class SqlStore:
                 conn.execute(statement.format(stamp=dialect.stamp_type))
 
     @classmethod
-    def from_url(cls, url: str) -> SqlStore:
-        return cls(dialect_for(url))
+    def from_url(cls, url: str, *, lock_timeout: float = LOCK_TIMEOUT) -> SqlStore:
+        return cls(dialect_for(url), lock_timeout=lock_timeout)
 
     def close(self) -> None:
         with self._lock:
@@ -176,38 +199,67 @@ class SqlStore:
                     conn.close()
             self._opened.clear()
         self._local = threading.local()
+        self.dialect.close()
 
     # -- connections and transactions -------------------------------------------------------
     def _conn(self):
         conn = getattr(self._local, "conn", None)
         if conn is None or not self.dialect.usable(conn):
+            if self._held():
+                # The session that held our lock is gone, and the lock with it: a new session
+                # would let the rest of the event run unlocked, beside another worker.
+                raise self._lock_lost()
             conn = self.dialect.connect()
             self._local.conn = conn
             with self._lock:
                 self._opened.append(conn)
         return conn
 
+    @contextlib.contextmanager
+    def _session(self):
+        """This thread's connection, for one statement or transaction."""
+        conn = self._conn()
+        try:
+            yield conn
+        except Exception as exc:
+            if self._held() and not self.dialect.usable(conn):
+                raise self._lock_lost() from exc
+            raise
+
+    def _held(self) -> list[str]:
+        """What this thread holds session locks on (PostgreSQL), innermost last."""
+        return self._local.__dict__.setdefault("held", [])
+
+    def _lock_lost(self) -> Transient:
+        return Transient(
+            FailureCode.INTERNAL_ERROR,
+            f"the database session holding the lock on {self._held()[0]} broke; "
+            "the event is retried",
+        )
+
     def _one(self, query: str, params: dict):
-        return self._conn().execute(self.sql[query], params).fetchone()
+        with self._session() as conn:
+            return conn.execute(self.sql[query], params).fetchone()
 
     def _all(self, query: str, params: dict) -> list:
-        return self._conn().execute(self.sql[query], params).fetchall()
+        with self._session() as conn:
+            return conn.execute(self.sql[query], params).fetchall()
 
     def _write_one(self, query: str, params: dict) -> tuple[int, list]:
         """One statement, which is its own transaction: (rows changed, rows returned).
 
         The rows are fetched inside: SQLite commits a RETURNING statement only once it has
         been stepped to the end."""
-        with self.dialect.writers:
-            cursor = self._conn().execute(self.sql[query], params)
+        with self.dialect.writers, self._session() as conn:
+            cursor = conn.execute(self.sql[query], params)
             returned = cursor.fetchall() if cursor.description else []
+            self.dialect.committed()
             return cursor.rowcount, returned
 
     @contextlib.contextmanager
     def _write(self):
         """A transaction of several statements on this thread's connection."""
-        conn = self._conn()
-        with self.dialect.writers:
+        with self.dialect.writers, self._session() as conn:
             conn.execute(self.dialect.begin)
             try:
                 yield conn
@@ -216,6 +268,10 @@ class SqlStore:
                 with contextlib.suppress(Exception):  # the connection may be the failure
                     conn.execute("ROLLBACK")
                 raise
+            self.dialect.committed()
+
+    def make_durable(self) -> None:
+        self.dialect.make_durable()
 
     # -- projects -------------------------------------------------------------------------
     def project(self, project_id: str) -> ProjectState | None:
@@ -328,15 +384,49 @@ class SqlStore:
         if not isinstance(self.dialect, Postgres):
             yield
             return
-        key = {"scope": ADVISORY_SCOPE, "project": _lock_key(project_id)}
-        conn = self._conn()  # the lock lives with this thread's session
-        conn.execute(self.sql["lock"], key)
+        with self._session_lock(ADVISORY_SCOPE, project_id, f"project {project_id}"):
+            yield
+
+    @contextlib.contextmanager
+    def client_lock(self, tool: Tool, name: str):
+        """One resolution of a client name per tool at a time: among this process's lanes by
+        a lock in memory, and among worker processes on PostgreSQL by an advisory lock."""
+        folded = client_name_key(name)
+        what = f"{tool} client {name.strip()!r}"
+        with self._client_locks.hold((tool, folded), self.lock_timeout, what):
+            if not isinstance(self.dialect, Postgres):
+                yield
+                return
+            with self._session_lock(CLIENT_SCOPE, f"{tool}\n{folded}", what):
+                yield
+
+    @contextlib.contextmanager
+    def _session_lock(self, scope: int, name: str, what: str):
+        key = {"scope": scope, "key": _lock_key(name)}
+        with self._session() as conn:  # the lock lives with this thread's session
+            taken = take_advisory_lock(conn, scope, key["key"], self.lock_timeout)
+        if not taken:
+            raise busy(what, self.lock_timeout)
+        held = self._held()
+        held.append(what)
         try:
             yield
         finally:
-            conn.execute(self.sql["unlock"], key)
+            held.remove(what)
+            try:
+                conn.execute(self.sql["unlock"], key)
+            except Exception:
+                # A session that broke took its locks with it; one that failed otherwise is
+                # closed so that it cannot keep the lock (the next call opens another).
+                with contextlib.suppress(Exception):
+                    conn.close()
 
     # -- the event journal ----------------------------------------------------------------
+    def note_run(self, event_key: tuple[str, str]) -> int:
+        source, event_id = event_key
+        _, [(runs,)] = self._write_one("note_run", {"source": source, "event_id": event_id})
+        return runs
+
     def journal(self, event_key: tuple[str, str]) -> Journal:
         source, event_id = event_key
         rows = self._all("journal", {"source": source, "event_id": event_id})

@@ -4,6 +4,11 @@ A CRM client without a mapping adopts the tool client of the same name when no o
 client holds it, else a new tool client is made. Anything that would need a guess (two CRM
 clients claiming one tool client, several tool clients of one name) is ``client_ambiguous``
 and names every id involved, so a person can fix it with ``provisioner clients``.
+
+Lanes work projects in parallel and several workers may share the store, but the client map
+is shared by every project: the look-up, create and map of a client name run under the
+store's ``client_lock``, so that two projects of one new client neither create it twice nor
+find each other's fresh mapping half-way and call it a conflict.
 """
 
 from __future__ import annotations
@@ -22,6 +27,15 @@ def resolve_client(client: Client, tool: TimesheetTool, store: ProjectStore) -> 
     mapped = store.tool_client(tool.name, client.id)
     if mapped is not None:
         return mapped
+    with store.client_lock(tool.name, client.name):
+        # Whoever held the lock before us may have mapped this very client.
+        mapped = store.tool_client(tool.name, client.id)
+        if mapped is not None:
+            return mapped
+        return _map_new(client, tool, store)
+
+
+def _map_new(client: Client, tool: TimesheetTool, store: ProjectStore) -> str:
     candidates = tool.clients_named(client.name)
     if len(candidates) > 1:
         ids = ", ".join(c.id for c in candidates)
@@ -32,7 +46,7 @@ def resolve_client(client: Client, tool: TimesheetTool, store: ProjectStore) -> 
     if candidates:
         chosen = candidates[0]
         holder = store.crm_client(tool.name, chosen.id)
-        if holder is not None:
+        if holder not in (None, client.id):
             raise ambiguous(
                 f"CRM clients {holder} and {client.id} both claim {tool.name} client "
                 f"{chosen.id} ({chosen.name!r}); likely a duplicate in the CRM"

@@ -111,10 +111,8 @@ def on_provision_requested(data: ProvisionRequested, at: datetime, run: Run, dep
 
     def work() -> StepResult:
         offering = offering_of(project, data.offering_id)
-        if deps.store.link(project.id, offering.id) is not None:
-            return offerings.skipped(project, offering, "already_linked")
         plan = deps.rules.plan_for(project, offering, tool=data.tool)
-        return offerings.provision(project, offering, plan, deps)
+        return offerings.provision(project, offering, plan, deps)  # skips a linked one
 
     run.step(
         f"offering:{data.offering_id}",

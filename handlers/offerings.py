@@ -44,6 +44,11 @@ def team_of(offering: Offering, plan: Plan, tool: TimesheetTool) -> tuple[dict[s
 
 
 def provision(project: Project, offering: Offering, plan: Plan, deps: Deps) -> StepResult:
+    """Makes the offering's project in the tool; every trigger (Closed Won, In Progress,
+    Provision New) comes through here, so this is the one place that refuses an offering
+    already linked (provisioned or connected, archived or not): its link stays as it is."""
+    if deps.store.link(project.id, offering.id) is not None:
+        return skipped(project, offering, "already_linked")
     tool = deps.tool(plan.tool)
     client_id = resolve_client(project.client, tool, deps.store)
     users, missing = team_of(offering, plan, tool)
@@ -100,7 +105,13 @@ def connect(
 
 
 def _check_client(project: Project, tool: Tool, tool_client_id: str, store: ProjectStore) -> None:
+    # Under the lock that client resolution takes, so a project of this client being
+    # provisioned meanwhile cannot map it to another tool client between our read and write.
+    with store.client_lock(tool, project.client.name):
+        _check_mapping(project, tool, tool_client_id, store)
 
+
+def _check_mapping(project: Project, tool: Tool, tool_client_id: str, store: ProjectStore) -> None:
     holder = store.crm_client(tool, tool_client_id)
     mapped = store.tool_client(tool, project.client.id)
     if holder not in (None, project.client.id) or mapped not in (None, tool_client_id):

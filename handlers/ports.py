@@ -16,6 +16,12 @@ from schemas.inbound import Project, Status, Tool
 from schemas.outbound import Outbound
 
 
+def client_name_key(name: str) -> str:
+    """A client name as the tools compare them (``TimesheetTool.clients_named``): case and runs
+    of white space do not count."""
+    return " ".join(name.split()).casefold()
+
+
 @dataclass(frozen=True)
 class ToolClient:
     id: str
@@ -59,7 +65,7 @@ class TimesheetTool(Protocol):
     def project_url(self, project_id: str) -> str: ...
 
     def clients_named(self, name: str) -> list[ToolClient]:
-        """Every client whose name equals ``name`` (case- and space-insensitive)."""
+        """Every client whose name has the ``client_name_key`` of ``name``."""
 
     def create_client(self, name: str) -> ToolClient: ...
 
@@ -162,6 +168,9 @@ class ProjectStore(Protocol):
     def note_provision_started(self, project_id: str, offering_id: str, tool: Tool) -> bool:
         """Records that a create may be under way; True if an earlier attempt had begun one."""
 
+    def note_run(self, event_key: tuple[str, str]) -> int:
+        """Counts a run of the event begun on a redelivery; returns how many there were."""
+
     def journal(self, event_key: tuple[str, str]) -> Journal:
         """What earlier attempts at this event recorded."""
 
@@ -178,7 +187,20 @@ class ProjectStore(Protocol):
 
     def project_lock(self, project_id: str) -> AbstractContextManager[None]:
         """Keeps every other worker process off this project until released. Within one
-        process the consumer's lanes already keep a project's events apart."""
+        process the consumer's lanes already keep a project's events apart. Raises
+        ``Transient`` when another worker holds it past the store's lock timeout, and from
+        any store call inside it once the lock is lost (the database session holding it
+        broke): the event is then retried, never run on unlocked."""
+
+    def client_lock(self, tool: Tool, name: str) -> AbstractContextManager[None]:
+        """Keeps every other lane and worker process from resolving a client of this name
+        (``client_name_key``) in ``tool`` until released, so that one client is looked up,
+        created and mapped once. ``Transient`` on timeout, as ``project_lock``."""
+
+    def make_durable(self) -> None:
+        """Returns once every commit this thread made is on disk (not only in the operating
+        system's cache), so that an ack after it cannot outlive the state it reports.
+        Callers at the same time share one flush."""
 
     def finish_run(
         self, event_key: tuple[str, str], steps: Sequence[RecordedStep], *, processed: bool

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 CONTENT_TYPE = "application/cloudevents+json"
 MAX_BODY_BYTES = 256 * 1024
@@ -23,6 +24,15 @@ class CloudEvent(BaseModel):
     subject: str | None = None
     datacontenttype: str | None = None
     data: dict[str, Any]
+
+    @field_validator("time", mode="before")
+    @classmethod
+    def _rfc3339(cls, value: Any) -> Any:
+        # pydantic would read a number as Unix seconds or milliseconds, a guess the contract
+        # (and CloudEvents' JSON format) does not make: time is an RFC 3339 string.
+        if not isinstance(value, str | datetime):
+            raise ValueError("must be an RFC 3339 string")
+        return value
 
     @property
     def key(self) -> tuple[str, str]:

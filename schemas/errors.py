@@ -33,6 +33,7 @@ class FailureCode(StrEnum):
     VENDOR_AUTH = "vendor_auth"
     VENDOR_UNAVAILABLE = "vendor_unavailable"
     INTERNAL_ERROR = "internal_error"
+    WORKER_CRASHED = "worker_crashed"
 
 
 # The contract's "dead-lettered" column: these need a person once retries (if any) are spent.
@@ -44,6 +45,7 @@ DEAD_LETTERED = frozenset(
         FailureCode.VENDOR_AUTH,
         FailureCode.VENDOR_UNAVAILABLE,
         FailureCode.INTERNAL_ERROR,
+        FailureCode.WORKER_CRASHED,
     }
 )
 

@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
-import json
-from datetime import date
-from typing import Annotated, Literal
+import re
+from datetime import UTC, date, datetime, timedelta
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from schemas.envelope import MAX_BODY_BYTES, CloudEvent
 from schemas.errors import Unreadable, UnreadableCode
+from schemas.json_body import read_json
 
 Tool = Literal["harvest", "toggl", "clockify"]
 TOOLS: tuple[Tool, ...] = ("harvest", "toggl", "clockify")
 Status = Literal["awaiting_start", "in_progress", "on_hold", "completed"]
 NonEmpty = Annotated[str, Field(min_length=1, max_length=500)]
+# No vendor takes a million hours on one offering; infinity and NaN are never hours.
+MAX_HOURS = 1_000_000
+Hours = Annotated[float, Field(ge=0, le=MAX_HOURS, allow_inf_nan=False)]
+
+# A producer's clock may run a little ahead of ours. Further ahead, an event would win every
+# newer-wins comparison for good and freeze the project, so it is refused.
+CLOCK_SKEW = timedelta(minutes=5)
+# No CRM event predates the Unix epoch; older times are typos or attacks (year 1 overflows
+# ``astimezone`` and the store's timestamps).
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class _Data(BaseModel):
@@ -26,7 +37,7 @@ class TeamMember(_Data):
     email: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$", max_length=320)]
     name: str | None = None
     role: str | None = None
-    hours: float | None = Field(default=None, ge=0)
+    hours: Hours | None = None
 
 
 class Client(_Data):
@@ -38,12 +49,19 @@ class Offering(_Data):
     id: NonEmpty
     name: NonEmpty
     sold: bool = True
-    budget_hours: float | None = Field(default=None, ge=0)
+    budget_hours: Hours | None = None
     starts_on: date | None = None
     ends_on: date | None = None
     billable: bool = True
     kind: str | None = None
     team: list[TeamMember] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _dates_in_order(self) -> Offering:
+        # A vendor refuses it (vendor_rejected, dead-lettered after a call); it is bad input.
+        if self.starts_on and self.ends_on and self.starts_on > self.ends_on:
+            raise ValueError("starts_on is after ends_on")
+        return self
 
 
 class Project(_Data):
@@ -130,20 +148,23 @@ def _first_error(exc: ValidationError) -> str:
     return f"{where}: {err['msg']} ({exc.error_count()} error(s))"
 
 
-def parse_inbound(body: bytes) -> Inbound:
-    """Read one AMQP body; every way it can be unreadable raises ``Unreadable`` with a code."""
+def parse_inbound(body: bytes, *, clock_skew: timedelta = CLOCK_SKEW) -> Inbound:
+    """Read one AMQP body. Raises nothing but ``Unreadable`` (with a code and a one-line
+    reason), whatever the bytes; ``clock_skew`` is how far ahead of our clock an event's
+    ``time`` may be."""
     if len(body) > MAX_BODY_BYTES:
         raise Unreadable(UnreadableCode.TOO_LARGE, f"body is {len(body)} bytes, over 256 KiB")
-    try:
-        raw = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise Unreadable(UnreadableCode.NOT_JSON, f"body is not JSON: {exc}") from None
+    raw = read_json(body)
     if not isinstance(raw, dict):
         raise Unreadable(UnreadableCode.NOT_CLOUDEVENT, "body is not a JSON object")
+    if _MAYBE_UNSTORABLE.search(body) and (where := _unstorable_text(raw)):
+        raise Unreadable(UnreadableCode.INVALID_DATA, where)
     try:
         envelope = CloudEvent.model_validate(raw)
     except ValidationError as exc:
         raise Unreadable(UnreadableCode.NOT_CLOUDEVENT, _first_error(exc)) from None
+    if problem := _time_problem(envelope.time, clock_skew):
+        raise Unreadable(UnreadableCode.INVALID_DATA, problem)
     model = INBOUND_TYPES.get(envelope.type)
     if model is None:
         raise Unreadable(UnreadableCode.UNKNOWN_TYPE, f"unknown event type {envelope.type!r}")
@@ -152,3 +173,41 @@ def parse_inbound(body: bytes) -> Inbound:
     except ValidationError as exc:
         raise Unreadable(UnreadableCode.INVALID_DATA, _first_error(exc)) from None
     return Inbound.model_construct(envelope=envelope, data=data)  # both parts are validated
+
+
+def _time_problem(time: datetime, clock_skew: timedelta) -> str | None:
+    # Aware datetimes compare without ``astimezone``, which overflows at the ends of the range.
+    if time > datetime.now(UTC) + clock_skew:
+        return f"time: {time.isoformat()} is ahead of our clock by more than {clock_skew}"
+    if time < EARLIEST:
+        return f"time: {time.isoformat()} is before {EARLIEST.date()}"
+    return None
+
+
+# PostgreSQL cannot store NUL in text, and no UTF-8 encoder takes a lone surrogate. A strict
+# UTF-8 body can only carry them as JSON escapes, so only a body with such an escape is walked.
+_MAYBE_UNSTORABLE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _unstorable_text(value: Any, path: str = "") -> str | None:
+    """Where in ``value`` a string (or key) holds NUL or a lone surrogate, as a reason."""
+    if isinstance(value, str):
+        found = _UNSTORABLE.search(value)
+        if found is None:
+            return None
+        what = "a NUL character" if found.group() == "\x00" else "a lone surrogate"
+        return f"{path or '(root)'}: contains {what}"
+    if isinstance(value, dict):
+        items: Any = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        # The reason goes into headers: a key's own NUL or surrogate is shown escaped.
+        shown = str(key).encode("ascii", "backslashreplace").decode()
+        where = f"{path}.{shown}" if path else shown
+        if problem := _unstorable_text(key, where) or _unstorable_text(item, where):
+            return problem
+    return None

@@ -20,7 +20,9 @@ from pydantic import ValidationError
 
 from handlers.ports import ClientMapping
 from handlers.rules import Plan, Rules, RulesError, load_rules
+from schemas.errors import Unreadable
 from schemas.inbound import TOOLS, Offering, Project
+from schemas.json_body import read_json
 from worker.cli import FAILED, OK, USAGE, Fail, settings_or_fail
 
 # Offerings chosen to exercise the globs of a typical file: names with common prefixes
@@ -118,11 +120,11 @@ def _sample_projects() -> list[Project]:
 
 def _read_project(file: str) -> Project:
     try:
-        raw = json.loads(Path(file).read_text(encoding="utf-8"))
+        raw = read_json(Path(file).read_bytes())
     except OSError as exc:
         raise InvalidProject([f"{file}: {exc.strerror}"]) from None
-    except json.JSONDecodeError as exc:
-        raise InvalidProject([f"{file}: not JSON ({exc})"]) from None
+    except Unreadable as exc:
+        raise InvalidProject([f"{file}: {exc.message}"]) from None
     if isinstance(raw, dict) and isinstance(raw.get("project"), dict):
         raw = raw["project"]  # the data of a deal.closed_won event reads as well
     try:

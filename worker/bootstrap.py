@@ -83,4 +83,6 @@ def build_consumer(settings: Settings, deps: Deps) -> Consumer:
         prefetch=settings.prefetch,
         heartbeat=settings.heartbeat,
         shutdown_grace=settings.shutdown_grace,
+        consumer_timeout=settings.consumer_timeout,
+        max_held_bytes=settings.max_held_bytes,
     )

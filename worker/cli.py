@@ -35,7 +35,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from worker import bootstrap, cpu, logs, memory
 
     settings = settings_or_fail()
-    logs.configure()
+    logs.configure(secrets=settings.secrets())
     arenas_limited = memory.limit_malloc_arenas()  # before any thread starts
     try:
         deps = bootstrap.build_deps(settings)

@@ -24,6 +24,8 @@ from typing import Any
 import pika
 from pika.adapters.blocking_connection import BlockingChannel
 
+from schemas.errors import Unreadable
+from schemas.json_body import read_json
 from worker.messages import (
     ATTEMPTS,
     COPY_ID,
@@ -192,7 +194,7 @@ def render(letter: DeadLetter, now: datetime) -> str:
     ]
     lines += ["", "failure history"] + [f"  {h}" for h in letter.history or ["(none recorded)"]]
     lines += ["", f"body ({len(letter.body)} bytes)", _body_text(letter.body)]
-    return "\n".join(_printable(line) for line in lines)
+    return "\n".join(printable(line) for line in lines)
 
 
 def short_ids(letters: list[DeadLetter]) -> dict[str, str]:
@@ -247,15 +249,15 @@ def _broker_verdict(deaths: list[dict]) -> tuple[str, str, int]:
 
 def _body_text(body: bytes) -> str:
     try:
-        text = json.dumps(json.loads(body), indent=2, ensure_ascii=False)
-    except (ValueError, UnicodeDecodeError):
+        text = json.dumps(read_json(body), indent=2, ensure_ascii=False)
+    except Unreadable:  # shown as bytes: nested 100,000 deep, not UTF-8, a 6,000-digit number
         text = repr(body)
     if len(text) > BODY_SHOWN:
         return f"{text[:BODY_SHOWN]}\n… cut at {BODY_SHOWN} of {len(text)} characters"
     return text
 
 
-def _printable(text: str) -> str:
+def printable(text: str) -> str:
     # A dead letter is whatever someone sent: escape control characters so that none of it
     # can drive the on-call engineer's terminal.
     return "".join(c if c.isprintable() or c == "\n" else repr(c)[1:-1] for c in text)
@@ -271,8 +273,8 @@ def _death_line(death: dict) -> str:
 
 def _cloud_event(body: bytes) -> dict:
     try:
-        event = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        event = read_json(body)
+    except Unreadable:
         return {}
     return event if isinstance(event, dict) else {}
 
@@ -298,7 +300,8 @@ def _text(value: Any) -> str:
         return ""
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace")
-    return str(value)
+    # A lone surrogate from a JSON escape cannot be printed or encoded: replace it.
+    return str(value).encode("utf-8", "surrogatepass").decode("utf-8", "replace")
 
 
 def _int(value: Any) -> int:

@@ -303,6 +303,8 @@ def _print_groups(letters: list[DeadLetter], *, as_json: bool) -> None:
 
 
 def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    # A type or code read from a body is whatever someone sent: escaped, like ``dlq show``.
+    rows = [tuple(dl.printable(cell) for cell in row) for row in rows]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())

@@ -12,6 +12,13 @@ with confirms and then acks; every policy choice is made here, in one place:
 | failure needing a person, or retryable | outcomes + timesheet.failed -> NS.events;         |
 | with no retry left                     | message -> NS.dead-letter with x-error-*          |
 | a bug (any other exception)            | as a retryable failure with code internal_error   |
+| redelivered after RUN_LIMIT runs that  | timesheet.failed worker_crashed -> NS.events;     |
+| never finished (it kills the worker)   | message -> NS.dead-letter                         |
+
+The text of an unexpected exception never goes on the bus: it can carry anything, a
+credential in a header value included (``requests`` puts them in ``InvalidHeader``). The bus
+gets ``internal_error`` and the exception's type; the worker log gets the traceback, with the
+secrets redacted (``worker.logs``).
 """
 
 from __future__ import annotations
@@ -20,13 +27,18 @@ import structlog
 
 from handlers.events import handle
 from handlers.run import Deps, Run, StepFailure, failed_event
-from schemas.errors import FailureCode, Transient, Unreadable
+from schemas.errors import FailureCode, Permanent, ProvisionerError, Transient, Unreadable
 from schemas.inbound import Inbound
 from schemas.outbound import Outbound
 from worker.messages import Decision, Delivery, Publish, failure_copy, outcome_message
 from worker.topology import Topology
 
 log = structlog.get_logger()
+
+# Runs of one event begun on redeliveries before it is dead-lettered as worker_crashed. The
+# broker's delivery limit cannot tell a message that kills the worker from one that only
+# waited in a worker that was killed; this count only sees runs that began.
+RUN_LIMIT = 10
 
 
 class Processor:
@@ -39,15 +51,33 @@ class Processor:
         """Never raises: anything unexpected (a bug, the store down) is a retryable failure,
         so the message is retried later and finally dead-lettered, never left unacked."""
         try:
-            return self._process(delivery, parsed)
+            decision = self._process(delivery, parsed)
+        except ProvisionerError as exc:  # the store's own: a lock timed out or was lost
+            log.warning("processing_deferred", code=exc.code, error=exc.message)
+            decision = self._route_failure(delivery, exc, delivery.attempts_before + 1, [])
         except Exception as exc:
-            log.exception("processing_failed")
-            return self._route_failure(delivery, _internal(exc), delivery.attempts_before + 1, [])
+            event_id = _event_id(delivery, parsed)
+            log.exception("processing_failed", event_id=event_id)
+            decision = self._route_failure(
+                delivery, _internal(exc, event_id), delivery.attempts_before + 1, []
+            )
+        try:
+            # The ack must not outlive what it reports: this lane's commits reach the disk
+            # first, in one flush shared by every lane finishing now (a no-op on PostgreSQL).
+            self.deps.store.make_durable()
+        except Exception as exc:
+            event_id = _event_id(delivery, parsed)
+            log.exception("processing_failed", event_id=event_id)
+            error = _internal(exc, event_id)
+            return self._route_failure(delivery, error, delivery.attempts_before + 1, [])
+        return decision
 
     def _process(self, delivery: Delivery, parsed: Inbound | Unreadable) -> Decision:
         attempt = delivery.attempts_before + 1
         if isinstance(parsed, Unreadable):
             return self._dead_letter(delivery, parsed.code, parsed.message, attempt, [])
+        if delivery.redelivered and self.deps.store.note_run(parsed.envelope.key) > RUN_LIMIT:
+            return self._crashed(delivery, parsed, attempt)
         # Several worker processes may share one database: one of them at a time per project.
         with self.deps.store.project_lock(parsed.project_id):
             return self._handle(delivery, parsed, attempt)
@@ -60,9 +90,9 @@ class Processor:
         try:
             run = handle(parsed, self.deps, attempt, journal)
         except Exception as exc:  # a bug: never lose the message, never loop hot
-            log.exception("handler_crashed")
+            log.exception("handler_crashed", event_id=parsed.envelope.id)
             run = Run(key, self.deps.store, attempt)  # nothing of the crashed run is kept
-            run.failures.append(StepFailure(_internal(exc), parsed.project_id))
+            run.failures.append(StepFailure(_internal(exc, parsed.envelope.id), parsed.project_id))
         failures, outcomes = run.failures, run.outcomes
         if not failures or run.pending:
             self.deps.store.finish_run(key, run.pending, processed=not failures)
@@ -79,6 +109,26 @@ class Processor:
             attempt,
             self._events(parsed, outcomes),
             failures=failures,
+            failed_events=self._events(parsed, failed),
+        )
+
+    def _crashed(self, delivery: Delivery, parsed: Inbound, attempt: int) -> Decision:
+        """The worker died this often while running the event: a person must look."""
+        error = Permanent(
+            FailureCode.WORKER_CRASHED,
+            f"the worker stopped {RUN_LIMIT} times while working on this event; "
+            "see the worker log for its id",
+        )
+        failure = StepFailure(
+            error, parsed.project_id, getattr(parsed.data, "offering_id", None), None
+        )
+        failed = [failed_event(failure, attempt, dead_lettered=True)]
+        return self._route_failure(
+            delivery,
+            error,
+            attempt,
+            [],
+            failures=[failure],
             failed_events=self._events(parsed, failed),
         )
 
@@ -126,5 +176,16 @@ class Processor:
         return Decision(events + [copy], "dead_lettered", {"code": code, "attempts": attempts})
 
 
-def _internal(exc: Exception) -> Transient:
-    return Transient(FailureCode.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"[:500])
+def _internal(exc: Exception, event_id: str | None) -> Transient:
+    """The bus's view of a bug: the exception's type and where to look, never its text."""
+    where = f"event {event_id}" if event_id else "this message"
+    return Transient(
+        FailureCode.INTERNAL_ERROR,
+        f"{type(exc).__name__}: see the worker log for {where}"[:500],
+    )
+
+
+def _event_id(delivery: Delivery, parsed: Inbound | Unreadable) -> str | None:
+    if isinstance(parsed, Inbound):
+        return parsed.envelope.id
+    return delivery.properties.message_id

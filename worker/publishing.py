@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
-
 import pika
 from pydantic import ValidationError
 
 from schemas.envelope import CONTENT_TYPE, MAX_BODY_BYTES, CloudEvent
+from schemas.errors import Unreadable
+from schemas.json_body import read_json
 from worker.topology import Topology, connection_parameters
 
 
@@ -19,11 +19,17 @@ def read_event(body: bytes) -> CloudEvent:
     if len(body) > MAX_BODY_BYTES:
         raise EventFileError(f"event is {len(body)} bytes, over the 256 KiB limit")
     try:
-        return CloudEvent.model_validate(json.loads(body))
-    except (ValueError, ValidationError) as exc:
-        first = exc.errors()[0] if isinstance(exc, ValidationError) else None
-        where = ".".join(map(str, first["loc"])) + ": " + first["msg"] if first else str(exc)
+        event = CloudEvent.model_validate(read_json(body))
+    except Unreadable as exc:
+        raise EventFileError(exc.message) from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(map(str, first["loc"])) + ": " + first["msg"]
         raise EventFileError(f"not a CloudEvent: {where}") from None
+    for name in ("id", "type"):  # AMQP short strings: message_id and the routing key
+        if len(getattr(event, name).encode()) > 255:
+            raise EventFileError(f"{name}: over 255 bytes, too long for AMQP")
+    return event
 
 
 def inbound_properties(event: CloudEvent, headers: dict | None = None) -> pika.BasicProperties:

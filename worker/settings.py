@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -31,6 +32,10 @@ class Settings(BaseSettings):
     shutdown_grace: float = Field(30.0, alias="PROVISIONER_SHUTDOWN_GRACE", ge=0)
     source: str = Field("timesheet-provisioner", alias="PROVISIONER_SOURCE", min_length=1)
     cpu: str = Field("auto", alias="PROVISIONER_CPU", pattern=r"^(auto|all|\d+)$")  # worker.cpu
+    # The broker's consumer_timeout (RabbitMQ's default): the worker takes ahead only what it
+    # expects to finish well within it, and at most this many bytes of bodies (worker.window).
+    consumer_timeout: float = Field(1800.0, alias="PROVISIONER_CONSUMER_TIMEOUT", gt=0)
+    max_held_bytes: int = Field(64 * 1024 * 1024, alias="PROVISIONER_MAX_HELD_BYTES", ge=256 * 1024)
 
     harvest_account_id: str | None = Field(None, alias="HARVEST_ACCOUNT_ID")
     harvest_access_token: SecretStr | None = Field(None, alias="HARVEST_ACCESS_TOKEN")
@@ -61,6 +66,35 @@ class Settings(BaseSettings):
             raise ValueError("every delay must be a positive number of seconds")
         return tuple(value)
 
+    @field_validator(
+        "harvest_account_id",
+        "harvest_access_token",
+        "toggl_api_token",
+        "toggl_workspace_id",
+        "clockify_api_key",
+        "clockify_workspace_id",
+        mode="before",
+    )
+    @classmethod
+    def _credential(cls, value):
+        """Mounted secret files end in a newline, and requests puts the value in a header as
+        it is: strip it, and refuse what still cannot be a header value, here rather than in
+        an exception whose text carries the secret. Messages never quote the value."""
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if value is None or value == "":  # unset (compose passes "" for a disabled tool)
+            return None
+        text = str(value).strip()
+        if not text:
+            raise ValueError("is only whitespace")
+        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+            raise ValueError("contains a control character, so it cannot go in an HTTP header")
+        try:
+            text.encode("latin-1")
+        except UnicodeEncodeError:
+            raise ValueError("is not latin-1 text, so it cannot go in an HTTP header") from None
+        return text
+
     @field_validator("amqp_url")
     @classmethod
     def _amqp(cls, value: str) -> str:
@@ -77,6 +111,19 @@ class Settings(BaseSettings):
 
     def _credentials(self, tool: str) -> list:
         return [getattr(self, name) for name in CREDENTIALS[tool]]
+
+    def secrets(self) -> list[str]:
+        """Every configured secret value, for the log redactor (``worker.logs``)."""
+        found = [
+            token.get_secret_value()
+            for token in (self.harvest_access_token, self.toggl_api_token, self.clockify_api_key)
+            if token is not None
+        ]
+        for url in (self.amqp_url, self.database_url):
+            password = urlsplit(url).password
+            if password:
+                found += [password, unquote(password)]
+        return found
 
     def enabled_tools(self) -> list[str]:
         return [tool for tool in CREDENTIALS if all(self._credentials(tool))]

@@ -5,13 +5,19 @@ the retry queues and the dead-letter exchange are ours. A failed message waits i
 queue for its delay (a per-queue TTL, so messages in one queue expire in order), then the
 broker dead-letters it through the default exchange straight back to ``NS.worker``.
 
-Broker-side safety: ``NS.worker`` has an explicit delivery limit, so a message that kills
-the worker every time stops after ``DELIVERY_LIMIT`` tries instead of looping. It and the
-retry queues are quorum queues with at-least-once dead-lettering (into ``NS.dead-letter``,
-and back into ``NS.worker``), which needs RabbitMQ 3.10+, the ``stream_queue`` feature
-flag, ``x-dead-letter-strategy: at-least-once`` and ``x-overflow: reject-publish``: the
-broker then keeps a message until the target queue has confirmed it, instead of dropping
-it if that queue cannot take it.
+Broker-side safety: ``NS.worker`` has an explicit delivery limit, a backstop so that nothing
+loops for ever. It is high on purpose: on RabbitMQ before 4.3 every return of a message counts
+as a delivery, also the return of work a worker held but never started when it was killed,
+so a low limit turns a restart storm into dead letters of work that never ran. A message
+that really does kill the worker is stopped much earlier by the worker's own count of runs
+(``worker.processing``). ``NS.dead-letter`` is pinned to a classic queue: a broker whose
+default queue type is quorum would give it a delivery limit, and browsing it (every
+``dlq list`` returns what it looked at) would count towards that limit until letters went.
+``NS.worker`` and the retry queues are quorum queues with at-least-once dead-lettering
+(into ``NS.dead-letter``, and back into ``NS.worker``), which needs RabbitMQ 3.10+, the
+``stream_queue`` feature flag, ``x-dead-letter-strategy: at-least-once`` and
+``x-overflow: reject-publish``: the broker then keeps a message until the target queue has
+confirmed it, instead of dropping it if that queue cannot take it.
 """
 
 from __future__ import annotations
@@ -19,9 +25,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pika
+import structlog
 from pika.adapters.blocking_connection import BlockingChannel
+from pika.exceptions import ChannelClosedByBroker
 
-DELIVERY_LIMIT = 20  # redeliveries before the broker itself gives a message to a person
+log = structlog.get_logger()
+
+PRECONDITION_FAILED = 406
+DELIVERY_LIMIT = 500  # deliveries before the broker itself gives a message to a person
 # Quorum queues whose dead-lettering is at-least-once: the broker keeps a message until the
 # target queue has confirmed it, instead of dropping it if the target cannot take it.
 SAFE_DEAD_LETTERING = {
@@ -70,12 +81,12 @@ class Topology:
         channel.exchange_declare(self.inbound, "topic", durable=True)
         channel.exchange_declare(self.events, "topic", durable=True)
         channel.exchange_declare(self.dead_letter_exchange, "fanout", durable=True)
-        channel.queue_declare(self.dead_letter, durable=True)
+        channel.queue_declare(self.dead_letter, durable=True, arguments={"x-queue-type": "classic"})
         channel.queue_bind(self.dead_letter, self.dead_letter_exchange)
-        channel.queue_declare(
+        channel = _declare_work_queue(
+            channel,
             self.work_queue,
-            durable=True,
-            arguments={
+            {
                 **SAFE_DEAD_LETTERING,
                 "x-delivery-limit": DELIVERY_LIMIT,
                 "x-dead-letter-exchange": self.dead_letter_exchange,
@@ -93,6 +104,30 @@ class Topology:
                     "x-dead-letter-routing-key": self.work_queue,
                 },
             )
+
+
+def _declare_work_queue(channel: BlockingChannel, name: str, arguments: dict) -> BlockingChannel:
+    """Declares the work queue; returns the channel to go on with.
+
+    A queue made by an earlier version with other arguments (a delivery limit of 20 before
+    this one) cannot be declared with these: the broker closes the channel. It keeps working
+    as it is, so we go on with it on a new channel and say how to bring it up to date."""
+    try:
+        channel.queue_declare(name, durable=True, arguments=arguments)
+        return channel
+    except ChannelClosedByBroker as exc:
+        if exc.reply_code != PRECONDITION_FAILED:
+            raise
+        channel = channel.connection.channel()
+        channel.queue_declare(name, passive=True)
+        log.warning(
+            "work_queue_arguments_differ",
+            queue=name,
+            broker_says=exc.reply_text,
+            fix=f"rabbitmqctl set_policy --apply-to queues {name}-limit '^{name}$' "
+            f"'{{\"delivery-limit\": {DELIVERY_LIMIT}}}'",
+        )
+        return channel
 
 
 def connection_parameters(

@@ -69,3 +69,29 @@ def unacked(queue: str) -> int:
     listing = rabbitmqctl("list_queues", "name", "messages_unacknowledged")
     counts = dict(line.split("\t") for line in listing.splitlines() if "\t" in line)
     return int(counts[queue])
+
+
+def test_eight_projects_of_one_new_client_started_at_once_share_one_client(
+    bus, harvest, start_worker
+):
+    """Issue 10, finding 3: lanes are per project, the client map is shared."""
+    harvest.latency = 0.02  # every call takes a while, so the eight lanes really overlap
+    client = {"id": b.rid("C"), "name": b.rid("Initech")}
+    projects = [b.project(client=client, name=b.rid("Site")) for _ in range(8)]
+    start_worker(PROVISIONER_CONCURRENCY="8")
+
+    for p in projects:
+        bus.publish(b.closed_won(p))
+    for p in projects:
+        bus.publish(b.status_changed(p, "in_progress"))
+    bus.wait_until(lambda seen: len([o for o in seen if o["type"] != "project.activated"]) >= 8)
+
+    outcomes = bus.settle(quiet=1.0)
+    assert [o["data"] for o in outcomes if o["type"] == "timesheet.failed"] == []
+    provisioned = [o["data"] for o in outcomes if o["type"] == "timesheet.provisioned"]
+    assert sorted(d["project_id"] for d in provisioned) == sorted(p["id"] for p in projects)
+    assert [c["name"] for c in harvest.clients.values()] == [client["name"]]
+    [harvest_client] = harvest.clients
+    assert {d["timesheet_client_id"] for d in provisioned} == {str(harvest_client)}
+    assert len(harvest.projects) == 8
+    assert bus.dead_letters() == []

@@ -428,3 +428,70 @@ def test_a_bad_setting_exits_2_naming_the_variable(dlq, monkeypatch):
     status, _, err = dlq("list")
 
     assert status == 2 and err.startswith("provisioner: AMQP_URL:") and "s3cret" not in err
+
+
+# -- bodies json.loads cannot read (issue 10, finding 1) ----------------------------------------
+NESTED = b"[" * 120_000  # RecursionError in json.loads, under the 256 KiB limit
+
+
+def huge_number_body() -> tuple[dict, bytes]:
+    """A deal.closed_won whose budget is a 6,000-digit number: ValueError in json.loads."""
+    event = b.closed_won(b.project(b.offering(budget_hours="HUGE")))
+    return event, b.body(event).replace(b'"HUGE"', b"9" * 6000)
+
+
+def test_every_dlq_command_works_with_bodies_json_cannot_read(dlq, bus):
+    nested_event = b.closed_won(b.project())
+    nested = put_dead_letter(bus, nested_event, body=NESTED, code="not_json")
+    huge_event, huge_body = huge_number_body()
+    huge = put_dead_letter(bus, huge_event, body=huge_body, code="invalid_data")
+
+    listed = dlq("list")
+    as_json = dlq("list", "--json")
+    grouped = dlq("list", "--group")
+    grouped_json = dlq("list", "--group", "--json")
+    shown_nested = dlq("show", nested)
+    shown_huge = dlq("show", huge)
+
+    for status, _out, err in (listed, as_json, grouped, grouped_json, shown_nested, shown_huge):
+        assert (status, err) == (0, "")
+    assert {row.split()[2] for row in listed[1].splitlines()[1:-1]} == {"not_json", "invalid_data"}
+    assert {line["id"] for line in json_lines(as_json[1])} == {nested, huge}
+    assert {(g["code"], g["count"]) for g in json_lines(grouped_json[1])} == {
+        ("not_json", 1),
+        ("invalid_data", 1),
+    }
+    assert f"body ({len(NESTED)} bytes)" in shown_nested[1] and "b'[[[[" in shown_nested[1]
+    assert f"body ({len(huge_body)} bytes)" in shown_huge[1] and "… cut at 4000 of" in shown_huge[1]
+
+    dry_status, dry_out, _ = dlq("replay", "--all", "--dry-run")
+    assert dry_status == 0 and "moved nothing (dry run)" in dry_out
+    assert dlq("replay", nested)[0] == 0
+    [(_, _, replayed)] = take_all(bus, bus.topology.work_queue)
+    assert replayed == NESTED
+    status, out, _ = dlq("discard", huge, "--yes")
+    assert status == 0 and f"dropped {huge}" in out
+    assert bus.dead_letters() == []
+
+
+def test_the_worker_dead_letters_unreadable_bodies_at_the_first_delivery(dlq, bus, start_worker):
+    start_worker()
+    _, huge_body = huge_number_body()
+    bus.publish(NESTED, routing_key="deal.closed_won")
+    bus.publish(huge_body, routing_key="deal.closed_won")
+    good = b.closed_won(b.project())
+    bus.publish(good)
+
+    [activated] = bus.wait_for(1, type="project.activated")
+    letters = bus.wait_dead_letters(2)
+
+    assert activated["data"]["project_id"] == good["data"]["project"]["id"]
+    by_body = {body: headers for headers, body in letters}
+    assert by_body[NESTED][ERROR_CODE] == "not_json" and by_body[NESTED][ATTEMPTS] == 1
+    assert by_body[huge_body][ERROR_CODE] == "invalid_data" and by_body[huge_body][ATTEMPTS] == 1
+    assert "x-death" not in by_body[NESTED]  # ours, not the broker's delivery limit
+    status, out, _ = dlq("list", "--json")
+    assert status == 0 and {line["code"] for line in json_lines(out)} == {
+        "not_json",
+        "invalid_data",
+    }

@@ -11,7 +11,7 @@ import pytest
 
 from adapters.store import SqlStore
 from handlers.ports import ClientMapping, Link, RecordedStep
-from schemas.errors import Permanent
+from schemas.errors import Permanent, Unreadable
 from schemas.inbound import Project
 from schemas.outbound import TimesheetSkipped
 from tests import builders as b
@@ -132,3 +132,26 @@ def test_concurrent_writers_keep_every_write(store):
 
     assert errors == []
     assert all(store.journal(k).processed for k in keys)
+
+
+@pytest.mark.parametrize(
+    "ancient",
+    [
+        datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=1))),  # 1 BC in UTC
+        datetime(9999, 12, 31, 23, 30, tzinfo=timezone(timedelta(hours=-1))),  # year 10000
+    ],
+)
+def test_a_time_without_a_utc_form_is_refused_as_invalid_data(store, ancient):
+    project = a_project()
+    store.save_snapshot(project, T0, activate=True)
+
+    for write in (
+        lambda: store.save_snapshot(project, ancient),
+        lambda: store.set_status(project.id, "on_hold", ancient),
+    ):
+        with pytest.raises(Unreadable) as refused:
+            write()
+        assert refused.value.code == "invalid_data"
+        assert ancient.isoformat() in refused.value.message
+
+    assert store.project(project.id).snapshot_at == T0  # still readable, unchanged

@@ -7,7 +7,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-from handlers.ports import ProjectSpec, ToolClient, ToolProject
+from handlers.ports import ProjectSpec, ToolClient, ToolProject, client_name_key
 from schemas.errors import InvalidReference, TimesheetNotFound, VendorUnavailable
 
 
@@ -55,8 +55,8 @@ class MemoryTool:
         return f"https://mem.example/projects/{project_id}"
 
     def clients_named(self, name: str) -> list[ToolClient]:
-        fold = " ".join(name.split()).casefold()
-        return [c for c in self.clients.values() if " ".join(c.name.split()).casefold() == fold]
+        key = client_name_key(name)
+        return [c for c in self.clients.values() if client_name_key(c.name) == key]
 
     def create_client(self, name: str) -> ToolClient:
         return self.clients[self.add_client(name)]

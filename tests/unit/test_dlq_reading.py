@@ -127,3 +127,25 @@ def test_the_progress_bar_shows_only_at_a_terminal_and_only_for_long_replays(mon
     assert terminal.getvalue().endswith("\r[###############...............] 20/40")
     monkeypatch.setattr("sys.stderr", io.StringIO())
     assert not dlq._Progress(40).shown
+
+
+def test_bodies_json_cannot_read_are_read_and_shown_as_bytes():
+    nested = letter(body=b"[" * 120_000, message_id="e-nested")
+    huge = letter(body=b'{"type": "deal.closed_won", "n": ' + b"9" * 6000 + b"}")
+
+    assert (nested.event_id, nested.type, nested.source) == ("e-nested", None, None)
+    assert huge.type is None  # the body could not be read, so nothing comes from it
+    assert "b'[[[[" in dl.render(nested, NOW) and "… cut at 4000 of" in dl.render(huge, NOW)
+
+
+def test_text_from_a_body_that_cannot_be_printed_is_made_printable(capsys):
+    body = b'{"id": "e-1", "source": "crm\\ud800", "type": "deal\\u001b[2J.closed_won"}'
+    found = letter(body=body)
+
+    shown = dl.render(found, NOW)
+    dlq._table(("TYPE", "SOURCE"), [(found.type, found.source)])
+
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\\x1b[2J" in out
+    assert "\ud800" not in found.source and "\x1b" not in shown
+    out.encode("utf-8")

@@ -142,7 +142,7 @@ def test_an_older_snapshot_is_ignored(world):
     project = b.project(b.offering("Discovery"))
     renamed = {**project, "offerings": [{**project["offerings"][0], "name": "Renamed"}]}
 
-    world.send(b.closed_won(renamed) | {"time": "2026-12-02T00:00:00Z"})
+    world.send(b.closed_won(renamed) | {"time": "2026-11-02T00:00:00Z"})
     world.send(b.closed_won(project) | {"time": "2026-11-01T00:00:00Z"})
 
     assert world.store.project(project["id"]).project.offerings[0].name == "Renamed"
@@ -221,3 +221,62 @@ def test_asking_for_a_tool_without_credentials_is_vendor_auth_for_a_person(world
         True,
     )
     assert "toggl is not enabled" in failed["message"] and result.dead_lettered
+
+
+WON_RULE = '[defaults]\nprovision_on = "closed_won"'
+
+
+def test_a_deal_won_again_skips_an_offering_linked_by_connect_existing(tmp_path):
+    world = World(tmp_path, WON_RULE)
+    offering = b.offering(sold=False)  # not sold at first: nothing is made when won
+    project = b.project(offering)
+    world.send(b.closed_won(project))
+    existing = world.tool.add_project(world.tool.add_client(project["client"]["name"]))
+    world.send(b.connect_requested(project, offering["id"], existing, tool="harvest"))
+    linked = world.store.link(project["id"], offering["id"])
+
+    sold = {**project, "offerings": [{**offering, "sold": True}]}
+    again = world.send(b.closed_won(sold))  # moved back and won again: a new event id
+
+    [skipped] = again.of("timesheet.skipped")
+    assert (skipped["offering_id"], skipped["reason"]) == (offering["id"], "already_linked")
+    assert again.of("timesheet.provisioned") == [] and again.copy is None
+    assert list(world.tool.projects) == [existing]
+    assert world.store.link(project["id"], offering["id"]) == linked
+
+
+def test_a_deal_won_again_leaves_an_archived_link_archived_and_in_progress_restores_it(tmp_path):
+    world = World(tmp_path, WON_RULE)
+    offering = b.offering()
+    project = b.project(offering)
+    world.send(b.closed_won(project))
+    world.send(b.status_changed(project, "on_hold"))
+    archived = world.store.link(project["id"], offering["id"])
+
+    again = world.send(b.closed_won(project))
+
+    assert again.of("timesheet.skipped")[0]["reason"] == "already_linked"
+    assert world.store.link(project["id"], offering["id"]) == archived and archived.archived
+    back = world.send(b.status_changed(project, "in_progress"))
+    [restored] = back.of("timesheet.restored")
+    assert restored["timesheet_project_id"] == archived.timesheet_project_id
+    [made] = world.tool.projects.values()
+    assert not made.project.archived
+
+
+def test_connected_held_won_again_then_in_progress_restores_the_one_project(tmp_path):
+    world = World(tmp_path, WON_RULE)
+    offering = b.offering(sold=False)
+    project = b.project(offering)
+    world.send(b.closed_won(project))
+    existing = world.tool.add_project(world.tool.add_client(project["client"]["name"]))
+    world.send(b.connect_requested(project, offering["id"], existing, tool="harvest"))
+    held = world.send(b.status_changed(project, "on_hold"))
+
+    world.send(b.closed_won({**project, "offerings": [{**offering, "sold": True}]}))
+    back = world.send(b.status_changed(project, "in_progress"))
+
+    assert held.of("timesheet.archived")[0]["timesheet_project_id"] == existing
+    assert [e["type"] for e in back.events] == ["timesheet.restored"]
+    assert list(world.tool.projects) == [existing]
+    assert not world.tool.projects[existing].project.archived
