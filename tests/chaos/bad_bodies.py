@@ -1,4 +1,6 @@
-"""Bad bodies for a trial, drawn from the property-based generator of ``tests.strategies``.
+"""Bad bodies for a trial, drawn from the property-based generator of ``tests.strategies``,
+each with the name of its kind (deep nesting, huge numbers, bad times …) for the report. A
+seed gives the same kinds and shapes; the ids the generator puts inside are fresh each time.
 
 Hypothesis strategies are meant for ``@given``; a seeded ``@given`` that only collects is
 the supported way to draw a reproducible handful outside a test.
@@ -6,17 +8,30 @@ the supported way to draw a reproducible handful outside a test.
 
 from __future__ import annotations
 
-import json
+import random
+from collections import Counter
 
 from hypothesis import HealthCheck, Phase, given, seed, settings
+from hypothesis.strategies import SearchStrategy
 
-from tests.strategies import bad_bodies
+from tests.strategies import BAD_BODY_KINDS
 
 
-def sample_bad_bodies(count: int, at_seed: int) -> list[bytes]:
+def sample_bad_bodies(count: int, at_seed: int) -> list[tuple[str, bytes]]:
+    """``count`` bodies as (kind, body), kinds drawn evenly at random."""
+    rng = random.Random(at_seed)
+    kinds = Counter(rng.choice(sorted(BAD_BODY_KINDS)) for _ in range(count))
+    drawn = [
+        (kind, body)
+        for kind, n in sorted(kinds.items())
+        for body in _draw(BAD_BODY_KINDS[kind], n, rng.randrange(2**32))
+    ]
+    rng.shuffle(drawn)
+    return drawn
+
+
+def _draw(strategy: SearchStrategy[bytes], count: int, at_seed: int) -> list[bytes]:
     drawn: list[bytes] = []
-    if count <= 0:
-        return drawn
 
     @seed(at_seed)
     @settings(
@@ -26,9 +41,10 @@ def sample_bad_bodies(count: int, at_seed: int) -> list[bytes]:
         deadline=None,
         suppress_health_check=list(HealthCheck),
     )
-    @given(bad_bodies())
-    def collect(body) -> None:
-        drawn.append(body if isinstance(body, bytes) else json.dumps(body).encode())
+    @given(strategy)
+    def collect(body: bytes) -> None:
+        drawn.append(body)
 
     collect()
-    return drawn[:count]
+    # A kind with little room may give fewer distinct examples than asked: repeat them.
+    return (drawn * count)[:count]

@@ -254,7 +254,8 @@ def build(rng: random.Random, events_wanted: int, bad_share: float = 0.06) -> Sc
         by_client.setdefault(client["id"], []).append(stream)
         made += len(stream)
     order = _with_copies(rng, _interleave(rng, list(by_client.values())))
-    for i, body in enumerate(sample_bad_bodies(bad_count, rng.randrange(2**32))):
+    for i, (kind, body) in enumerate(sample_bad_bodies(bad_count, rng.randrange(2**32))):
         at = rng.randint(0, len(order))
-        order.insert(at, Publication(body, "deal.closed_won", None, f"bad body #{i + 1}"))
+        label = f"bad body #{i + 1} ({kind})"
+        order.insert(at, Publication(body, "deal.closed_won", None, label))
     return Scenario(order, premade, [c["name"] for c in clients])
