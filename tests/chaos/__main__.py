@@ -50,7 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     for i in range(args.trials):
         result = run_trial(seed + i, options, broker_restart=i == restart_in)
         results.append(result)
-        print(trial_line(i, result), flush=True)
+        print(trial_line(i, result), flush=True)  # a long run shows its findings as they come
+        for failure in result.failures:
+            print(f"    {failure.kind}: {failure.detail}", flush=True)
     print()
     print(render(results, seed, args.events))
     return 1 if any(r.failures for r in results) else 0
