@@ -10,6 +10,7 @@ import requests
 
 from tests.chaos import scenario
 from tests.chaos.broker import Letter
+from tests.chaos.evidence import escaped_exceptions
 from tests.chaos.faults import FaultProfile, Rates
 from tests.chaos.invariants import Facts, StoredLink, VendorClient, VendorProject, check
 from tests.chaos.scenario import Publication
@@ -117,3 +118,18 @@ def test_a_lost_answer_takes_effect_and_answers_504():
         assert answer.status_code == 504
         assert [c["name"] for c in fake.clients.values()] == ["Acme"]
         assert profile.counts == {LOST_ANSWER: 1}
+
+
+def test_a_raw_traceback_in_the_worker_log_counts_as_an_escaped_exception(tmp_path):
+    log = tmp_path / "worker.log"
+    log.write_text(
+        '{"event": "processing_failed", "exception": "Traceback (most recent call last): ..."}\n'
+        "protocol.data_received() failed: error=RecursionError(...)\n"
+        "Traceback (most recent call last):\n"
+        '  File "worker/consumer.py", line 190, in _on_message\n'
+        "    parsed = parse_inbound(body)\n"
+        "RecursionError: maximum recursion depth exceeded\n"
+        '{"event": "consuming"}\n'
+    )
+
+    assert escaped_exceptions(log) == ["RecursionError: maximum recursion depth exceeded"]
