@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import signal
 import sys
 
 from tests.chaos.table import render, trial_line
@@ -33,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--toggl-rate", default=Options.toggl_rate, help="worker's Toggl pace")
     parser.add_argument("--keep", action="store_true", help="keep every trial's files")
     args = parser.parse_args(argv)
+    # SIGTERM (a CI timeout) unwinds like Ctrl-C: the trial's cleanup kills its worker and
+    # deletes its queues on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     seed = args.seed if args.seed is not None else random.randrange(1_000_000)
     options = Options(
         amqp_url=os.environ.get("AMQP_URL", Options.amqp_url),
