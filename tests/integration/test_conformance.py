@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from schemas.errors import (
@@ -156,3 +158,110 @@ def test_unreadable_references_and_missing_projects(harness):
             tool.parse_reference(bad)
     with pytest.raises(TimesheetNotFound):
         tool.get_project(harness.missing_project_id())
+
+
+# -- what each vendor documents (issue 13), one case per point ------------------------------
+@pytest.fixture
+def harvest():
+    from tests.integration.harnesses.harvest import open_harness
+
+    h = open_harness()
+    try:
+        yield h
+    finally:
+        h.fake.stop()
+
+
+def _harvest_project(harvest, **options):
+    tool = harvest.tool()
+    client = tool.create_client(unique("Acme"))
+    spec = spec_for(client.id, options=options)
+    return tool, spec, tool.create_project(spec)
+
+
+def test_harvest_tasks_from_the_rules_are_as_billable_as_the_offering(harvest):
+    harvest.fake.add_task("Design")
+    harvest.fake.add_task("Internal")
+    tool, spec, made = _harvest_project(harvest, tasks=["Design"])
+
+    tool.complete_setup(made.id, spec)
+    tool.complete_setup(
+        made.id, replace(spec, options={"tasks": ["Internal"], "task_billable": False})
+    )
+
+    billable = {
+        a["task"]["name"]: a["billable"]
+        for a in harvest.fake.task_assignments.values()
+        if a["project"]["id"] == int(made.id)
+    }
+    assert billable == {"Design": True, "Internal": False}
+
+
+def test_harvest_an_archived_task_is_a_clear_refusal_not_a_silent_success(harvest):
+    harvest.fake.add_task("Legacy", is_active=False)
+    tool, spec, made = _harvest_project(harvest)
+
+    with pytest.raises(VendorRejected) as refused:
+        tool.complete_setup(made.id, replace(spec, options={"tasks": ["Legacy"]}))
+    assert "archived" in refused.value.message
+
+
+def test_harvest_a_refused_user_assignment_is_a_failure_not_already_assigned(harvest):
+    tool, _, made = _harvest_project(harvest)
+    gone = harvest.fake.add_user(unique("gone") + "@example.com", is_active=False)
+
+    with pytest.raises(VendorRejected):
+        tool.assign_team(made.id, [str(gone)])
+
+
+def test_harvest_an_archived_user_assignment_is_reactivated(harvest):
+    tool, _, made = _harvest_project(harvest)
+    ana = harvest.fake.add_user(unique("ana") + "@example.com")
+    harvest.fake.add_user_assignment(int(made.id), ana, is_active=False)
+
+    tool.assign_team(made.id, [str(ana)])
+
+    [assignment] = [a for a in harvest.fake.user_assignments.values() if a["user"]["id"] == ana]
+    assert assignment["is_active"] is True
+
+
+@pytest.mark.parametrize("budget_by", ["task", "person"])
+def test_harvest_task_and_person_budgets_put_the_hours_on_the_assignments(harvest, budget_by):
+    harvest.fake.add_task("Design")
+    tool = harvest.tool()
+    ana = str(harvest.fake.add_user(unique("ana") + "@example.com"))
+    client = tool.create_client(unique("Acme"))
+    options = {"budget_by": budget_by, "tasks": ["Design"]}
+    spec = spec_for(client.id, options=options, team_hours={ana: 40})
+
+    made = tool.create_project(spec)
+    tool.assign_team(made.id, [ana])
+    tool.complete_setup(made.id, spec)
+
+    [project] = harvest.projects()
+    assert project.budget_hours == 40
+
+
+def test_harvest_a_money_budget_mode_never_drops_the_hours(harvest):
+    tool = harvest.tool()
+    client = tool.create_client(unique("Acme"))
+
+    with pytest.raises(VendorRejected):
+        tool.create_project(spec_for(client.id, options={"budget_by": "project_cost"}))
+    assert harvest.projects() == []
+
+
+def test_harvest_managers_on_the_team_are_not_made_project_managers(harvest):
+    tool, spec, made = _harvest_project(harvest)
+    boss = harvest.fake.add_user(unique("boss") + "@example.com", access_role="manager")
+    lead = harvest.fake.add_user(unique("lead") + "@example.com", access_role="administrator")
+
+    tool.assign_team(made.id, [str(boss), str(lead)])
+    tool.complete_setup(made.id, spec)
+
+    managers = {
+        a["user"]["id"]: a["is_project_manager"] for a in harvest.fake.user_assignments.values()
+    }
+    assert managers == {boss: False, lead: False}
+    tool.complete_setup(made.id, replace(spec, options={"project_managers": True}))
+    assert all(a["is_project_manager"] for a in harvest.fake.user_assignments.values())

@@ -221,7 +221,12 @@ def test_rules_check_json_prints_one_object_a_line(tmp_path, run, credentials):
         "rule": "rules[1]",
         "assign_team": True,
         "missing_member": "warn",
-        "options": {"bill_by": "Project", "budget_by": "project", "tasks": []},
+        "options": {
+            "bill_by": "Project",
+            "budget_by": "project",
+            "tasks": [],
+            "project_managers": False,
+        },
     }
 
 
