@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -131,7 +132,9 @@ class ClockifyTool:
         created = self.http.request("POST", f"{self.workspace}/projects", json=body).json()
         return self._project(created)
 
-    def find_project(self, client_id: str, marker: str, name: str) -> ToolProject | None:
+    def find_project(
+        self, client_id: str, marker: str, name: str, since: datetime | None = None
+    ) -> ToolProject | None:
         # Archived projects are asked for separately: the ``archived`` filter picks one kind.
         for archived in ("false", "true"):
             params = {"clients": client_id, "archived": archived}

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -241,7 +242,9 @@ class HarvestTool:
             )
         return [known[_folded(n)][0] for n in names]
 
-    def find_project(self, client_id: str, marker: str, name: str) -> ToolProject | None:
+    def find_project(
+        self, client_id: str, marker: str, name: str, since: datetime | None = None
+    ) -> ToolProject | None:
         query = {"client_id": _numeric(client_id, "client")}
         for project in self.http.pages("/projects", "projects", query):
             if project.get("code") == marker:

@@ -79,7 +79,10 @@ def provision(project: Project, offering: Offering, plan: Plan, deps: Deps) -> S
         },
     )
     resumed = deps.store.note_provision_started(project.id, offering.id, tool.name)
-    adopted = tool.find_project(client_id, marker, plan.name) if resumed else None
+    adopted = None
+    if resumed:
+        since = deps.store.provision_started_at(project.id, offering.id, tool.name)
+        adopted = tool.find_project(client_id, marker, plan.name, since)
     made = adopted or tool.create_project(spec)
     if users:
         tool.assign_team(made.id, list(users.values()))

@@ -80,8 +80,12 @@ class TimesheetTool(Protocol):
 
     def create_client(self, name: str) -> ToolClient: ...
 
-    def find_project(self, client_id: str, marker: str, name: str) -> ToolProject | None:
-        """The project an earlier, interrupted create made for this marker, if any."""
+    def find_project(
+        self, client_id: str, marker: str, name: str, since: datetime | None = None
+    ) -> ToolProject | None:
+        """The project an earlier, interrupted create made for this marker, if any.
+        ``since``: when that create's intent was recorded; a tool that cannot carry the
+        marker (Toggl) adopts only a project made after it, never one a person made."""
 
     def create_project(self, spec: ProjectSpec) -> ToolProject: ...
 
@@ -179,6 +183,11 @@ class ProjectStore(Protocol):
 
     def note_provision_started(self, project_id: str, offering_id: str, tool: Tool) -> bool:
         """Records that a create may be under way; True if an earlier attempt had begun one."""
+
+    def provision_started_at(
+        self, project_id: str, offering_id: str, tool: Tool
+    ) -> datetime | None:
+        """When the intent was first recorded (None: never): what it made is newer."""
 
     def note_run(self, event_key: tuple[str, str]) -> int:
         """Counts a run of the event begun on a redelivery; returns how many there were."""

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from adapters.pacing import Pacer
 from schemas.errors import (
     InvalidReference,
     TimesheetNotFound,
@@ -48,12 +50,13 @@ def test_an_interrupted_create_is_found_by_its_marker(harness):
     tool = harness.tool()
     client = tool.create_client(unique("Acme"))
     spec = spec_for(client.id)
+    intent = datetime.now(UTC)  # recorded before the create, as the handler does
     created = tool.create_project(spec)
 
-    found = tool.find_project(client.id, spec.marker, spec.name)
+    found = tool.find_project(client.id, spec.marker, spec.name, intent)
 
     assert found is not None and found.id == created.id
-    assert tool.find_project(client.id, "P-other/O-9", unique("Other")) is None
+    assert tool.find_project(client.id, "P-other/O-9", unique("Other"), intent) is None
     assert len(harness.projects()) == 1
 
 
@@ -90,11 +93,12 @@ def test_a_server_error_on_a_read_is_retried(harness):
 def test_a_server_error_on_create_is_not_resent(harness):
     tool = harness.tool()
     client = tool.create_client(unique("Acme"))
+    tool.create_project(spec_for(client.id))  # what a tool reads once (Toggl's plan) is read
     harness.fake.fail_next(1, status=502)
 
     with pytest.raises(VendorUnavailable):
         tool.create_project(spec_for(client.id))
-    assert harness.projects() == []
+    assert len(harness.projects()) == 1
 
 
 def test_a_timed_out_read_is_retried(harness):
@@ -265,3 +269,125 @@ def test_harvest_managers_on_the_team_are_not_made_project_managers(harvest):
     assert managers == {boss: False, lead: False}
     tool.complete_setup(made.id, replace(spec, options={"project_managers": True}))
     assert all(a["is_project_manager"] for a in harvest.fake.user_assignments.values())
+
+
+@pytest.fixture
+def toggl():
+    from tests.integration.harnesses.toggl import open_harness
+
+    h = open_harness()
+    try:
+        yield h
+    finally:
+        h.fake.stop()
+
+
+@pytest.fixture
+def free_toggl():
+    from tests.fakes.toggl import FakeToggl
+    from tests.integration.harnesses.toggl import TogglHarness
+
+    h = TogglHarness(FakeToggl(rate_limit=(1000, 1.0), plan="free").start())
+    try:
+        yield h
+    finally:
+        h.fake.stop()
+
+
+def test_toggl_a_402_for_a_field_the_plan_lacks_is_a_refusal_naming_it_not_a_throttle(toggl):
+    tool = toggl.tool(retrying=fast_retrying(attempts=4))
+    client = tool.create_client(unique("Acme"))
+    tool.create_project(spec_for(client.id))  # the plan is read: premium
+    toggl.fake.plan = "free"  # downgraded since
+
+    with pytest.raises(VendorRejected) as refused:
+        tool.create_project(spec_for(client.id))
+    assert "estimated_hours" in refused.value.message or "billable" in refused.value.message
+    assert toggl.fake.requests_to("POST", r".*/projects") == 2  # refused once, not retried
+
+
+def test_toggl_a_free_workspace_gets_its_project_without_premium_fields_and_says_so(free_toggl):
+    tool = free_toggl.tool()
+    client = tool.create_client(unique("Acme"))
+    spec = spec_for(client.id, budget_hours=40, billable=True)
+
+    made = tool.create_project(spec)
+    report = tool.complete_setup(made.id, spec)
+
+    [project] = free_toggl.projects()
+    assert project.id == made.id and project.budget_hours is None
+    assert report is not None and report.budget_set is False
+    assert any("estimated_hours" in w for w in report.warnings)
+
+
+def test_toggl_requests_stop_before_the_hourly_quota_refuses_them(free_toggl):
+    clock_pacer = Pacer(1000, 1.0)
+    tool = free_toggl.tool(pacer=clock_pacer)
+    name = unique("Acme")
+    free_toggl.add_client(name)
+
+    with pytest.raises(VendorUnavailable) as waited:
+        for _ in range(40):
+            tool.clients_named(name)
+
+    assert free_toggl.fake.quota_refused == 0
+    assert len(free_toggl.fake.log) == 30  # the free plan's hour, and not one request more
+    assert waited.value.retry_after > 60
+
+
+def test_toggl_a_provisioning_makes_one_call_per_member_plus_three(toggl):
+    tool = toggl.tool()
+    client = tool.create_client(unique("Acme"))
+    tool.create_project(spec_for(client.id))  # the workspace's plan is read once a process
+    people = [toggl.add_user(unique("p") + "@example.com") for _ in range(3)]
+    before = len(toggl.fake.log)
+
+    tool.clients_named(client.name)
+    users = tool.find_users([toggl.fake.users[int(p)]["email"] for p in people])
+    made = tool.create_project(spec_for(client.id))
+    tool.assign_team(made.id, list(users.values()))
+    tool.complete_setup(made.id, spec_for(client.id))
+
+    assert len(toggl.fake.log) - before == 3 + len(people)
+    assert toggl.projects()[-1].member_ids == frozenset(people)
+
+
+def test_toggl_inactive_and_deleted_users_are_not_matched(toggl):
+    tool = toggl.tool()
+    ana = toggl.fake.add_user("ana@example.com")
+    toggl.fake.add_user("bob@example.com", inactive=True)
+    toggl.fake.add_user("cy@example.com", deleted=True)
+
+    found = tool.find_users(["ana@example.com", "bob@example.com", "cy@example.com"])
+
+    assert found == {"ana@example.com": str(ana)}
+
+
+def test_toggl_a_membership_added_meanwhile_is_read_from_state_not_from_words(toggl):
+    tool = toggl.tool()
+    ana = toggl.add_user("ana@example.com")
+    project_id = toggl.add_project(toggl.add_client(unique("Acme")), unique("Work"))
+    fake = toggl.fake
+
+    def another_worker_adds_ana_first(request):
+        if request.method == "POST" and request.path.endswith("/project_users"):
+            fake.chaos = None
+            fake.project_users[999] = {"id": 999, "project_id": int(project_id)}
+            fake.project_users[999] |= {"user_id": int(ana), "workspace_id": fake.workspace_id}
+        return None
+
+    fake.chaos = another_worker_adds_ana_first
+    tool.assign_team(project_id, [ana])
+
+    assert [p.member_ids for p in toggl.projects()] == [frozenset({ana})]
+
+
+def test_toggl_a_project_a_person_made_with_our_name_is_not_adopted(toggl):
+    tool = toggl.tool()
+    client = tool.create_client(unique("Acme"))
+    spec = spec_for(client.id)
+    an_hour_ago = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    toggl.fake.add_project(int(client.id), spec.name, created_at=an_hour_ago)
+    intent = datetime.now(UTC)
+
+    assert tool.find_project(client.id, spec.marker, spec.name, intent) is None
