@@ -85,10 +85,11 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _extensions():
-    """Command groups that live in their own modules (dlq, rules, clients)."""
+    """Command groups that live in their own modules (dlq, rules, clients, ingress)."""
     from worker import admin, dlq
+    from worker.ingress import command as ingress
 
-    return [dlq.register, admin.register]
+    return [dlq.register, admin.register, ingress.register]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -58,7 +58,7 @@ from worker.window import Window
 
 log = structlog.get_logger()
 
-TICK = 0.25  # seconds between the I/O loop's looks at the window
+TICK = 0.1  # seconds between the I/O loop's looks at the window
 PROBE_EVERY = 5.0  # seconds between looks at the work queue: is our subscription alive?
 
 
@@ -450,7 +450,7 @@ class Consumer:
         channel = self._channel
         if generation != self.generation or channel is None or not channel.is_open:
             return
-        if not _writable(decision):
+        if decision.reject or not _writable(decision):
             # A header pika cannot write (a producer's odd type): the copy with our verdict
             # cannot be made, so the broker dead-letters the original, with x-death saying why.
             log.error("decision_unwritable_rejected", delivery_tag=tag)

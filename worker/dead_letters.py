@@ -36,6 +36,7 @@ from worker.messages import (
     LAST_FAILED_AT,
     REPLAYS,
 )
+from worker.topology import DELIVERY_LIMIT
 
 SHORT_ID = 12  # characters of an id shown in tables (longer where needed to stay unique)
 DELIVERY_LIMIT_CODE = "delivery_limit_exceeded"
@@ -238,13 +239,29 @@ def iso(when: datetime | None) -> str | None:
 
 
 # -- helpers ----------------------------------------------------------------------------------
+# What each x-death reason means here, for the person reading ``dlq list`` and ``dlq show``.
+BROKER_REASONS = {
+    "delivery_limit": "the broker gave up after {limit} deliveries from {queue} that were never "
+    "acked: a worker was killed or crashed while holding it every time (see the worker logs "
+    "for the event id); replay it once the cause is gone",
+    "rejected": "the worker rejected it from {queue}: its verdict could not be written into "
+    "its headers (see the worker log for the delivery); fix the producer's headers",
+    "expired": "it expired in {queue} before anyone took it",
+    "maxlen": "{queue} was full",
+}
+
+
 def _broker_verdict(deaths: list[dict]) -> tuple[str, str, int]:
     latest = deaths[0]  # the broker keeps x-death newest first
     reason = _text(latest.get("reason")) or "unknown"
     code = DELIVERY_LIMIT_CODE if reason == "delivery_limit" else f"broker_{reason}"
     queue = _text(latest.get("queue")) or "?"
-    attempts = sum(_int(d.get("count")) for d in deaths)
-    return code, f"the broker dead-lettered it from {queue} ({reason})", attempts
+    template = BROKER_REASONS.get(reason, "the broker dead-lettered it from {queue} ({reason})")
+    message = template.format(limit=DELIVERY_LIMIT, queue=queue, reason=reason)
+    # The broker's own count is of dead-letterings; a delivery limit means that many deliveries.
+    attempts = DELIVERY_LIMIT if reason == "delivery_limit" else 0
+    attempts = max(attempts, sum(_int(d.get("count")) for d in deaths))
+    return code, message, attempts
 
 
 def _body_text(body: bytes) -> str:

@@ -30,6 +30,7 @@ ORIGINAL_EXCHANGE = "x-original-exchange"
 ORIGINAL_ROUTING_KEY = "x-original-routing-key"
 FAILURES = "x-failure-history"
 COPY_ID = "x-copy-id"  # unique per retry or dead-letter copy: the dead letter's id
+MAX_ATTEMPTS = 1_000_000  # a producer's x-attempts is clamped: AMQP carries 64-bit integers
 
 
 @dataclass(frozen=True)
@@ -50,8 +51,8 @@ class Delivery:
     def attempts_before(self) -> int:
         """Attempts made before this delivery (our own counter: x-death is not reliable)."""
         try:
-            return max(int(self.headers.get(ATTEMPTS, 0)), 0)
-        except (TypeError, ValueError):
+            return min(max(int(self.headers.get(ATTEMPTS, 0)), 0), MAX_ATTEMPTS)
+        except (TypeError, ValueError, OverflowError):
             return 0
 
 
@@ -72,6 +73,8 @@ class Decision:
     publishes: list[Publish] = field(default_factory=list)
     log: str = "processed"
     fields: dict[str, Any] = field(default_factory=dict)
+    # No copy could be made: basic.reject without requeue, and the broker dead-letters it.
+    reject: bool = False
 
 
 def outcome_message(
@@ -116,7 +119,12 @@ def failure_copy(
     """The inbound message, body and properties untouched, with headers that say why."""
     now = datetime.now(UTC).isoformat()
     headers = delivery.headers
-    history = list(headers.get(FAILURES) or [])[-9:]  # the last ten, to bound header size
+    # The headers are the producer's too: only a list of text is a history we can extend.
+    earlier = headers.get(FAILURES)
+    history = (
+        [h for h in earlier if isinstance(h, str | bytes)] if isinstance(earlier, list) else []
+    )
+    history = history[-9:]  # the last ten, to bound header size
     history.append(f"{now} attempt {attempts}: {code}: {message[:200]}")
     headers.update(
         {

@@ -38,7 +38,7 @@ log = structlog.get_logger()
 # Runs of one event begun on redeliveries before it is dead-lettered as worker_crashed. The
 # broker's delivery limit cannot tell a message that kills the worker from one that only
 # waited in a worker that was killed; this count only sees runs that began.
-RUN_LIMIT = 10
+RUN_LIMIT = 20
 
 
 class Processor:
@@ -49,7 +49,16 @@ class Processor:
 
     def process(self, delivery: Delivery, parsed: Inbound | Unreadable) -> Decision:
         """Never raises: anything unexpected (a bug, the store down) is a retryable failure,
-        so the message is retried later and finally dead-lettered, never left unacked."""
+        so the message is retried later and finally dead-lettered, never left unacked. If
+        even the copy that says so cannot be made (a producer's header we cannot read
+        back), the broker dead-letters the message itself (``reject``), with x-death."""
+        try:
+            return self._decide(delivery, parsed)
+        except Exception:
+            log.exception("decision_failed", event_id=_event_id(delivery, parsed))
+            return Decision([], "rejected_to_dead_letter", reject=True)
+
+    def _decide(self, delivery: Delivery, parsed: Inbound | Unreadable) -> Decision:
         try:
             decision = self._process(delivery, parsed)
         except ProvisionerError as exc:  # the store's own: a lock timed out or was lost

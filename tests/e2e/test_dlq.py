@@ -261,10 +261,12 @@ def test_broker_dead_letters_read_as_delivery_limit_exceeded(dlq, bus):
     assert (letter["event_id"], letter["type"], letter["attempts"]) == (
         event["id"],
         "deal.closed_won",
-        1,
+        DELIVERY_LIMIT,
     )
+    assert f"after {DELIVERY_LIMIT} deliveries" in letter["message"]  # the reason, in words
     assert letter["first_failed_at"] and letter["age_seconds"] < 60
     assert status == 0 and f"broker: delivery_limit from {bus.topology.work_queue} x1" in shown
+    assert "killed or crashed while holding it" in shown
 
 
 # -- replay and discard ---------------------------------------------------------------------

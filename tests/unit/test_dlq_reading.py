@@ -11,6 +11,7 @@ import pytest
 
 from worker import dead_letters as dl
 from worker import dlq
+from worker.topology import DELIVERY_LIMIT
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
@@ -63,7 +64,9 @@ def test_a_broker_dead_letter_is_delivery_limit_exceeded_with_a_stable_id():
     first = letter(headers={"x-death": [death]}, body=b"x", message_id="m-1")
     again = letter(headers={"x-death": [death]}, body=b"x", message_id="m-1")
 
-    assert first.code == "delivery_limit_exceeded" and first.attempts == 1
+    assert first.code == "delivery_limit_exceeded" and first.attempts == DELIVERY_LIMIT
+    assert f"after {DELIVERY_LIMIT} deliveries from ns.worker" in first.message
+    assert "killed or crashed" in first.message
     assert first.id == again.id and first.id.startswith("m-1.")
     assert first.history == [f"{dl.iso(death['time'])} broker: delivery_limit from ns.worker x1"]
     assert dl.human_age(first.age_seconds(NOW)) == "5m"

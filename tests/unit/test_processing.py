@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 import sqlite3
 
+import pika
 from structlog.testing import capture_logs
 
+from schemas.errors import Unreadable
+from schemas.inbound import parse_inbound
 from tests import builders as b
 from tests.unit.world import World
+from worker.messages import Delivery
 
 
 def test_a_store_outage_is_retried_later_not_left_unacked(tmp_path, monkeypatch):
@@ -94,3 +98,45 @@ def test_the_text_of_a_store_failure_never_reaches_the_bus(tmp_path, monkeypatch
     assert headers["x-error-message"] == (
         f"OperationalError: see the worker log for event {event['id']}"
     )
+
+
+def test_a_producers_odd_headers_never_make_processing_raise(tmp_path):
+    """x-failure-history, x-attempts and friends are the producer's to set: whatever they
+    hold, the message still gets a decision (here: dead-lettered as not_json, with a clean
+    history and a clamped attempt count)."""
+    world = World(tmp_path)
+    odd = [
+        {"x-failure-history": 5},
+        {"x-failure-history": "abc", "x-attempts": "zz"},
+        {"x-failure-history": [1, {"a": 2}, "kept"]},
+        {"x-attempts": 10**30},
+    ]
+    for headers in odd:
+        delivery = Delivery(b"not json", pika.BasicProperties(headers=headers), "ex", "key")
+        decision = world.processor.process(delivery, unreadable(delivery.body))
+
+        [copy] = decision.publishes
+        copy.properties.encode()  # pika can write it
+        history = copy.properties.headers["x-failure-history"]
+        assert all(isinstance(h, str) for h in history) and "not_json" in history[-1]
+        assert copy.properties.headers["x-attempts"] <= 1_000_001
+
+
+def test_when_no_copy_can_be_made_the_broker_is_asked_to_dead_letter(tmp_path, monkeypatch):
+    world = World(tmp_path)
+    monkeypatch.setattr(
+        "worker.processing.failure_copy",
+        lambda *a, **k: 1 / 0,  # nothing can be built
+    )
+    delivery = Delivery(b"not json", pika.BasicProperties(), "ex", "key")
+
+    decision = world.processor.process(delivery, unreadable(delivery.body))
+
+    assert decision.reject and decision.publishes == []
+
+
+def unreadable(body: bytes):
+    try:
+        return parse_inbound(body)
+    except Unreadable as exc:
+        return exc

@@ -1,0 +1,69 @@
+"""A TCP proxy the tests start and stop, standing for a broker that goes away and comes
+back, without touching the shared RabbitMQ. ``stop()`` closes the listener and every
+connection through it at once, as a broker that died would."""
+
+from __future__ import annotations
+
+import contextlib
+import selectors
+import socket
+import threading
+
+
+class TcpProxy:
+    def __init__(self, target: tuple[str, int], port: int):
+        self.target = target
+        self.port = port
+        self._thread: threading.Thread | None = None
+        self._running = False
+
+    def start(self) -> TcpProxy:
+        listener = socket.create_server(("127.0.0.1", self.port), reuse_port=False)
+        listener.setblocking(False)
+        self._running = True
+        self._thread = threading.Thread(target=self._serve, args=(listener,), daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._running = False
+        if self._thread is not None:
+            self._thread.join(5)
+            self._thread = None
+
+    def _serve(self, listener: socket.socket) -> None:
+        selector = selectors.DefaultSelector()
+        selector.register(listener, selectors.EVENT_READ, None)
+        peers: dict[socket.socket, socket.socket] = {}
+        try:
+            while self._running:
+                for key, _ in selector.select(timeout=0.05):
+                    sock = key.fileobj
+                    if sock is listener:
+                        client, _ = listener.accept()
+                        upstream = socket.create_connection(self.target)
+                        for a, b in ((client, upstream), (upstream, client)):
+                            peers[a] = b
+                            selector.register(a, selectors.EVENT_READ, None)
+                        continue
+                    try:
+                        data = sock.recv(65536)
+                    except OSError:
+                        data = b""
+                    other = peers.get(sock)
+                    if data and other is not None:
+                        with contextlib.suppress(OSError):
+                            other.sendall(data)
+                        continue
+                    for s in (sock, other):  # one side closed: close both
+                        if s is not None and s in peers:
+                            selector.unregister(s)
+                            peers.pop(s)
+                            s.close()
+        finally:
+            for s in list(peers):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+                s.close()
+            listener.close()
+            selector.close()

@@ -1,0 +1,181 @@
+"""What the ingress makes of each CRM's body: one crm.deal_changed per notification, with
+ids from the CRM's identity of it, and a one-line 400 for every way a body can be wrong."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from schemas.envelope import CloudEvent
+from tests import crm_webhooks as crm
+from worker.ingress import hubspot, pipedrive, salesforce
+from worker.ingress.refusals import Malformed, Unauthorized
+
+
+def events(outgoing) -> list[dict]:
+    return [json.loads(o.body) for o in outgoing]
+
+
+def test_a_hubspot_batch_gives_one_deal_changed_per_deal_event_and_counts_the_others():
+    first, second = crm.hubspot_deal_event(62515), crm.hubspot_deal_event(62515)
+    contact = {**crm.hubspot_deal_event(62515), "subscriptionType": "contact.creation"}
+    outgoing, ignored = hubspot.translate(crm.dumps([first, contact, second]))
+    assert ignored == 1
+    one, two = events(outgoing)
+    assert one == {
+        "specversion": "1.0",
+        "id": f"62515-{first['subscriptionId']}-{first['eventId']}-{first['occurredAt']}",
+        "source": "crm/hubspot/62515",
+        "type": "crm.deal_changed",
+        "time": one["time"],
+        "subject": str(first["objectId"]),
+        "datacontenttype": "application/json",
+        "data": {
+            "crm": "hubspot",
+            "account": "62515",
+            "deal_id": str(first["objectId"]),
+            "occurred_at": one["time"],
+            "change": {
+                "subscriptionType": "deal.propertyChange",
+                "propertyName": "dealstage",
+                "propertyValue": "closedwon",
+            },
+        },
+    }
+    assert CloudEvent.model_validate(one).time.timestamp() * 1000 == first["occurredAt"]
+    assert two["subject"] == str(second["objectId"])
+    assert [o.routing_key for o in outgoing] == ["crm.deal_changed"] * 2
+    assert [o.properties.message_id for o in outgoing] == [one["id"], two["id"]]
+
+
+def test_hubspots_retry_of_a_batch_gives_the_same_events():
+    batch = [crm.hubspot_deal_event(62515), crm.hubspot_deal_event(62515)]
+    retry = [{**event, "attemptNumber": 3} for event in batch]
+    assert events(hubspot.translate(crm.dumps(batch))[0]) == events(
+        hubspot.translate(crm.dumps(retry))[0]
+    )
+
+
+def test_hubspot_generic_object_events_about_deals_count_as_deals():
+    deal = {**crm.hubspot_deal_event(1), "subscriptionType": "object.propertyChange"}
+    outgoing, ignored = hubspot.translate(crm.dumps([{**deal, "objectTypeId": "0-3"}]))
+    assert (len(outgoing), ignored) == (1, 0)
+    outgoing, ignored = hubspot.translate(crm.dumps([{**deal, "objectTypeId": "0-1"}]))
+    assert (len(outgoing), ignored) == (0, 1)
+
+
+@pytest.mark.parametrize(
+    "body,reason",
+    [
+        (b'{"not": "an array"}', "not an array"),
+        (b"[1]", "not an object"),
+        (b'[{"eventId": 1}]', "subscriptionType"),
+        (crm.dumps([{**crm.hubspot_deal_event(1), "objectId": "12"}]), "objectId"),
+        (crm.dumps([{**crm.hubspot_deal_event(1), "portalId": 2**70}]), "portalId"),
+        (crm.dumps([{**crm.hubspot_deal_event(1), "eventId": True}]), "eventId"),
+        (b"[" * 100 + b"]" * 100, "deeper"),
+        (b"[" * 100_000, "deeper"),
+        (b"[" + b"9" * 5000 + b"]", "5000 digits"),
+        (b"[1e999]", "out of range"),
+        (b"[NaN]", "NaN"),
+        (b"[\xff]", "not UTF-8"),
+        (b"", "not JSON"),
+    ],
+)
+def test_a_body_that_is_not_hubspots_shape_is_malformed_with_one_line(body, reason):
+    with pytest.raises(Malformed, match=reason) as refused:
+        hubspot.translate(body)
+    assert "\n" not in refused.value.reason
+
+
+def test_a_pipedrive_won_change_gives_one_deal_changed_with_meta_data_and_previous():
+    payload = crm.pipedrive_deal_won("12882925")
+    (event,) = events(pipedrive.translate(crm.dumps(payload))[0])
+    assert event["id"] == payload["meta"]["id"]
+    assert event["source"] == "crm/pipedrive/12882925"
+    assert event["subject"] == payload["meta"]["entity_id"]
+    assert event["data"] == {
+        "crm": "pipedrive",
+        "account": "12882925",
+        "deal_id": payload["meta"]["entity_id"],
+        "occurred_at": "2026-11-27T14:25:28.000Z",
+        "change": {"action": "change", "data": payload["data"], "previous": {"status": "open"}},
+    }
+    retry = {**payload, "meta": {**payload["meta"], "attempt": 3}}
+    assert events(pipedrive.translate(crm.dumps(retry))[0]) == [event]
+
+
+def test_pipedrive_events_about_other_entities_are_counted_not_published():
+    payload = crm.pipedrive_deal_won("1", entity="person")
+    assert pipedrive.translate(crm.dumps(payload)) == ([], 1)
+
+
+@pytest.mark.parametrize(
+    "meta,reason",
+    [
+        ({"version": "1.0"}, "only 2.0"),
+        ({"id": ""}, "meta.id"),
+        ({"timestamp": "yesterday"}, "time"),
+    ],
+)
+def test_a_pipedrive_body_of_another_shape_is_malformed(meta, reason):
+    with pytest.raises(Malformed, match=reason):
+        pipedrive.translate(crm.dumps(crm.pipedrive_deal_won("1", **meta)))
+
+
+def test_a_salesforce_message_with_two_notifications_gives_two_events():
+    org = crm.salesforce_id("00D")
+    first, second = crm.opportunity(), crm.opportunity(StageName="Delivery")
+    notes = [(crm.salesforce_id("04l"), first), (crm.salesforce_id("04l"), second)]
+    body = crm.salesforce_message(org, notes)
+    one, two = events(salesforce.translate(body, organization_id=org)[0])
+    assert [one["id"], two["id"]] == [notes[0][0], notes[1][0]]
+    assert one["source"] == f"crm/salesforce/{org}"
+    assert one["subject"] == first["Id"]
+    assert one["data"]["change"] == first
+    assert two["data"]["change"]["StageName"] == "Delivery"
+    assert one["time"] == "2026-11-27T14:25:28.000Z"
+
+
+def test_salesforce_organization_id_matches_in_its_15_character_form_too():
+    org = crm.salesforce_id("00D")
+    body = crm.salesforce_message(org[:15], [(crm.salesforce_id("04l"), crm.opportunity())])
+    (event,) = events(salesforce.translate(body, organization_id=org)[0])
+    assert event["source"] == f"crm/salesforce/{org}"
+
+
+def test_a_salesforce_message_from_another_organization_is_unauthorized():
+    body = crm.salesforce_message(crm.salesforce_id("00D"), [(crm.salesforce_id("04l"), {})])
+    with pytest.raises(Unauthorized):
+        salesforce.translate(body, organization_id=crm.salesforce_id("00D"))
+
+
+BOMB = (
+    b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
+    b'<!ENTITY lol2 "&lol;&lol;&lol;&lol;">]><lolz>&lol2;</lolz>'
+)
+EXTERNAL = b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]><x>&e;</x>'
+
+
+@pytest.mark.parametrize(
+    "body,reason",
+    [
+        (BOMB, "refused"),
+        (EXTERNAL, "refused"),
+        (b"<a>" * 40 + b"</a>" * 40, "deeper"),
+        (b"not xml", "not XML"),
+        (b"<soap/>", "not a Salesforce Outbound Message"),
+        (b"\xff\xfe<", "not XML"),
+    ],
+)
+def test_salesforce_xml_is_read_without_entities_dtds_or_deep_nesting(body, reason):
+    with pytest.raises(Malformed, match=reason):
+        salesforce.translate(body, organization_id=crm.salesforce_id("00D"))
+
+
+def test_more_than_100_salesforce_notifications_are_malformed():
+    org = crm.salesforce_id("00D")
+    notes = [(crm.salesforce_id("04l"), crm.opportunity()) for _ in range(101)]
+    with pytest.raises(Malformed, match="over 100"):
+        salesforce.translate(crm.salesforce_message(org, notes), organization_id=org)
