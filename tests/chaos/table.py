@@ -23,7 +23,7 @@ INVARIANTS = [
      ("duplicate_project", "duplicate_client", "relinked")),
     ("id changes", ("id_changed",)),
     ("reasonless dead letters", ("reasonless",)),
-    ("dead-lettered by the delivery limit", ("delivery_limit",)),
+    ("dead-lettered by the broker (delivery limit, reject)", ("broker_dead_letter",)),
     ("bad bodies not refused on first delivery", ("bad_body",)),
     ("dead-lettered with a code no input here deserves", ("unexpected_code",)),
     ("dlq cannot read a dead letter", ("dlq_crash",)),
