@@ -59,6 +59,7 @@ class TrialResult:
     dead_letters: Counter = field(default_factory=Counter)  # by code
     failures: list[Failure] = field(default_factory=list)
     seconds: float = 0.0
+    most_runs: int = 0  # most runs begun for one event on redeliveries (worker_crashed margin)
     directory: Path | None = None  # kept when the trial failed
 
 
@@ -75,6 +76,7 @@ def run_trial(seed: int, options: Options, broker_restart: bool = False) -> Tria
             publications = trial.set_up(scenario)
             trial.publish_under_faults(publications, broker_restart, result)
             facts = trial.settle_and_gather(publications)
+            result.most_runs = evidence.most_runs(trial.db)
             result.dead_letters.update(letter.code for letter in facts.dead_letters)
             result.failures.extend(check(facts))
             result.failures.extend(Failure("fault_not_done", e) for e in trial.monkey.errors)
