@@ -80,3 +80,13 @@ def journal(db: Path) -> tuple[set[tuple[str, str]], list[StoredLink]]:
             )
         ]
     return processed, links
+
+
+def most_runs(db: Path) -> int:
+    """The most runs the worker began for one event on redeliveries (``event_runs``): how
+    close a restart storm came to its ``worker_crashed`` limit. 0 where the table is not."""
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        try:
+            return conn.execute("SELECT COALESCE(MAX(runs), 0) FROM event_runs").fetchone()[0]
+        except sqlite3.OperationalError:
+            return 0

@@ -2,7 +2,7 @@
 
 (a) none lost: every good event is processed (journal row ``(processed)``) or dead-lettered
     with a reason; every bad body is dead-lettered by the worker with its reason; no dead
-    letter lacks a reason; none is the broker's delivery limit on work that never ran.
+    letter lacks a reason; none was made by the broker (its delivery limit, a reject).
 (b) none twice: one vendor project per offering marker, one tool client per CRM client,
     no offering linked to two projects, every link points at a project in the tool, and
     the link's archived flag agrees with the tool.
@@ -70,7 +70,7 @@ class Facts:
 
 @dataclass(frozen=True)
 class Failure:
-    kind: str  # lost, reasonless, delivery_limit, bad_body, unexpected_code, dlq_crash,
+    kind: str  # lost, reasonless, broker_dead_letter, bad_body, unexpected_code, dlq_crash,
     # duplicate_project, duplicate_client, relinked, dangling_link, archive_mismatch,
     # id_changed, worker_exited, escaped_exception, worker_dead, not_drained
     detail: str
@@ -102,7 +102,8 @@ def none_lost(facts: Facts) -> list[Failure]:
             ran = "processed before" if letter.key in facts.processed else "never processed"
             failures.append(
                 Failure(
-                    "delivery_limit", f"{what}: dead-lettered by the broker ({letter.code}), {ran}"
+                    "broker_dead_letter",
+                    f"{what}: dead-lettered by the broker ({letter.code}), {ran}",
                 )
             )
         if letter.dlq_error:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import Counter
 
 from tests.chaos.trial import TrialResult
+from worker.processing import RUN_LIMIT
 
 FAULTS = [
     ("vendor 5xx", "server_error"),
@@ -23,7 +24,7 @@ INVARIANTS = [
      ("duplicate_project", "duplicate_client", "relinked")),
     ("id changes", ("id_changed",)),
     ("reasonless dead letters", ("reasonless",)),
-    ("dead-lettered by the delivery limit", ("delivery_limit",)),
+    ("dead-lettered by the broker (delivery limit, reject)", ("broker_dead_letter",)),
     ("bad bodies not refused on first delivery", ("bad_body",)),
     ("dead-lettered with a code no input here deserves", ("unexpected_code",)),
     ("dlq cannot read a dead letter", ("dlq_crash",)),
@@ -51,6 +52,9 @@ def render(results: list[TrialResult], seed: int, events: int) -> str:
     lines += [_row(f"  {label}", counts[key]) for label, key in EVENTS]
     lines.append("invariants (failures)")
     lines += [_row(f"  {label}", sum(kinds[k] for k in keys)) for label, keys in INVARIANTS]
+    most = max((r.most_runs for r in results), default=0)
+    lines.append("margins")
+    lines.append(_row(f"  most runs of one event (worker_crashed past {RUN_LIMIT})", most))
     lines.append("dead letters by code")
     lines += [_row(f"  {code}", n) for code, n in codes.most_common()] or ["  (none)"]
     for r in results:

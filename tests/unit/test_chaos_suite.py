@@ -85,7 +85,7 @@ def test_a_bad_body_must_be_refused_by_the_worker_not_by_the_delivery_limit():
     facts.publications.append(Publication(b"[[[", "deal.closed_won", None, "bad body #1"))
     facts.dead_letters.append(Letter(3, None, "delivery_limit_exceeded", True, None))
 
-    assert sorted(kinds(facts)) == ["bad_body", "delivery_limit"]
+    assert sorted(kinds(facts)) == ["bad_body", "broker_dead_letter"]
 
 
 def test_an_offering_linked_to_two_projects_is_flagged():
