@@ -26,7 +26,8 @@ from tests.fakes.base import FakeVendor, Request, Response, Route, serve_main
 TAKEN = "Name has already been taken"
 QUOTA_WINDOW = 3600.0  # seconds; Toggl's quota is a sliding hour
 # Workspace requests a user may make per hour, by plan (support.toggl.com, api-webhook-limits).
-QUOTAS = {"free": 30, "starter": 240, "premium": 600}
+# Enterprise is "custom": here, none, for suites that are not about the quota.
+QUOTAS = {"free": 30, "starter": 240, "premium": 600, "enterprise": None}
 # Project fields a free workspace refuses (engineering.toggl.com/docs/projects marks them
 # premium). The 402 is documented as the plan's answer; its wording is *(assumption)*.
 PREMIUM_FIELDS = ("billable", "estimated_hours")
@@ -144,7 +145,7 @@ class FakeToggl(FakeVendor):
             return pid
 
     @property
-    def quota(self) -> int:
+    def quota(self) -> int | None:
         return QUOTAS[self.plan]
 
     def exhaust_quota(self, resets_in: float = 1) -> None:
@@ -167,7 +168,7 @@ class FakeToggl(FakeVendor):
 
     def handle(self, request: Request) -> Response:
         response = super().handle(request)
-        if response.status != 403:  # every answer to a known user says what is left
+        if response.status != 403 and self.quota:  # every answer says what is left
             with self.lock:
                 response.headers.update(self._quota_headers())
         return response
@@ -176,6 +177,8 @@ class FakeToggl(FakeVendor):
         with self.lock:
             now = self.clock()
             self._quota_spent = [t for t in self._quota_spent if now - t < self.quota_window]
+            if self.quota is None:
+                return None
             if len(self._quota_spent) >= self.quota:
                 self.quota_refused += 1
                 return Response(402, "API quota exceeded for this hour")

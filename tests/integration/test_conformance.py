@@ -23,9 +23,11 @@ def test_creates_a_project_with_client_budget_and_team(harness):
     ana = harness.add_user("Ana@Example.com")
     client = tool.create_client(unique("Acme"))
 
-    created = tool.create_project(spec_for(client.id))
+    spec = spec_for(client.id)
+    created = tool.create_project(spec)
     users = tool.find_users(["ana@example.com", "nobody@example.com"])
     tool.assign_team(created.id, list(users.values()))
+    tool.complete_setup(created.id, spec)  # as the handler does: Clockify's estimate
 
     assert users == {"ana@example.com": ana}
     [project] = harness.projects()
@@ -391,3 +393,109 @@ def test_toggl_a_project_a_person_made_with_our_name_is_not_adopted(toggl):
     intent = datetime.now(UTC)
 
     assert tool.find_project(client.id, spec.marker, spec.name, intent) is None
+
+
+@pytest.fixture
+def clockify():
+    from tests.integration.harnesses.clockify import open_harness
+
+    h = open_harness(page_size=50)
+    try:
+        yield h
+    finally:
+        h.fake.stop()
+
+
+@pytest.fixture
+def free_clockify():
+    from tests.fakes.clockify import FakeClockify
+    from tests.integration.harnesses.clockify import ClockifyHarness
+
+    h = ClockifyHarness(FakeClockify(plan="free").start())
+    try:
+        yield h
+    finally:
+        h.fake.stop()
+
+
+def test_clockify_archiving_sends_the_whole_project_so_the_marker_survives(clockify):
+    tool = clockify.tool()
+    client = tool.create_client(unique("Acme"))
+    spec = spec_for(client.id)
+    made = tool.create_project(spec)
+
+    tool.set_archived(made.id, True)
+
+    [project] = clockify.projects()
+    assert project.archived and project.client_id == client.id
+    assert tool.find_project(client.id, spec.marker, spec.name).id == made.id
+
+
+def test_clockify_a_refused_update_is_a_refusal_not_a_missing_project(clockify):
+    tool = clockify.tool()
+    client_id = clockify.add_client(unique("Acme"))
+    project_id = clockify.fake.add_project(client_id, "X")  # a name Clockify now refuses
+
+    with pytest.raises(VendorRejected):
+        tool.set_archived(project_id, True)
+
+
+def test_clockify_a_duplicate_name_adopts_our_own_project_and_refuses_anyone_elses(clockify):
+    tool = clockify.tool()
+    client = tool.create_client(unique("Acme"))
+    spec = spec_for(client.id)
+    made = tool.create_project(spec)
+
+    again = tool.create_project(spec)
+    hand_made = clockify.add_project(client.id, unique("By hand"))
+    with pytest.raises(VendorRejected) as refused:
+        tool.create_project(spec_for(client.id, name=clockify.fake.projects[hand_made]["name"]))
+
+    assert again.id == made.id and len(clockify.projects()) == 2
+    assert "did not make" in refused.value.message
+
+
+def test_clockify_finds_an_archived_project_and_many_users_in_one_request_each(clockify):
+    tool = clockify.tool()
+    client = tool.create_client(unique("Acme"))
+    spec = spec_for(client.id)
+    made = tool.create_project(spec)
+    tool.set_archived(made.id, True)
+    emails = [f"{unique('p')}@example.com" for _ in range(3)]
+    for email in emails:
+        clockify.add_user(email)
+    before = len(clockify.fake.log)
+
+    found = tool.find_project(client.id, spec.marker, spec.name)
+    users = tool.find_users(emails)
+
+    assert found.id == made.id and len(users) == 3
+    assert [m for m, *_ in clockify.fake.log[before:]] == ["GET", "GET"]
+
+
+def test_clockify_a_free_workspace_429_is_not_retried_fast(free_clockify):
+    tool = free_clockify.tool(retrying=fast_retrying(attempts=4))
+    free_clockify.fake.throttle_next(1)
+
+    with pytest.raises(VendorUnavailable) as throttled:
+        tool.clients_named("Acme")
+
+    assert len(free_clockify.fake.log) == 1 and throttled.value.retry_after >= 60
+
+
+def test_clockify_the_estimate_is_set_the_documented_way_or_reported_not_set(
+    clockify, free_clockify
+):
+    for harness, holds in ((clockify, True), (free_clockify, False)):
+        tool = harness.tool()
+        client = tool.create_client(unique("Acme"))
+        spec = spec_for(client.id, budget_hours=40)
+        made = tool.create_project(spec)
+
+        report = tool.complete_setup(made.id, spec)
+
+        [project] = harness.projects()
+        assert project.budget_hours == (40 if holds else None)
+        assert (report is None) == holds
+        if not holds:
+            assert report.budget_set is False and "estimate" in report.warnings[0]
