@@ -63,6 +63,9 @@ class Pacer:
             self._starts = deque(sorted([*self._starts, *blocked])[-self.calls :])
 
 
+ANSWER_POLL = 0.05  # seconds between looks while the quota waits on an answer in flight
+
+
 class HourlyQuota:
     """What the vendor says is left of an hourly allowance (Toggl's ``X-Toggl-Quota-Remaining``
     and ``-Resets-In``, https://support.toggl.com/en/articles/11484112-api-webhook-limits),
@@ -93,9 +96,12 @@ class HourlyQuota:
         with self._lock:
             now = self._clock()
             if self._remaining is not None and now >= self._resets_at:
-                self._remaining = None  # the window moved on: the next answer says how far
+                # The slot the vendor named has freed; more may have, but only the next
+                # answer says, so one request at a time goes until then.
+                self._remaining = max(self._remaining, 1)
             if self._remaining is not None and self._remaining - self._in_flight <= 0:
-                return max(self._resets_at - now, 0.001)
+                # Past the reset, only an answer still on its way can free the next slot.
+                return max(self._resets_at - now, ANSWER_POLL)
             self._in_flight += 1
             return 0.0
 

@@ -77,7 +77,8 @@ def _fake(tool_name: str, limit: tuple[int, float]) -> FakeVendor:
     if tool_name == "toggl":
         from tests.fakes.toggl import FakeToggl
 
-        return FakeToggl(rate_limit=limit)
+        # Enterprise: no hourly quota here; the quota has its own table below.
+        return FakeToggl(rate_limit=limit, plan="enterprise")
     from tests.fakes.clockify import FakeClockify
 
     return FakeClockify(rate_limit=limit)

@@ -240,3 +240,16 @@ def test_a_lost_answer_frees_its_place_without_changing_the_figure():
     quota.answered(None)
 
     assert quota.wait_needed() == 0.0
+
+
+def test_after_a_reset_one_request_goes_until_an_answer_says_how_much_freed():
+    clock = FakeClock()
+    quota = HourlyQuota("Remaining", "Resets-In", clock=clock)
+    quota.wait_needed()
+    quota.answered(quota_headers(0, 30))
+    clock.sleep(30)
+
+    assert quota.wait_needed() == 0.0
+    assert quota.wait_needed() > 0  # the second waits for the first one's answer
+    quota.answered(quota_headers(5, 3000))
+    assert quota.wait_needed() == 0.0
