@@ -188,10 +188,17 @@ class HarvestTool:
                 body: dict[str, Any] = {"task_id": task_id, "billable": billable}
                 if budget_by == "task" and spec.budget_hours is not None:
                     body["budget"] = spec.budget_hours  # the rules allow one task only
-                if task_id not in on:
+                present = on.get(task_id)
+                if present is None:
                     self._post_assignment(path, body, "task", task_id)
-                elif not on[task_id].get("is_active", True):
-                    self._patch(f"{path}/{on[task_id]['id']}", {"is_active": True})
+                    continue
+                # Already there (a default task, or an earlier run): its billability is left
+                # as it is; what is missing (active, the task budget) is added.
+                missing = {"is_active": True} if not present.get("is_active", True) else {}
+                if "budget" in body and present.get("budget") != body["budget"]:
+                    missing["budget"] = body["budget"]
+                if missing:
+                    self._patch(f"{path}/{present['id']}", missing)
         if budget_by == "person" and spec.team_hours:
             path = f"{self._path(project_id)}/user_assignments"
             for a in self.http.pages(path, "user_assignments"):

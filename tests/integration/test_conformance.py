@@ -231,9 +231,13 @@ def test_harvest_an_archived_user_assignment_is_reactivated(harvest):
     assert assignment["is_active"] is True
 
 
-@pytest.mark.parametrize("budget_by", ["task", "person"])
-def test_harvest_task_and_person_budgets_put_the_hours_on_the_assignments(harvest, budget_by):
-    harvest.fake.add_task("Design")
+@pytest.mark.parametrize(
+    ("budget_by", "default_task"), [("task", False), ("task", True), ("person", False)]
+)
+def test_harvest_task_and_person_budgets_put_the_hours_on_the_assignments(
+    harvest, budget_by, default_task
+):
+    harvest.fake.add_task("Design", is_default=default_task)
     tool = harvest.tool()
     ana = str(harvest.fake.add_user(unique("ana") + "@example.com"))
     client = tool.create_client(unique("Acme"))
