@@ -9,8 +9,15 @@ Facts this relies on (Harvest v2 docs; see ``vendor-apis.md`` section 2):
 - ``POST /projects`` needs ``client_id``, ``name``, ``is_billable``, ``bill_by`` and
   ``budget_by``; archiving is ``PATCH {"is_active": false}`` (``DELETE`` would drop time).
 
-Status codes are translated by ``VendorHttp``; this module only looks at the 404s and 422s
-that mean something specific here.
+- a task assignment is non-billable unless ``billable`` is sent, and a user assignment of a
+  manager or administrator makes them project manager unless ``is_project_manager`` is
+  sent; ``budget_by`` task / person budget the assignments, not the project;
+- ``GET /tasks`` and assignment lists include archived ones (``is_active``).
+
+Status codes are translated by ``VendorHttp``. A 422 is Harvest's general "could not process"
+(HV-DOCS overview), so it never means "already assigned" by itself: assignments are decided
+from the project's listed assignments, and a 422 is a refusal unless the listing shows the
+assignment made meanwhile.
 """
 
 from __future__ import annotations
