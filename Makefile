@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup run test lint bench demo
+.PHONY: setup run test lint bench demo chaos
 
 setup: $(BIN)/provisioner
 
@@ -32,3 +32,12 @@ demo: setup
 bench: setup
 	$(BIN)/python -m bench.pacing
 	$(BIN)/python -m bench.throughput
+
+# The fault-injection suite (issue 10): trials against the real broker, the fake vendors and
+# the worker process under vendor faults, SIGKILLs, closed connections and one broker
+# restart; prints the table and exits 1 if an invariant failed. It restarts the broker: not
+# on a broker that others are testing on (drop --broker-restart from CHAOS_ARGS there).
+CHAOS_ARGS ?= --trials 30 --events 300 --broker-restart
+
+chaos: setup
+	$(BIN)/python -m tests.chaos $(CHAOS_ARGS)

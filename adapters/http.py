@@ -32,7 +32,7 @@ from typing import Any
 import requests
 import tenacity
 
-from adapters.pacing import Pacer
+from adapters.pacing import HourlyQuota, Pacer
 from schemas.errors import (
     ProvisionerError,
     Unreadable,
@@ -181,8 +181,10 @@ class VendorHttp:
         error_text: Callable[[requests.Response], str] = default_error_text,
         throttle_statuses: frozenset[int] = frozenset({429}),
         retry_after_headers: tuple[str, ...] = ("Retry-After",),
-        is_throttled: Callable[[requests.Response], bool] | None = None,
         session: requests.Session | None = None,
+        is_throttle: Callable[[requests.Response], bool] | None = None,
+        quota: HourlyQuota | None = None,
+        retry_hint: Callable[[requests.Response], str | None] | None = None,
     ):
         self.vendor = vendor
         self.base_url = base_url.rstrip("/")
@@ -194,8 +196,15 @@ class VendorHttp:
         self.error_text = error_text
         self.throttle_statuses = throttle_statuses
         self.retry_after_headers = retry_after_headers
-        # Throttling a status alone does not tell (Salesforce: 403 REQUEST_LIMIT_EXCEEDED).
-        self.is_throttled = is_throttled
+        # Whether a refusal is a throttle, when its status alone cannot say (Toggl's 402).
+        self.is_throttle = is_throttle or (lambda r: r.status_code in self.throttle_statuses)
+        self.quota = quota
+        # The header a throttle's wait is read from (Toggl: a 429's or the quota's).
+        self.retry_hint = retry_hint or (
+            lambda r: next(
+                (v for h in self.retry_after_headers if (v := r.headers.get(h)) is not None), None
+            )
+        )
 
     def request(
         self,
@@ -214,26 +223,44 @@ class VendorHttp:
         return self.retrying(self._once, method, url, params, json, ok_statuses, idempotent)
 
     def _once(self, method, url, params, json, ok_statuses, idempotent) -> VendorAnswer:
+        where = f"{self.vendor} {method} {url.removeprefix(self.base_url).split('?')[0]}"
+        if self.quota:
+            self._within_quota(where)
         if self.pacer:
             self.pacer.acquire()
-        where = f"{self.vendor} {method} {url.removeprefix(self.base_url).split('?')[0]}"
         try:
             response = self.session.request(
                 method, url, params=params, json=json, timeout=self.timeout
             )
         except (requests.RequestException, ValueError) as exc:
+            if self.quota:
+                self.quota.answered(None)
             raise _translate(exc, idempotent, where, self.timeout) from None
+        if self.quota:
+            self.quota.answered(response.headers)
         status = response.status_code
         if status < 400 or status in ok_statuses:
             return VendorAnswer(response, idempotent, where)
         raise self._failure(idempotent, where, response)
 
+    def _within_quota(self, where: str) -> None:
+        """Waits for the hourly quota to free a slot, on the pacer's clock and up to the
+        hold-off ceiling; a longer wait (or one with no pacer to wait on) is left to the
+        delayed message retry, and no request is spent on it."""
+        while wait := self.quota.wait_needed():
+            if self.pacer is None or wait > HOLD_OFF_CEILING:
+                err = VendorUnavailable(
+                    f"{where}: hourly quota spent, frees in {wait:.0f}s", retry_after=wait
+                )
+                err.safe_to_retry = False
+                raise err
+            self.pacer.sleep(wait)
+
     def _failure(self, idempotent: bool, where: str, response: requests.Response):
         status = response.status_code
         text = self.error_text(response)
-        if status in self.throttle_statuses or (self.is_throttled and self.is_throttled(response)):
-            found = (response.headers.get(h) for h in self.retry_after_headers)
-            hint = retry_after_seconds(next((v for v in found if v is not None), None))
+        if self.is_throttle(response):
+            hint = retry_after_seconds(self.retry_hint(response))
             if hint is not None and self.pacer:
                 self.pacer.hold_off(min(hint, HOLD_OFF_CEILING))
             err = VendorUnavailable(f"{where}: throttled ({status})", retry_after=hint)

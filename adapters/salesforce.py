@@ -50,7 +50,9 @@ def error_text(response: requests.Response) -> str:
     return "; ".join(f"{e.get('errorCode')}: {e.get('message')}" for e in found)[:300]
 
 
-def is_throttled(response: requests.Response) -> bool:
+def is_throttle(response: requests.Response) -> bool:
+    if response.status_code == 429:
+        return True
     return response.status_code == 403 and any(
         e.get("errorCode") == "REQUEST_LIMIT_EXCEEDED" for e in _errors(response)
     )
@@ -77,7 +79,7 @@ class SalesforceCrm:
             pacer=pacer,
             timeout=(DEFAULT_TIMEOUT[0], read_timeout),
             error_text=error_text,
-            is_throttled=is_throttled,
+            is_throttle=is_throttle,
         )
         self.origin = instance_url.rstrip("/")
         self.fields = fields

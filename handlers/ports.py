@@ -52,6 +52,17 @@ class ProjectSpec:
     ends_on: date | None = None
     has_team: bool = False
     options: Mapping[str, Any] = field(default_factory=dict)  # the rules' [tool] table
+    # Tool user id -> the hours the offering plans for that member (Harvest budget_by person).
+    team_hours: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SetupReport:
+    """What ``complete_setup`` could not do because the tool's plan lacks a feature: the
+    outcome event reports ``budget_hours: null`` and the warnings instead of failing."""
+
+    budget_set: bool = True
+    warnings: tuple[str, ...] = ()
 
 
 class TimesheetTool(Protocol):
@@ -69,15 +80,20 @@ class TimesheetTool(Protocol):
 
     def create_client(self, name: str) -> ToolClient: ...
 
-    def find_project(self, client_id: str, marker: str, name: str) -> ToolProject | None:
-        """The project an earlier, interrupted create made for this marker, if any."""
+    def find_project(
+        self, client_id: str, marker: str, name: str, since: datetime | None = None
+    ) -> ToolProject | None:
+        """The project an earlier, interrupted create made for this marker, if any.
+        ``since``: when that create's intent was recorded; a tool that cannot carry the
+        marker (Toggl) adopts only a project made after it, never one a person made."""
 
     def create_project(self, spec: ProjectSpec) -> ToolProject: ...
 
-    def complete_setup(self, project_id: str, spec: ProjectSpec) -> None:
-        """What a new project gets after its create (Harvest: the rules' task assignments).
-        Idempotent, and called for an adopted project too, whose create may have been cut
-        short before this."""
+    def complete_setup(self, project_id: str, spec: ProjectSpec) -> SetupReport | None:
+        """What a new project gets after its create and its team (Harvest: the rules' task
+        assignments and per-person budgets; Clockify: the estimate). Idempotent, and called
+        for an adopted project too, whose create may have been cut short before this. Says
+        what the tool's plan did not allow (None: everything was set)."""
 
     def get_project(self, project_id: str) -> ToolProject:
         """Raises ``TimesheetNotFound`` when there is no such project."""
@@ -167,6 +183,11 @@ class ProjectStore(Protocol):
 
     def note_provision_started(self, project_id: str, offering_id: str, tool: Tool) -> bool:
         """Records that a create may be under way; True if an earlier attempt had begun one."""
+
+    def provision_started_at(
+        self, project_id: str, offering_id: str, tool: Tool
+    ) -> datetime | None:
+        """When the intent was first recorded (None: never): what it made is newer."""
 
     def note_run(self, event_key: tuple[str, str]) -> int:
         """Counts a run of the event begun on a redelivery; returns how many there were."""

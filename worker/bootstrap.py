@@ -14,6 +14,8 @@ from worker.processing import Processor
 from worker.settings import Settings
 from worker.topology import Topology
 
+CLOCKIFY_PLAN_RATES = {"free": "30/3600", "paid": "50/1"}
+
 
 def pacer(spec: str) -> Pacer:
     calls, seconds = spec.split("/")
@@ -51,7 +53,8 @@ def build_tools(settings: Settings) -> dict[str, TimesheetTool]:
             settings.clockify_api_key.get_secret_value(),
             settings.clockify_workspace_id,
             base_url=settings.clockify_base_url,
-            pacer=pacer(settings.clockify_rate),
+            pacer=pacer(settings.clockify_rate or CLOCKIFY_PLAN_RATES[settings.clockify_plan]),
+            plan=settings.clockify_plan,
             **common,
         )
     return tools

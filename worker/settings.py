@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
@@ -60,7 +60,12 @@ class Settings(BaseSettings):
     # Client-side pacing per tool account, "calls/seconds" (vendor-documented defaults).
     harvest_rate: str = Field("100/15", alias="HARVEST_RATE_LIMIT", pattern=r"^\d+/\d+(\.\d+)?$")
     toggl_rate: str = Field("1/1", alias="TOGGL_RATE_LIMIT", pattern=r"^\d+/\d+(\.\d+)?$")
-    clockify_rate: str = Field("50/1", alias="CLOCKIFY_RATE_LIMIT", pattern=r"^\d+/\d+(\.\d+)?$")
+    # Unset: the plan's documented limit (clockify.me/help/getting-started/
+    # webhook-and-api-limitations): free workspaces 30 an hour, paid ones 50 a second.
+    clockify_rate: str | None = Field(
+        None, alias="CLOCKIFY_RATE_LIMIT", pattern=r"^\d+/\d+(\.\d+)?$"
+    )
+    clockify_plan: Literal["free", "paid"] = Field("paid", alias="CLOCKIFY_PLAN")
     # HubSpot private apps: 100 per 10 s (Free/Starter); Pipedrive: by plan, from 20 per 2 s;
     # Salesforce counts a daily total, so only bursts are paced.
     hubspot_rate: str = Field("100/10", alias="HUBSPOT_RATE_LIMIT", pattern=r"^\d+/\d+(\.\d+)?$")

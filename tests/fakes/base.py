@@ -2,7 +2,8 @@
 
 Subclasses declare routes and auth; this base gives every fake the same test levers:
 a sliding-window rate limit that answers like the vendor, fault injection (fail the next
-N requests, delay responses), and a record of what was asked.
+N requests, delay responses, or a ``chaos`` policy asked about every request), and a record
+of what was asked.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import argparse
 import contextlib
 import json
 import re
+import sys
 import threading
 import time
 from collections import deque
@@ -43,6 +45,12 @@ class Response:
 
 Route = tuple[str, re.Pattern[str], Callable[..., Response]]
 
+# What a ``chaos`` policy may make of one request (see ``FakeVendor.chaos``).
+SERVER_ERROR = "server_error"  # a 5xx instead of the answer; nothing happens
+THROTTLE = "throttle"  # the vendor's 429 (with Retry-After where the vendor sends one)
+LOST_ANSWER = "lost_answer"  # the request takes effect, then a 504 instead of the answer
+LATE_ANSWER = "late_answer"  # the request takes effect, the answer comes ``late_answer`` late
+
 
 class FakeVendor:
     """Serve with ``with Fake() as fake: fake.url``; routes are ``(method, regex, handler)``."""
@@ -59,6 +67,10 @@ class FakeVendor:
         self._faults: deque[tuple[int, Any]] = deque()  # (status, body) for the next requests
         self._delays: deque[float] = deque()
         self._holds: list[tuple[str, re.Pattern[str], float]] = []  # answer late, see hold_answer
+        # A fault-injection suite's policy: request -> one of the kinds above, or None. Asked
+        # once per request that passes auth and the rate limit, under ``lock``.
+        self.chaos: Callable[[Request], str | None] | None = None
+        self.late_answer = 3.0  # seconds: longer than the client's read timeout
         self._server: ThreadingHTTPServer | None = None
 
     # -- what a subclass provides -------------------------------------------------------
@@ -124,6 +136,13 @@ class FakeVendor:
             return self.throttle_response(fault[1])
         if fault:
             return Response(fault[0], fault[1])
+        with self.lock:
+            chaos = self.chaos(request) if self.chaos else None
+        if chaos == SERVER_ERROR:
+            return Response(503, {"message": "injected: service unavailable"})
+        if chaos == THROTTLE:
+            self.throttled += 1
+            return self.throttle_response(1)
         for method, pattern, handler in self.routes():
             match = pattern.fullmatch(request.path)
             if match and method == request.method:
@@ -133,8 +152,12 @@ class FakeVendor:
                 except Exception as exc:  # a bug in the fake must show, not look like a blip
                     return Response(500, {"message": f"fake crashed: {exc!r}"})
                 hold = self._take_hold(request)
+                if chaos == LATE_ANSWER:
+                    hold = max(hold, self.late_answer)
                 if hold:
                     time.sleep(hold)
+                if chaos == LOST_ANSWER:
+                    return Response(504, {"message": "injected: gateway timeout"})
                 return response
         return self.not_found()
 
@@ -203,7 +226,7 @@ class FakeVendor:
             def log_message(self, *args: Any) -> None:  # quiet: tests read fake.log instead
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self._server = _Server(("127.0.0.1", port), Handler)
         self._server.daemon_threads = True
         threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
@@ -233,6 +256,14 @@ class FakeVendor:
 
 
 _INVALID_JSON = object()
+
+
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client killed mid-request (the chaos suite's SIGKILL) resets its connection:
+        # routine for a server, not worth a traceback on the console.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 def is_invalid_json(body: Any) -> bool:

@@ -1,0 +1,92 @@
+"""What the invariants read, gathered after a trial settled: the vendor fakes' state and the
+worker's SQLite journal and links, reduced to the plain values of ``tests.chaos.invariants``.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from pathlib import Path
+
+from adapters.clockify import NOTE_TAG
+from adapters.store import PROCESSED
+from tests.chaos.invariants import StoredLink, VendorClient, VendorProject
+from tests.fakes.clockify import FakeClockify
+from tests.fakes.harvest import FakeHarvest
+from tests.fakes.toggl import FakeToggl
+
+TOGGL_MARKER = re.compile(r"\[([^\]]+)\]$")  # the rules' name template ends in [P/O]
+
+
+def vendor_projects(harvest: FakeHarvest, toggl: FakeToggl, clockify: FakeClockify):
+    with harvest.lock, toggl.lock, clockify.lock:
+        found = [
+            VendorProject("harvest", str(p["id"]), p.get("code"), not p["is_active"])
+            for p in harvest.projects.values()
+        ]
+        for p in toggl.projects.values():
+            marker = TOGGL_MARKER.search(p["name"])
+            found.append(
+                VendorProject("toggl", str(p["id"]), marker and marker[1], not p["active"])
+            )
+        for p in clockify.projects.values():
+            note = p.get("note") or ""
+            marker = note.removeprefix(NOTE_TAG) if note.startswith(NOTE_TAG) else None
+            found.append(VendorProject("clockify", p["id"], marker, bool(p["archived"])))
+    return found
+
+
+def vendor_clients(harvest: FakeHarvest, toggl: FakeToggl, clockify: FakeClockify):
+    with harvest.lock, toggl.lock, clockify.lock:
+        return [
+            VendorClient(tool, str(c["id"]), c["name"])
+            for tool, fake in (("harvest", harvest), ("toggl", toggl), ("clockify", clockify))
+            for c in fake.clients.values()
+        ]
+
+
+def escaped_exceptions(log: Path) -> list[str]:
+    """The last line of every traceback printed raw (not as a JSON log line): an exception
+    that escaped to pika or the interpreter."""
+    if not log.exists():
+        return []
+    found, in_traceback, last = [], False, ""
+    for line in log.read_text(errors="replace").splitlines():
+        if line.startswith("Traceback (most recent call last)"):
+            in_traceback = True
+        elif in_traceback and not line.startswith((" ", "\t")):
+            found.append(line.strip()[:200])
+            in_traceback = False
+        last = line
+    if in_traceback:
+        found.append(last.strip()[:200])
+    return found
+
+
+def journal(db: Path) -> tuple[set[tuple[str, str]], list[StoredLink]]:
+    """(events the journal says are processed, the offering links) from the worker's file."""
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        processed = {
+            (source, event_id)
+            for source, event_id in conn.execute(
+                "SELECT source, event_id FROM event_steps WHERE step = ?", (PROCESSED,)
+            )
+        }
+        links = [
+            StoredLink(pid, oid, tool, tsp, bool(archived))
+            for pid, oid, tool, tsp, archived in conn.execute(
+                "SELECT project_id, offering_id, tool, timesheet_project_id, archived "
+                "FROM offering_links"
+            )
+        ]
+    return processed, links
+
+
+def most_runs(db: Path) -> int:
+    """The most runs the worker began for one event on redeliveries (``event_runs``): how
+    close a restart storm came to its ``worker_crashed`` limit. 0 where the table is not."""
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        try:
+            return conn.execute("SELECT COALESCE(MAX(runs), 0) FROM event_runs").fetchone()[0]
+        except sqlite3.OperationalError:
+            return 0
