@@ -7,7 +7,8 @@ process (the frames are in the operating system's cache) but not a power loss. F
 fsync the WAL at every commit: about 250 µs each here against 13 µs, with two commits per
 event, serialized by the writers' lock. Instead the worker asks for durability once per
 event, just before its ack (``make_durable``), and callers that arrive together share one
-fsync.
+fsync. The worker asks from one thread for all lanes (``worker.durability``), and before a
+vendor create, for the intent that makes the create safe to repeat.
 
 Why an fsync of the ``-wal`` file makes every commit written before it durable:
 - a WAL commit is nothing but frames appended to that one file, ending in a commit frame;
@@ -44,7 +45,6 @@ class GroupCommit:
         self.path = os.path.abspath(path)
         self.wal = self.path + "-wal"
         self._fsync = fsync
-        self._mine = threading.local()  # the number of this thread's newest commit
         self._committed = 0  # commits counted so far (by note_commit)
         self._durable = 0  # every commit numbered up to this is on disk
         self._syncing = False
@@ -55,7 +55,6 @@ class GroupCommit:
     def note_commit(self) -> None:
         """Called right after each commit returns, under the database's writers' lock."""
         self._committed += 1
-        self._mine.last = self._committed
 
     @property
     def waiting(self) -> int:
@@ -63,12 +62,12 @@ class GroupCommit:
         return self._waiting
 
     def make_durable(self) -> None:
-        """Returns once this thread's commits are on disk. One caller at a time runs the
-        fsync, for every commit counted when it began; callers arriving meanwhile wait for it
-        and, if their commit came after it began, for the next one, which one of them runs
-        for all of them."""
-        mine = getattr(self._mine, "last", 0)
+        """Returns once every commit counted before the call is on disk. One caller at a
+        time runs the fsync, for every commit counted when it began; callers arriving
+        meanwhile wait for it and, if commits came after it began, for the next one, which
+        one of them runs for all of them."""
         with self._done:
+            mine = self._committed
             while self._durable < mine:
                 if self._syncing:
                     self._waiting += 1

@@ -79,6 +79,9 @@ def provision(project: Project, offering: Offering, plan: Plan, deps: Deps) -> S
         },
     )
     resumed = deps.store.note_provision_started(project.id, offering.id, tool.name)
+    # On disk before the create, not only before the ack: after a power cut the next attempt
+    # must still know to look for what this one may have made.
+    deps.store.make_durable()
     adopted = None
     if resumed:
         since = deps.store.provision_started_at(project.id, offering.id, tool.name)

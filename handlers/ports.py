@@ -219,9 +219,9 @@ class ProjectStore(Protocol):
         created and mapped once. ``Transient`` on timeout, as ``project_lock``."""
 
     def make_durable(self) -> None:
-        """Returns once every commit this thread made is on disk (not only in the operating
-        system's cache), so that an ack after it cannot outlive the state it reports.
-        Callers at the same time share one flush."""
+        """Returns once every commit made before the call is on disk (not only in the
+        operating system's cache), so that an ack after it cannot outlive the state it
+        reports. Callers at the same time share one flush."""
 
     def finish_run(
         self, event_key: tuple[str, str], steps: Sequence[RecordedStep], *, processed: bool

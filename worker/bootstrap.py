@@ -128,4 +128,5 @@ def build_consumer(settings: Settings, deps: Deps) -> Consumer:
         shutdown_grace=settings.shutdown_grace,
         consumer_timeout=settings.consumer_timeout,
         max_held_bytes=settings.max_held_bytes,
+        flush=deps.store.make_durable,
     )

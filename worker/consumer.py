@@ -41,6 +41,7 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import pika
@@ -50,6 +51,7 @@ from pika.spec import Basic
 
 from schemas.errors import Unreadable, UnreadableCode
 from schemas.inbound import parse_inbound
+from worker.durability import DurableHandOff
 from worker.lanes import Lanes
 from worker.messages import COPY_ID, Decision, Delivery
 from worker.processing import Processor
@@ -90,7 +92,10 @@ class Consumer:
         shutdown_grace: float = 30.0,
         consumer_timeout: float = 1800.0,
         max_held_bytes: int = 64 * 1024 * 1024,
+        flush: Callable[[], None] = lambda: None,
     ):
+        """``flush`` makes every commit so far durable (``ProjectStore.make_durable``): a
+        decision is published and acked only after it."""
         self.amqp_url = amqp_url
         self.topology = topology
         self.processor = processor
@@ -130,6 +135,7 @@ class Consumer:
         self._started: set[int] = set()
         self._given_back: set[int] = set()
         self._reset_confirms()
+        self._durable = DurableHandOff(flush, self._hand_over, on_failure=self._flush_failed)
 
     def _reset_confirms(self) -> None:
         """Forgets everything about the previous connection's deliveries and publishes; the
@@ -175,6 +181,7 @@ class Consumer:
             log.warning("reconnecting", in_seconds=backoff)
             time.sleep(backoff)
         self.lanes.close()
+        self._durable.close()
         log.info("worker_stopped")
 
     def _switch_to(self, connection: pika.SelectConnection) -> None:
@@ -192,6 +199,13 @@ class Consumer:
         self._resubscribing = False
         self._announced = False  # "consuming" is logged once a connection, then resizes
         self._reset_confirms()
+
+    def _flush_failed(self) -> None:
+        """The store could not make a batch durable: those messages must not be acked. A
+        new connection gets them back from the broker."""
+        connection = self._connection
+        with contextlib.suppress(Exception):
+            connection.ioloop.add_callback_threadsafe(self._close_connection)
 
     def stop(self) -> None:
         """Safe from a signal handler or another thread."""
@@ -428,9 +442,14 @@ class Consumer:
         decision = self.processor.process(delivery, parsed)
         self.window.worked(time.monotonic() - began)
         log.info(decision.log, **decision.fields)
+        self._durable.submit((generation, tag, decision))
+
+    def _hand_over(self, item: tuple[int, int, Decision]) -> None:
+        """From the durability thread: the decision's state is on disk; to the I/O loop."""
+        generation, tag, decision = item
         with self._state_lock:
             if generation != self.generation:
-                return  # the connection changed while we worked: the broker redelivers
+                return  # the connection changed meanwhile: the broker redelivers
             self._decided.append((generation, tag, decision))
             if self._wake_pending:
                 return  # the loop has yet to drain: it takes this one too

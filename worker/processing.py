@@ -62,27 +62,19 @@ class Processor:
             return Decision([], "rejected_to_dead_letter", reject=True)
 
     def _decide(self, delivery: Delivery, parsed: Inbound | Unreadable) -> Decision:
+        # The consumer acks only once the commits behind the decision are on disk
+        # (``worker.durability``): this lane goes on to its next message meanwhile.
         try:
-            decision = self._process(delivery, parsed)
+            return self._process(delivery, parsed)
         except ProvisionerError as exc:  # the store's own: a lock timed out or was lost
             log.warning("processing_deferred", code=exc.code, error=exc.message)
-            decision = self._route_failure(delivery, exc, delivery.attempts_before + 1, [])
+            return self._route_failure(delivery, exc, delivery.attempts_before + 1, [])
         except Exception as exc:
             event_id = _event_id(delivery, parsed)
             log.exception("processing_failed", event_id=event_id)
-            decision = self._route_failure(
+            return self._route_failure(
                 delivery, _internal(exc, event_id), delivery.attempts_before + 1, []
             )
-        try:
-            # The ack must not outlive what it reports: this lane's commits reach the disk
-            # first, in one flush shared by every lane finishing now (a no-op on PostgreSQL).
-            self.deps.store.make_durable()
-        except Exception as exc:
-            event_id = _event_id(delivery, parsed)
-            log.exception("processing_failed", event_id=event_id)
-            error = _internal(exc, event_id)
-            return self._route_failure(delivery, error, delivery.attempts_before + 1, [])
-        return decision
 
     def _process(self, delivery: Delivery, parsed: Inbound | Unreadable) -> Decision:
         attempt = delivery.attempts_before + 1

@@ -44,6 +44,21 @@ class Processor:
         return Decision([], "processed")
 
 
+class Inline:
+    """The durability hand-off without its thread: decisions go on at once (no store)."""
+
+    def __init__(self, consumer: Consumer) -> None:
+        consumer._durable.close()
+        self.hand_over = consumer._hand_over
+        consumer._durable = self
+
+    def submit(self, item) -> None:
+        self.hand_over(item)
+
+    def close(self) -> None:
+        pass
+
+
 def delivery() -> Delivery:
     return Delivery(b"{}", pika.BasicProperties(), "ex", "key")
 
@@ -57,6 +72,7 @@ def test_a_decision_for_a_lost_connection_is_dropped_and_the_next_one_wakes_the_
         concurrency=1,
     )
     consumer.lanes.close()
+    Inline(consumer)
     processor.consumer = consumer
     old = Connection()
     consumer._switch_to(old)
@@ -81,6 +97,7 @@ def test_lanes_finishing_together_wake_the_loop_once():
         concurrency=1,
     )
     consumer.lanes.close()
+    Inline(consumer)
     connection = Connection()
     consumer._switch_to(connection)
     threads = [

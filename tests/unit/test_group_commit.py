@@ -15,6 +15,7 @@ from adapters.sql import Sqlite
 from adapters.store import SqlStore
 from tests import builders as b
 from tests.unit.world import World
+from worker.durability import DurableHandOff
 
 DEADLINE = 10.0
 
@@ -136,17 +137,67 @@ def test_a_wal_file_made_again_has_its_directory_entry_flushed_again(db):
     assert disk.flushes_of(str(wal)) == 3
 
 
-def test_the_worker_flushes_the_store_before_each_decision_it_acks(tmp_path):
+def test_the_intent_is_on_disk_before_the_vendor_create(tmp_path, monkeypatch):
+    """After a power cut the next attempt must still find the intent, or it would create
+    the project a second time."""
     disk = Disk()
     world = World(tmp_path)
     world.store.close()
     world.store = world.deps.store = SqlStore(Sqlite(str(tmp_path / "state.db"), disk.fsync))
     world.processor.deps = world.deps
+    wal = f"{tmp_path / 'state.db'}-wal"
+    flushed_at_create: list[int] = []
+    create = world.tool.create_project
 
+    def recording(spec):
+        flushed_at_create.append(disk.flushes_of(wal))
+        return create(spec)
+
+    monkeypatch.setattr(world.tool, "create_project", recording)
     project = b.project()
     world.send(b.closed_won(project))
-    flushed = disk.flushes_of(f"{tmp_path / 'state.db'}-wal")
+    before = disk.flushes_of(wal)
     world.send(b.status_changed(project, "in_progress"))
 
-    assert flushed == 1
-    assert disk.flushes_of(f"{tmp_path / 'state.db'}-wal") == 2
+    assert flushed_at_create == [before + 1]
+
+
+def test_decisions_go_on_only_after_a_flush_and_share_it():
+    flushes: list[int] = []
+    handed: list[str] = []
+    gate = threading.Event()
+
+    def flush() -> None:
+        assert gate.wait(DEADLINE)
+        flushes.append(len(handed))
+
+    stage = DurableHandOff(flush, handed.append, on_failure=lambda: None)
+    stage.submit("first")  # its flush waits on the gate...
+    for name in ("a", "b", "c"):  # ...while three more decisions arrive
+        stage.submit(name)
+    assert handed == []
+    gate.set()
+    deadline = time.monotonic() + DEADLINE
+    while len(handed) < 4 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    stage.close()
+
+    assert handed == ["first", "a", "b", "c"]
+    assert len(flushes) <= 2 and flushes[0] == 0  # nothing went on before a flush
+
+
+def test_a_failed_flush_hands_nothing_on_and_says_so():
+    failures: list[bool] = []
+    handed: list[str] = []
+
+    def flush() -> None:
+        raise OSError(5, "Input/output error")
+
+    stage = DurableHandOff(flush, handed.append, on_failure=lambda: failures.append(True))
+    stage.submit("x")
+    deadline = time.monotonic() + DEADLINE
+    while not failures and time.monotonic() < deadline:
+        time.sleep(0.01)
+    stage.close()
+
+    assert failures == [True] and handed == []
