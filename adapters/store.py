@@ -77,11 +77,24 @@ SCHEMA = [
         event_id TEXT NOT NULL,
         runs INTEGER NOT NULL,
         PRIMARY KEY (source, event_id))""",
+    # An archive or restore begun and not yet recorded: the tool may or may not have it.
+    """CREATE TABLE IF NOT EXISTS archive_intents (
+        project_id TEXT NOT NULL,
+        offering_id TEXT NOT NULL,
+        archived BOOLEAN NOT NULL,
+        PRIMARY KEY (project_id, offering_id))""",
 ]
 
 LINK_COLUMNS = (
     "project_id, offering_id, tool, timesheet_project_id, timesheet_url, "
     "timesheet_client_id, archived"
+)
+# A link, and whether an archive or restore of it is unsettled.
+LINK_READ = (
+    "l.project_id, l.offering_id, l.tool, l.timesheet_project_id, l.timesheet_url, "
+    "l.timesheet_client_id, l.archived, i.archived IS NOT NULL FROM offering_links l "
+    "LEFT JOIN archive_intents i "
+    "ON i.project_id = l.project_id AND i.offering_id = l.offering_id"
 )
 # Written with :name parameters; the dialect translates them once, at start-up.
 SQL = {
@@ -100,10 +113,13 @@ SQL = {
         RETURNING snapshot_at, active, status, status_at""",
     "set_status": "UPDATE projects SET status = :status, status_at = :at "
     "WHERE project_id = :project_id AND (status_at IS NULL OR status_at <= :at)",
-    "link": f"SELECT {LINK_COLUMNS} FROM offering_links "
+    "link": f"SELECT {LINK_READ} WHERE l.project_id = :project_id AND l.offering_id = :offering_id",
+    "links": f"SELECT {LINK_READ} WHERE l.project_id = :project_id ORDER BY l.offering_id",
+    "note_archive_intent": "INSERT INTO archive_intents (project_id, offering_id, archived) "
+    "VALUES (:project_id, :offering_id, :archived) ON CONFLICT (project_id, offering_id) "
+    "DO UPDATE SET archived = excluded.archived",
+    "settle_archive_intent": "DELETE FROM archive_intents "
     "WHERE project_id = :project_id AND offering_id = :offering_id",
-    "links": f"SELECT {LINK_COLUMNS} FROM offering_links "
-    "WHERE project_id = :project_id ORDER BY offering_id",
     "save_link": f"""INSERT INTO offering_links ({LINK_COLUMNS}) VALUES (:project_id,
             :offering_id, :tool, :timesheet_project_id, :timesheet_url, :timesheet_client_id,
             :archived)
@@ -457,7 +473,12 @@ class SqlStore:
         with contextlib.suppress(*self.dialect.integrity_errors), self._write() as conn:
             if link is not None:
                 conn.execute(self.sql["save_link"], link.__dict__)
+                conn.execute(self.sql["settle_archive_intent"], link.__dict__)
             conn.execute(self.sql["record_step"], row)
+
+    def note_archive_intent(self, project_id: str, offering_id: str, archived: bool) -> None:
+        params = dict(project_id=project_id, offering_id=offering_id, archived=archived)
+        self._write_one("note_archive_intent", params)
 
     def finish_run(
         self, event_key: tuple[str, str], steps: Sequence[RecordedStep], *, processed: bool
@@ -489,5 +510,7 @@ class SqlStore:
 
 
 def _link(row) -> Link:
-    project_id, offering_id, tool, project, url, client, archived = row
-    return Link(project_id, offering_id, tool, project, url, client, bool(archived))
+    project_id, offering_id, tool, project, url, client, archived, unsettled = row
+    return Link(
+        project_id, offering_id, tool, project, url, client, bool(archived), bool(unsettled)
+    )

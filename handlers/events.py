@@ -77,7 +77,7 @@ def on_status_changed(data: ProjectStatusChanged, at: datetime, run: Run, deps: 
             )
     elif data.status in ("on_hold", "completed"):
         for link in deps.store.links(project.id):
-            if not link.archived:
+            if not link.archived or link.unsettled:
                 run.step(
                     f"archive:{link.offering_id}",
                     lambda lk=link: offerings.archive(lk, deps),
@@ -91,7 +91,7 @@ def _start(project: Project, offering: Offering, selection: dict, deps: Deps) ->
     """In Progress, for one offering: restore, skip, or provision."""
     link = deps.store.link(project.id, offering.id)
     if link is not None:
-        if link.archived:
+        if link.archived or link.unsettled:
             return offerings.restore(link, deps)
         return offerings.skipped(project, offering, "already_linked")
     if not offering.sold:

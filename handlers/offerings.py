@@ -149,13 +149,23 @@ def _check_mapping(project: Project, tool: Tool, tool_client_id: str, store: Pro
 
 
 def archive(link: Link, deps: Deps) -> StepResult:
-    deps.tool(link.tool).set_archived(link.timesheet_project_id, True)
+    _set_archived(link, True, deps)
     return StepResult([TimesheetArchived(**_ids(link))], replace(link, archived=True))
 
 
 def restore(link: Link, deps: Deps) -> StepResult:
-    deps.tool(link.tool).set_archived(link.timesheet_project_id, False)
+    _set_archived(link, False, deps)
     return StepResult([TimesheetRestored(**_ids(link))], replace(link, archived=False))
+
+
+def _set_archived(link: Link, archived: bool, deps: Deps) -> None:
+    """The intent is stored (and on disk) before the tool is asked: a worker killed after
+    the tool's answer and before the step is recorded leaves the link unsettled, and the
+    next status change, whichever it is, does it again. Without it, a newer In Progress
+    would see a link still marked active over a project the tool has archived."""
+    deps.store.note_archive_intent(link.project_id, link.offering_id, archived)
+    deps.store.make_durable()
+    deps.tool(link.tool).set_archived(link.timesheet_project_id, archived)
 
 
 def skipped(project: Project, offering: Offering, reason: str) -> StepResult:

@@ -118,6 +118,9 @@ class Link:
     timesheet_url: str
     timesheet_client_id: str
     archived: bool = False
+    # An archive or restore was begun and not recorded as done: the tool may be either way,
+    # so the next status change does it again (both are idempotent in every tool).
+    unsettled: bool = False
 
 
 @dataclass(frozen=True)
@@ -188,6 +191,10 @@ class ProjectStore(Protocol):
         self, project_id: str, offering_id: str, tool: Tool
     ) -> datetime | None:
         """When the intent was first recorded (None: never): what it made is newer."""
+
+    def note_archive_intent(self, project_id: str, offering_id: str, archived: bool) -> None:
+        """Records that the link is being archived (or restored) in the tool: ``Link.unsettled``
+        until ``finish_step`` records the link again."""
 
     def note_run(self, event_key: tuple[str, str]) -> int:
         """Counts a run of the event begun on a redelivery; returns how many there were."""

@@ -303,3 +303,61 @@ def test_a_budget_the_tool_holds_is_reported_with_no_warnings(world):
     [done] = world.send(b.status_changed(project, "in_progress")).of("timesheet.provisioned")
 
     assert (done["budget_hours"], done["warnings"]) == (40, [])
+
+
+class Killed(BaseException):
+    """The worker dies here: nothing after this line of the run happens."""
+
+
+def kill_at_first_step_record(world, monkeypatch) -> None:
+    record = world.store.finish_step
+    calls = []
+
+    def dies_once(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 1:
+            raise Killed
+        return record(*args, **kwargs)
+
+    monkeypatch.setattr(world.store, "finish_step", dies_once)
+
+
+def test_an_archive_cut_short_by_a_kill_is_undone_by_a_newer_in_progress(world, monkeypatch):
+    """Chaos seeds 2015, 2019, 2024: On Hold archives in the tool and the worker dies before
+    the step is recorded; a newer In Progress runs first; the On Hold comes back and is
+    refused as older. The project must end active in the tool too."""
+    project = b.project()
+    world.send(b.closed_won(project))
+    world.send(b.status_changed(project, "in_progress"))
+    on_hold = b.status_changed(project, "on_hold")
+    kill_at_first_step_record(world, monkeypatch)
+    with pytest.raises(Killed):
+        world.send(on_hold)
+    [made] = world.tool.projects.values()
+    assert made.project.archived  # the tool has it; our record does not
+
+    back = world.send(b.status_changed(project, "in_progress"))
+    late = world.send(on_hold)  # redelivered: older than the stored status
+
+    assert [e["type"] for e in back.events] == ["timesheet.restored"]
+    assert late.events == []
+    assert not made.project.archived
+    assert not world.store.link(project["id"], project["offerings"][0]["id"]).unsettled
+
+
+def test_an_archive_cut_short_before_the_tool_heard_is_done_by_a_newer_completed(
+    world, monkeypatch
+):
+    project = b.project()
+    world.send(b.closed_won(project))
+    world.send(b.status_changed(project, "in_progress"))
+    monkeypatch.setattr(world.tool, "set_archived", lambda *a: (_ for _ in ()).throw(Killed))
+    with pytest.raises(Killed):
+        world.send(b.status_changed(project, "on_hold"))
+    monkeypatch.undo()
+
+    done = world.send(b.status_changed(project, "completed"))
+
+    assert [e["type"] for e in done.events] == ["timesheet.archived"]
+    [made] = world.tool.projects.values()
+    assert made.project.archived
