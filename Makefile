@@ -32,6 +32,8 @@ demo: setup
 bench: setup
 	$(BIN)/python -m bench.pacing
 	$(BIN)/python -m bench.throughput
+	@command -v wrk >/dev/null || { echo "bench.ingress needs wrk: apt-get install -y wrk" >&2; exit 1; }
+	$(BIN)/python -m bench.ingress
 
 # The fault-injection suite (issue 10): trials against the real broker, the fake vendors and
 # the worker process under vendor faults, SIGKILLs, closed connections and one broker

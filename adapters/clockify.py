@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 import tenacity
 
-from adapters.http import VendorHttp
+from adapters.http import VendorHttp, default_error_text
 from adapters.pacing import Pacer
-from handlers.ports import ProjectSpec, ToolClient, ToolProject
+from handlers.ports import ProjectSpec, SetupReport, ToolClient, ToolProject
 from schemas.errors import InvalidReference, TimesheetNotFound, VendorRejected
 
 PAGE_SIZE = 500  # Clockify's largest page
@@ -28,6 +29,15 @@ PROJECT_COLOR = "#03A9F4"  # Clockify's own light blue; the API wants some #RRGG
 NOTE_TAG = "timesheet-provisioner:"
 _ID = re.compile(r"[0-9a-fA-F]{24}")
 _URL_PROJECT = re.compile(r"/projects/([0-9a-fA-F]{24})(?:/|$)")
+# Requests a workspace may make, by plan (clockify.me/help/getting-started/
+# webhook-and-api-limitations): new free workspaces 30 an hour, paid ones 50 a second.
+PLAN_RATES = {"free": (30, 3600.0), "paid": (50, 1.0)}
+# Clockify's answer to a second project of one name under one client: 400, code 501,
+# "Other project for client X already exists" (clockify-cli's `project add` docs).
+DUPLICATE_PROJECT = 501
+# What a full project update carries back (PUT /projects/{id} replaces the project's settings:
+# a field left out is reset, the marker in ``note`` included).
+UPDATE_FIELDS = ("name", "clientId", "billable", "color", "note", "hourlyRate", "costRate")
 
 
 def folded(name: str) -> str:
@@ -39,6 +49,14 @@ def iso_hours(hours: float) -> str:
     """40 -> ``PT40H``, 37.5 -> ``PT37H30M``: Clockify estimates are ISO-8601 durations."""
     whole, minutes = divmod(round(hours * 60), 60)
     return "PT" + (f"{whole}H" if whole or not minutes else "") + (f"{minutes}M" if minutes else "")
+
+
+def _checked(project_id: str) -> str:
+    """Clockify answers a malformed id with 400, which also means other refusals: a
+    malformed id is caught here, so that a 400 from the server is never "not found"."""
+    if not _ID.fullmatch(project_id):
+        raise TimesheetNotFound(f"clockify project ids are 24 hex digits, got {project_id[:40]!r}")
+    return project_id
 
 
 def carries_marker(note: str | None, marker: str) -> bool:
@@ -59,7 +77,9 @@ class ClockifyTool:
         pacer: Pacer | None = None,
         read_timeout: float = 30.0,
         web_url: str = "https://app.clockify.me",
+        plan: str = "paid",
     ):
+        calls, period = PLAN_RATES[plan]
         self.http = VendorHttp(
             "clockify",
             base_url,
@@ -67,9 +87,19 @@ class ClockifyTool:
             retrying=retrying,
             pacer=pacer,
             timeout=(5.0, read_timeout),
+            # Clockify sends no Retry-After. On a free workspace a 429 means the hour is spent:
+            # waiting a slot's share of it (two minutes) leaves the retry to the delayed
+            # message, instead of burning the allowance on fast in-process retries.
+            retry_hint=lambda r: (
+                r.headers.get("Retry-After")
+                or (str(period / calls) if period / calls > 1 else None)
+            ),
         )
         self.workspace = f"/workspaces/{workspace_id}"
         self.web_url = web_url.rstrip("/")
+        # Members of the projects this process just made, from the create's answer: their
+        # team is added without reading the project again (a call saved on a 30/hour plan).
+        self._fresh: dict[str, set[str]] = {}
 
     # -- references ---------------------------------------------------------------------
     def parse_reference(self, reference: str) -> str:
@@ -126,49 +156,110 @@ class ClockifyTool:
             "color": PROJECT_COLOR,
             "note": NOTE_TAG + spec.marker,
         }
-        if spec.budget_hours is not None:
-            body["estimate"] = {"estimate": iso_hours(spec.budget_hours), "type": "MANUAL"}
-        created = self.http.request("POST", f"{self.workspace}/projects", json=body).json()
+        try:
+            created = self.http.request("POST", f"{self.workspace}/projects", json=body).json()
+        except VendorRejected as refused:
+            if refused.status != 400:
+                raise
+            # A second project of this name under the client answers 400 (code 501, "Other
+            # project for client X already exists"): ours from an interrupted create carries
+            # our marker and is adopted; anyone else's is a clear refusal, never a loop.
+            # Decided from the listing, not from the words.
+            ours = self.find_project(spec.client_id, spec.marker, spec.name)
+            if ours is not None:
+                return ours
+            if "already exists" in refused.message:
+                raise VendorRejected(
+                    f"clockify already has a project named {spec.name!r} under this client"
+                    f" that we did not make; rename one of them or connect it ({refused.message})",
+                    status=400,
+                ) from None
+            raise
+        self._fresh[created["id"]] = {m["userId"] for m in created.get("memberships") or []}
         return self._project(created)
 
-    def find_project(self, client_id: str, marker: str, name: str) -> ToolProject | None:
-        # Archived projects are asked for separately: the ``archived`` filter picks one kind.
-        for archived in ("false", "true"):
-            params = {"clients": client_id, "archived": archived}
-            for project in self._listed(f"{self.workspace}/projects", params):
-                if carries_marker(project.get("note"), marker):
-                    return self._project(project)
+    def find_project(
+        self, client_id: str, marker: str, name: str, since: datetime | None = None
+    ) -> ToolProject | None:
+        # No ``archived`` filter: one listing holds archived and active projects alike.
+        for project in self._listed(f"{self.workspace}/projects", {"clients": client_id}):
+            if carries_marker(project.get("note"), marker):
+                return self._project(project)
         return None
 
-    def complete_setup(self, project_id: str, spec: ProjectSpec) -> None:
-        """Nothing beyond the create and the team."""
+    def complete_setup(self, project_id: str, spec: ProjectSpec) -> SetupReport | None:
+        """Sets the estimate the documented way (``PATCH .../estimate`` with a
+        ``timeEstimate``), a paid feature: where the plan refuses it, says so."""
+        self._fresh.pop(project_id, None)  # its team is done: bounded, whatever came first
+        if spec.budget_hours is None:
+            return None
+        estimate = {
+            "timeEstimate": {
+                "estimate": iso_hours(spec.budget_hours),
+                "type": "MANUAL",
+                "active": True,
+                "includeNonBillable": True,
+            }
+        }
+        response = self.http.request(
+            "PATCH",
+            f"{self.workspace}/projects/{_checked(project_id)}/estimate",
+            json=estimate,
+            # The refusal of a plan without estimates is not documented: any 4xx but a
+            # missing project is reported as "not set", never a lost project or a retry loop.
+            ok_statuses=frozenset({400, 402, 403}),
+        )
+        if response.status_code < 400:
+            return None
+        words = default_error_text(response)
+        return SetupReport(
+            budget_set=False,
+            warnings=(
+                f"clockify: the workspace refused the estimate ({response.status_code}"
+                f" {words}); {iso_hours(spec.budget_hours)} not set",
+            ),
+        )
 
     def get_project(self, project_id: str) -> ToolProject:
         return self._project(self._read_project(project_id))
 
     def set_archived(self, project_id: str, archived: bool) -> None:
+        # A PUT replaces the project's settings, so the whole current project goes back with
+        # only ``archived`` changed: the note carrying our marker survives.
+        current = self._read_project(project_id)
+        body = {k: current[k] for k in UPDATE_FIELDS if current.get(k) is not None}
+        body |= {
+            "isPublic": bool(current.get("public", current.get("isPublic"))),
+            "archived": archived,
+        }
         response = self.http.request(
             "PUT",
             f"{self.workspace}/projects/{project_id}",
-            json={"archived": archived},
-            ok_statuses=frozenset({400, 404}),
+            json=body,
+            ok_statuses=frozenset({404}),  # a 400 is a refusal, not a missing project
         )
-        if response.status_code in (400, 404):
+        if response.status_code == 404:
             raise TimesheetNotFound(f"no Clockify project {project_id}")
 
     # -- people -------------------------------------------------------------------------
     def find_users(self, emails: Sequence[str]) -> dict[str, str]:
+        # One listing for every address (500 a page), not one filtered request each: the
+        # server's filter is a substring match anyway, so matching happens here either way.
+        wanted = {e.strip().lower() for e in emails if e.strip()}
+        if not wanted:
+            return {}
         found: dict[str, str] = {}
-        for email in dict.fromkeys(e.strip().lower() for e in emails if e.strip()):
-            # The server's filter is a substring match: ana@x also finds diana@x.
-            for user in self._listed(f"{self.workspace}/users", {"email": email}):
-                if (user.get("email") or "").strip().lower() == email:
-                    found[email] = user["id"]
-                    break
+        for user in self._listed(f"{self.workspace}/users"):
+            email = (user.get("email") or "").strip().lower()
+            if email in wanted and email not in found:
+                found[email] = user["id"]
         return found
 
     def assign_team(self, project_id: str, user_ids: Sequence[str]) -> None:
-        members = {m["userId"] for m in self._read_project(project_id).get("memberships") or []}
+        members = self._fresh.pop(project_id, None)
+        if members is None:
+            listed = self._read_project(project_id).get("memberships") or []
+            members = {m["userId"] for m in listed}
         new = [u for u in dict.fromkeys(user_ids) if u not in members]
         if new:
             self.http.request(
@@ -181,11 +272,10 @@ class ClockifyTool:
     def _read_project(self, project_id: str) -> dict[str, Any]:
         response = self.http.request(
             "GET",
-            f"{self.workspace}/projects/{project_id}",
-            # Clockify answers a malformed id with 400, an unknown one with 404.
-            ok_statuses=frozenset({400, 404}),
+            f"{self.workspace}/projects/{_checked(project_id)}",
+            ok_statuses=frozenset({404}),
         )
-        if response.status_code in (400, 404):
+        if response.status_code == 404:
             raise TimesheetNotFound(f"no Clockify project {project_id}")
         return response.json()
 

@@ -9,14 +9,22 @@ Facts this relies on (Harvest v2 docs; see ``vendor-apis.md`` section 2):
 - ``POST /projects`` needs ``client_id``, ``name``, ``is_billable``, ``bill_by`` and
   ``budget_by``; archiving is ``PATCH {"is_active": false}`` (``DELETE`` would drop time).
 
-Status codes are translated by ``VendorHttp``; this module only looks at the 404s and 422s
-that mean something specific here.
+- a task assignment is non-billable unless ``billable`` is sent, and a user assignment of a
+  manager or administrator makes them project manager unless ``is_project_manager`` is
+  sent; ``budget_by`` task / person budget the assignments, not the project;
+- ``GET /tasks`` and assignment lists include archived ones (``is_active``).
+
+Status codes are translated by ``VendorHttp``. A 422 is Harvest's general "could not process"
+(HV-DOCS overview), so it never means "already assigned" by itself: assignments are decided
+from the project's listed assignments, and a 422 is a refusal unless the listing shows the
+assignment made meanwhile.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,7 +32,7 @@ import tenacity
 
 from adapters.http import DEFAULT_TIMEOUT, VendorHttp, default_error_text
 from adapters.pacing import Pacer
-from handlers.ports import ProjectSpec, ToolClient, ToolProject
+from handlers.ports import ProjectSpec, SetupReport, ToolClient, ToolProject
 from schemas.errors import (
     FailureCode,
     InvalidReference,
@@ -40,8 +48,8 @@ UNPROCESSABLE = frozenset({422})
 # Used when GET /company cannot be read; Harvest's login sends a person on to their account.
 FALLBACK_WEB_URL = "https://harvestapp.com"
 NOTES = "Provisioned by timesheet-provisioner"
-# budget_by values whose `budget` is in hours (HV-DOCS projects: project, task, person).
-HOURS_BUDGETS = frozenset({"project", "task", "person"})
+# budget_by values whose hours go on the task or user assignments' `budget` (HV-DOCS).
+ASSIGNMENT_BUDGETS = frozenset({"task", "person"})
 _DIGITS = re.compile(r"[0-9]+")
 _WEB_PROJECT_PATH = re.compile(r"/projects/([0-9]+)(?:/.*)?")
 
@@ -84,7 +92,8 @@ class HarvestTool:
             timeout=(DEFAULT_TIMEOUT[0], read_timeout),
         )
         self._web_url = web_url.rstrip("/") if web_url else None
-        self._tasks: dict[str, int] = {}  # folded task name -> id, from GET /tasks
+        # folded task name -> (id, is_active), from GET /tasks
+        self._tasks: dict[str, tuple[int, bool]] = {}
 
     # -- references -----------------------------------------------------------------------
     def parse_reference(self, reference: str) -> str:
@@ -156,38 +165,100 @@ class HarvestTool:
             "budget_by": budget_by,
             "notes": NOTES,
         }
-        if spec.budget_hours is not None and budget_by in HOURS_BUDGETS:
+        # HV-DOCS projects: the project's own ``budget`` holds hours only when budgeting by
+        # project; the task and person modes budget the assignments (``complete_setup``).
+        if spec.budget_hours is not None and budget_by == "project":
             body["budget"] = spec.budget_hours
+        elif spec.budget_hours is not None and budget_by not in ASSIGNMENT_BUDGETS | {"none"}:
+            # The rules refuse these modes at start-up; never drop the hours silently.
+            raise VendorRejected(f"harvest budget_by {budget_by!r} cannot hold hours")
         if spec.starts_on:
             body["starts_on"] = spec.starts_on.isoformat()
         if spec.ends_on:
             body["ends_on"] = spec.ends_on.isoformat()
         return self._project(self.http.request("POST", "/projects", json=body).json())
 
-    def complete_setup(self, project_id: str, spec: ProjectSpec) -> None:
-        """Assigns the rules' tasks; a 422 means the task is on the project already (tasks
-        marked is_default are on every new project), so this can run again safely."""
-        for task_id in self._task_ids(spec.options.get("tasks") or []):
-            self.http.request(
-                "POST",
-                f"{self._path(project_id)}/task_assignments",
-                json={"task_id": task_id},
-                ok_statuses=UNPROCESSABLE,
-            )
+    def complete_setup(self, project_id: str, spec: ProjectSpec) -> SetupReport | None:
+        """Assigns the rules' tasks (billable as the offering, unless the rules say) and puts
+        the task or person budgets on the assignments. Decided from the project's listed
+        assignments, not from a 422 (Harvest's 422 is any processing error), so that this
+        runs again safely: an assignment already there keeps its settings."""
+        options = spec.options
+        budget_by = options.get("budget_by", "project")
+        path = f"{self._path(project_id)}/task_assignments"
+        wanted = self._task_ids(options.get("tasks") or [])
+        if wanted:
+            task_billable = options.get("task_billable")
+            billable = spec.billable if task_billable is None else bool(task_billable)
+            on = {a["task"]["id"]: a for a in self.http.pages(path, "task_assignments")}
+            for task_id in wanted:
+                body: dict[str, Any] = {"task_id": task_id, "billable": billable}
+                if budget_by == "task" and spec.budget_hours is not None:
+                    body["budget"] = spec.budget_hours  # the rules allow one task only
+                present = on.get(task_id)
+                if present is None:
+                    self._post_assignment(path, body, "task", task_id)
+                    continue
+                # Already there (a default task, or an earlier run): its billability is left
+                # as it is; what is missing (active, the task budget) is added.
+                missing = {"is_active": True} if not present.get("is_active", True) else {}
+                if "budget" in body and present.get("budget") != body["budget"]:
+                    missing["budget"] = body["budget"]
+                if missing:
+                    self._patch(f"{path}/{present['id']}", missing)
+        if budget_by == "person" and spec.team_hours:
+            path = f"{self._path(project_id)}/user_assignments"
+            for a in self.http.pages(path, "user_assignments"):
+                hours = spec.team_hours.get(str(a["user"]["id"]))
+                if hours is not None and a.get("budget") != hours:
+                    self._patch(f"{path}/{a['id']}", {"budget": hours})
+        if options.get("project_managers"):
+            path = f"{self._path(project_id)}/user_assignments"
+            for a in self.http.pages(path, "user_assignments"):
+                if not a.get("is_project_manager"):
+                    self._patch(f"{path}/{a['id']}", {"is_project_manager": True})
+        return None
+
+    def _post_assignment(self, path: str, body: dict[str, Any], kind: str, who: int) -> None:
+        """POSTs an assignment; a 422 counts as done only if the assignment is now listed
+        (a concurrent worker made it), else it is the vendor's refusal, in its words."""
+        response = self.http.request("POST", path, json=body, ok_statuses=UNPROCESSABLE)
+        if response.status_code != 422:
+            return
+        listed = self.http.pages(path, f"{kind}_assignments")
+        if not any(a[kind]["id"] == who and a.get("is_active", True) for a in listed):
+            text = default_error_text(response)
+            raise VendorRejected(f"harvest POST {path}: 422 {text}".strip(), 422)
+
+    def _patch(self, path: str, body: dict[str, Any]) -> None:
+        self.http.request("PATCH", path, json=body)
 
     def _task_ids(self, names: Sequence[str]) -> list[int]:
         if not names:
             return []
         names = [names] if isinstance(names, str) else names  # `tasks = "Design"` in the rules
         if any(_folded(n) not in self._tasks for n in names):  # read once, again if renamed
-            self._tasks = {_folded(t["name"]): t["id"] for t in self.http.pages("/tasks", "tasks")}
+            # GET /tasks lists archived tasks too (HV-DOCS tasks); an active one of the same
+            # name wins over an archived one.
+            listed = sorted(self.http.pages("/tasks", "tasks"), key=lambda t: t["is_active"])
+            self._tasks = {_folded(t["name"]): (t["id"], t["is_active"]) for t in listed}
         known = self._tasks
         missing = [n for n in names if _folded(n) not in known]
         if missing:
             raise VendorRejected(f"harvest has no task named {', '.join(map(repr, missing))}")
-        return [known[_folded(n)] for n in names]
+        archived = [n for n in names if not known[_folded(n)][1]]
+        if archived:
+            # Cached: a person must restore the task, and the next read after that is fresh.
+            self._tasks = {}
+            raise VendorRejected(
+                f"harvest task {', '.join(map(repr, archived))} is archived; restore it in"
+                " Harvest or remove it from [harvest] tasks"
+            )
+        return [known[_folded(n)][0] for n in names]
 
-    def find_project(self, client_id: str, marker: str, name: str) -> ToolProject | None:
+    def find_project(
+        self, client_id: str, marker: str, name: str, since: datetime | None = None
+    ) -> ToolProject | None:
         query = {"client_id": _numeric(client_id, "client")}
         for project in self.http.pages("/projects", "projects", query):
             if project.get("code") == marker:
@@ -235,15 +306,18 @@ class HarvestTool:
         return found
 
     def assign_team(self, project_id: str, user_ids: Sequence[str]) -> None:
+        """Adds the users; an archived assignment (``is_active`` false, listed too) is
+        restored, since its user could not log time. New assignments say
+        ``is_project_manager: false``: Harvest's default makes managers and administrators
+        project managers (``complete_setup`` promotes them when the rules say so)."""
         path = f"{self._path(project_id)}/user_assignments"
-        assigned = {str(a["user"]["id"]) for a in self.http.pages(path, "user_assignments")}
+        assigned = {str(a["user"]["id"]): a for a in self.http.pages(path, "user_assignments")}
         for user_id in dict.fromkeys(user_ids):
-            if user_id in assigned:
+            present = assigned.get(user_id)
+            if present is not None:
+                if not present.get("is_active", True):
+                    self._patch(f"{path}/{present['id']}", {"is_active": True})
                 continue
-            # A 422 here means the user is already on the project (a concurrent assign).
-            self.http.request(
-                "POST",
-                path,
-                json={"user_id": _numeric(user_id, "user")},
-                ok_statuses=UNPROCESSABLE,
-            )
+            who = _numeric(user_id, "user")
+            body = {"user_id": who, "is_project_manager": False}
+            self._post_assignment(path, body, "user", who)

@@ -32,7 +32,7 @@ from typing import Any
 import requests
 import tenacity
 
-from adapters.pacing import Pacer
+from adapters.pacing import HourlyQuota, Pacer
 from schemas.errors import (
     ProvisionerError,
     Unreadable,
@@ -120,7 +120,7 @@ _UNSENDABLE = (
 )
 
 
-def _translate(exc: Exception, method: str, where: str, timeout) -> ProvisionerError:
+def _translate(exc: Exception, idempotent: bool, where: str, timeout) -> ProvisionerError:
     """Our error for an exception ``requests`` raised; never its text (see the docstring)."""
     kind = type(exc).__name__
     if isinstance(exc, requests.exceptions.InvalidJSONError) and not isinstance(
@@ -136,11 +136,11 @@ def _translate(exc: Exception, method: str, where: str, timeout) -> ProvisionerE
         return VendorRejected(f"{where}: the request cannot be sent ({kind})")
     if isinstance(exc, requests.ConnectionError | requests.Timeout):
         err = VendorUnavailable(f"{where}: {_describe(exc, timeout)}")
-        err.safe_to_retry = method in IDEMPOTENT or _never_sent(exc)
+        err.safe_to_retry = idempotent or _never_sent(exc)
         return err
     # ChunkedEncodingError, ContentDecodingError, … : the answer broke on the way.
     err = VendorUnavailable(f"{where}: the answer could not be read ({kind})")
-    err.safe_to_retry = method in IDEMPOTENT
+    err.safe_to_retry = idempotent
     return err
 
 
@@ -149,9 +149,9 @@ class VendorAnswer:
     ``ValueError`` or ``RecursionError``, on a body that is not JSON (a proxy's HTML page,
     a cut answer). Everything else is the response's own."""
 
-    def __init__(self, response: requests.Response, method: str, where: str):
+    def __init__(self, response: requests.Response, idempotent: bool, where: str):
         self._response = response
-        self._method = method
+        self._idempotent = idempotent
         self._where = where
 
     def __getattr__(self, name: str) -> Any:
@@ -162,7 +162,7 @@ class VendorAnswer:
             return read_json(self._response.content)
         except Unreadable:
             err = VendorUnavailable(f"{self._where}: {self.status_code} answer is not JSON")
-            err.safe_to_retry = self._method in IDEMPOTENT
+            err.safe_to_retry = self._idempotent
             raise err from None
 
 
@@ -182,6 +182,9 @@ class VendorHttp:
         throttle_statuses: frozenset[int] = frozenset({429}),
         retry_after_headers: tuple[str, ...] = ("Retry-After",),
         session: requests.Session | None = None,
+        is_throttle: Callable[[requests.Response], bool] | None = None,
+        quota: HourlyQuota | None = None,
+        retry_hint: Callable[[requests.Response], str | None] | None = None,
     ):
         self.vendor = vendor
         self.base_url = base_url.rstrip("/")
@@ -193,6 +196,15 @@ class VendorHttp:
         self.error_text = error_text
         self.throttle_statuses = throttle_statuses
         self.retry_after_headers = retry_after_headers
+        # Whether a refusal is a throttle, when its status alone cannot say (Toggl's 402).
+        self.is_throttle = is_throttle or (lambda r: r.status_code in self.throttle_statuses)
+        self.quota = quota
+        # The header a throttle's wait is read from (Toggl: a 429's or the quota's).
+        self.retry_hint = retry_hint or (
+            lambda r: next(
+                (v for h in self.retry_after_headers if (v := r.headers.get(h)) is not None), None
+            )
+        )
 
     def request(
         self,
@@ -202,32 +214,53 @@ class VendorHttp:
         params: Mapping[str, Any] | None = None,
         json: Any = None,
         ok_statuses: frozenset[int] = frozenset(),
+        read_only: bool = False,
     ) -> VendorAnswer:
-        """One call with retries. ``ok_statuses`` (say 404, 422) are returned, not raised."""
+        """One call with retries. ``ok_statuses`` (say 404, 422) are returned, not raised.
+        ``read_only`` marks a POST that only reads (HubSpot's batch reads): safe to re-send."""
         url = path if path.startswith("http") else f"{self.base_url}{path}"
-        return self.retrying(self._once, method, url, params, json, ok_statuses)
+        idempotent = read_only or method in IDEMPOTENT
+        return self.retrying(self._once, method, url, params, json, ok_statuses, idempotent)
 
-    def _once(self, method, url, params, json, ok_statuses) -> VendorAnswer:
+    def _once(self, method, url, params, json, ok_statuses, idempotent) -> VendorAnswer:
+        where = f"{self.vendor} {method} {url.removeprefix(self.base_url).split('?')[0]}"
+        if self.quota:
+            self._within_quota(where)
         if self.pacer:
             self.pacer.acquire()
-        where = f"{self.vendor} {method} {url.removeprefix(self.base_url).split('?')[0]}"
         try:
             response = self.session.request(
                 method, url, params=params, json=json, timeout=self.timeout
             )
         except (requests.RequestException, ValueError) as exc:
-            raise _translate(exc, method, where, self.timeout) from None
+            if self.quota:
+                self.quota.answered(None)
+            raise _translate(exc, idempotent, where, self.timeout) from None
+        if self.quota:
+            self.quota.answered(response.headers)
         status = response.status_code
         if status < 400 or status in ok_statuses:
-            return VendorAnswer(response, method, where)
-        raise self._failure(method, where, response)
+            return VendorAnswer(response, idempotent, where)
+        raise self._failure(idempotent, where, response)
 
-    def _failure(self, method: str, where: str, response: requests.Response) -> ProvisionerError:
+    def _within_quota(self, where: str) -> None:
+        """Waits for the hourly quota to free a slot, on the pacer's clock and up to the
+        hold-off ceiling; a longer wait (or one with no pacer to wait on) is left to the
+        delayed message retry, and no request is spent on it."""
+        while wait := self.quota.wait_needed():
+            if self.pacer is None or wait > HOLD_OFF_CEILING:
+                err = VendorUnavailable(
+                    f"{where}: hourly quota spent, frees in {wait:.0f}s", retry_after=wait
+                )
+                err.safe_to_retry = False
+                raise err
+            self.pacer.sleep(wait)
+
+    def _failure(self, idempotent: bool, where: str, response: requests.Response):
         status = response.status_code
         text = self.error_text(response)
-        if status in self.throttle_statuses:
-            found = (response.headers.get(h) for h in self.retry_after_headers)
-            hint = retry_after_seconds(next((v for v in found if v is not None), None))
+        if self.is_throttle(response):
+            hint = retry_after_seconds(self.retry_hint(response))
             if hint is not None and self.pacer:
                 self.pacer.hold_off(min(hint, HOLD_OFF_CEILING))
             err = VendorUnavailable(f"{where}: throttled ({status})", retry_after=hint)
@@ -237,7 +270,7 @@ class VendorHttp:
             return err
         if status >= 500:
             err = VendorUnavailable(f"{where}: {status} {text}".strip())
-            err.safe_to_retry = method in IDEMPOTENT
+            err.safe_to_retry = idempotent
             return err
         if status in (401, 403):
             return VendorAuth(f"{where}: {status} credentials refused")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 
 class Pacer:
@@ -34,8 +34,8 @@ class Pacer:
         self.calls = calls
         self.period = period
         self.window = period + max(period * self.MARGIN, self.MIN_MARGIN)
-        self._clock = clock
-        self._sleep = sleep
+        self._clock = self.clock = clock  # public: an hourly quota counts on the same clock
+        self._sleep = self.sleep = sleep
         self._starts: deque[float] = deque()
         self._lock = threading.Lock()
 
@@ -61,3 +61,63 @@ class Pacer:
             # already in place is kept: only the newest ``calls`` stamps matter.
             blocked = [until - self.window] * self.calls
             self._starts = deque(sorted([*self._starts, *blocked])[-self.calls :])
+
+
+ANSWER_POLL = 0.05  # seconds between looks while the quota waits on an answer in flight
+
+
+class HourlyQuota:
+    """What the vendor says is left of an hourly allowance (Toggl's ``X-Toggl-Quota-Remaining``
+    and ``-Resets-In``, https://support.toggl.com/en/articles/11484112-api-webhook-limits),
+    so that the request that would be refused is never sent.
+
+    The vendor counts every request it has answered; ours still in flight are not in its
+    figure yet, so what we may still send is ``remaining - in_flight``. Until the first
+    answer nothing is known and nothing is held back."""
+
+    def __init__(
+        self,
+        remaining_header: str,
+        resets_header: str,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.remaining_header = remaining_header
+        self.resets_header = resets_header
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._remaining: int | None = None
+        self._resets_at = 0.0
+        self._in_flight = 0
+
+    def wait_needed(self) -> float:
+        """0 and one request counted as sent, or the seconds until the quota frees a slot
+        (nothing counted: the caller waits or gives up, then asks again)."""
+        with self._lock:
+            now = self._clock()
+            if self._remaining is not None and now >= self._resets_at:
+                # The slot the vendor named has freed; more may have, but only the next
+                # answer says, so one request at a time goes until then.
+                self._remaining = max(self._remaining, 1)
+            if self._remaining is not None and self._remaining - self._in_flight <= 0:
+                # Past the reset, only an answer still on its way can free the next slot.
+                return max(self._resets_at - now, ANSWER_POLL)
+            self._in_flight += 1
+            return 0.0
+
+    def answered(self, headers: Mapping[str, str] | None) -> None:
+        """One counted request is over; ``headers`` (None: no answer) update the figure."""
+        with self._lock:
+            self._in_flight = max(self._in_flight - 1, 0)
+            remaining = _count((headers or {}).get(self.remaining_header))
+            resets_in = _count((headers or {}).get(self.resets_header))
+            if remaining is not None:
+                self._remaining = remaining
+                self._resets_at = self._clock() + (resets_in or 0)
+
+
+def _count(value: str | None) -> int | None:
+    try:
+        return max(int(float(value)), 0) if value is not None else None
+    except ValueError:
+        return None

@@ -128,6 +128,8 @@ SQL = {
     "AND (crm_client_id = :crm_client_id OR tool_client_id = :tool_client_id)",
     "note_intent": "INSERT INTO provision_intents (project_id, offering_id, tool, started_at) "
     "VALUES (:project_id, :offering_id, :tool, :started_at) ON CONFLICT DO NOTHING",
+    "intent_started": "SELECT started_at FROM provision_intents "
+    "WHERE project_id = :project_id AND offering_id = :offering_id AND tool = :tool",
     "note_run": "INSERT INTO event_runs (source, event_id, runs) VALUES (:source, :event_id, 1) "
     "ON CONFLICT (source, event_id) DO UPDATE SET runs = event_runs.runs + 1 RETURNING runs",
     "journal": "SELECT step, outcomes FROM event_steps "
@@ -374,6 +376,14 @@ class SqlStore:
         )
         changed, _ = self._write_one("note_intent", params)
         return changed == 0
+
+    def provision_started_at(
+        self, project_id: str, offering_id: str, tool: Tool
+    ) -> datetime | None:
+        """When the first attempt recorded its intent to create: what it made is newer."""
+        params = dict(project_id=project_id, offering_id=offering_id, tool=tool)
+        row = self._one("intent_started", params)
+        return self.dialect.unstamp(row[0]) if row else None
 
     # -- several workers --------------------------------------------------------------------
     @contextlib.contextmanager

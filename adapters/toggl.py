@@ -12,20 +12,42 @@ import base64
 import math
 import re
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
 import tenacity
 
 from adapters.http import VendorHttp
-from adapters.pacing import Pacer
-from handlers.ports import ProjectSpec, ToolClient, ToolProject
+from adapters.pacing import HourlyQuota, Pacer
+from handlers.ports import ProjectSpec, SetupReport, ToolClient, ToolProject
 from schemas.errors import InvalidReference, TimesheetNotFound, VendorRejected
 
 WEB_HOST = "track.toggl.com"
 PAGE_SIZE = 200  # the most ``GET .../projects`` gives per page
 _WEB_PATH = re.compile(r"/([0-9]+)/projects/([0-9]+)(?:/.*)?")
 _DIGITS = re.compile(r"[0-9]+")  # str.isdigit() would also accept "²" and other digits
+QUOTA_REMAINING = "X-Toggl-Quota-Remaining"
+QUOTA_RESETS_IN = "X-Toggl-Quota-Resets-In"
+# Project fields only paid plans take (engineering.toggl.com/docs/projects: "premium feature").
+PREMIUM_FIELDS = ("billable", "estimated_hours")
+# Our clock and Toggl's may disagree a little; a project stamped this much before our intent
+# still counts as ours. A person making the same name under the same client within that
+# minute is the one case this cannot tell apart.
+CLOCK_SKEW = timedelta(seconds=60)
+
+
+def is_quota_refusal(response) -> bool:
+    """Toggl's 402 means the hourly quota is spent (with the quota headers saying 0 left) or
+    that the plan lacks a feature. 429 is always a throttle. A 402 with no quota figure is
+    read as the plan's refusal: that fails with the vendor's words at once, while a throttle
+    would be retried for up to an hour (support.toggl.com, api-webhook-limits)."""
+    if response.status_code == 429:
+        return True
+    if response.status_code != 402:
+        return False
+    remaining = response.headers.get(QUOTA_REMAINING)
+    return remaining == "0" or (remaining is None and QUOTA_RESETS_IN in response.headers)
 
 
 def fold(name: str) -> str:
@@ -59,11 +81,22 @@ class TogglTool:
             timeout=(5.0, read_timeout),
             # The default error text already reads Toggl's JSON-string bodies (and an object's
             # ``message``/``error``, or plain text), so there is no Toggl-specific reader.
-            # 402 is the hourly quota running out, not a refusal: wait until it resets.
+            # A 402 is the hourly quota (wait until it resets) or the plan (a refusal).
             throttle_statuses=frozenset({429, 402}),
-            retry_after_headers=("Retry-After", "X-Toggl-Quota-Resets-In"),
+            is_throttle=is_quota_refusal,
+            # Every answer carries the quota headers; only a quota 402's reset is a wait.
+            retry_hint=lambda r: r.headers.get(
+                QUOTA_RESETS_IN if r.status_code == 402 else "Retry-After"
+            ),
+            # The hourly quota (30/240/600 by plan) is the real ceiling: what the answers say
+            # is left decides whether the next request is sent now, later, or not at all.
+            quota=HourlyQuota(
+                QUOTA_REMAINING, QUOTA_RESETS_IN, **({"clock": pacer.clock} if pacer else {})
+            ),
         )
         self._ws = f"/workspaces/{self.workspace_id}"
+        self._premium: bool | None = None  # the workspace's plan, read once
+        self._fresh: set[int] = set()  # projects this process made: no members listed yet
 
     # -- references -------------------------------------------------------------------------
     def parse_reference(self, reference: str) -> str:
@@ -108,30 +141,55 @@ class TogglTool:
         return ToolClient(str(created["id"]), created["name"])
 
     # -- projects ---------------------------------------------------------------------------
+    def _has_premium(self) -> bool:
+        """Whether the workspace's plan takes the premium project fields (``premium`` on
+        ``GET /workspaces/{id}``), read once per process."""
+        if self._premium is None:
+            self._premium = bool(self.http.request("GET", self._ws).json().get("premium"))
+        return self._premium
+
     def create_project(self, spec: ProjectSpec) -> ToolProject:
         body: dict[str, Any] = {
             "name": spec.name,
             "client_id": _number(spec.client_id, "client"),
             "active": True,
-            "billable": spec.billable,
             # Only private projects have members; a public one is open to the whole workspace.
             "is_private": bool(spec.options.get("is_private", spec.has_team)),
         }
-        if spec.budget_hours is not None:
-            # Toggl takes whole hours only; round half up rather than Python's half-to-even.
-            body["estimated_hours"] = math.floor(spec.budget_hours + 0.5)
+        if self._has_premium():  # else left out, and complete_setup says so
+            body["billable"] = spec.billable
+            if spec.budget_hours is not None:
+                # Toggl takes whole hours only; round half up rather than Python's half-to-even.
+                body["estimated_hours"] = math.floor(spec.budget_hours + 0.5)
         if spec.starts_on:
             body["start_date"] = spec.starts_on.isoformat()
         if spec.ends_on:
             body["end_date"] = spec.ends_on.isoformat()
         # A "name has already been taken" 400 is not adopted here: only the handler knows
         # whether an earlier attempt of ours may have made it (then it calls find_project).
-        created = self.http.request("POST", f"{self._ws}/projects", json=body).json()
+        try:
+            created = self.http.request("POST", f"{self._ws}/projects", json=body).json()
+        except VendorRejected as refused:
+            if refused.status != 402:
+                raise
+            self._premium = None  # the plan changed since we read it: read it again next time
+            sent = [f for f in PREMIUM_FIELDS if f in body]
+            raise VendorRejected(
+                f"toggl: the workspace's plan refuses {', '.join(sent) or 'a field we sent'}"
+                f" ({refused.message})",
+                status=402,
+            ) from None
+        self._fresh.add(int(created["id"]))
         return self._project(created)
 
-    def find_project(self, client_id: str, marker: str, name: str) -> ToolProject | None:
-        # Toggl projects have no free-text field to carry our marker, but a project name is
-        # unique per client (archived ones included), so the name we gave is the marker.
+    def find_project(
+        self, client_id: str, marker: str, name: str, since: datetime | None = None
+    ) -> ToolProject | None:
+        # Toggl projects have no free-text field to carry our marker. A project name is unique
+        # per client (archived ones included), but a person may have made that name by hand:
+        # only a project made after our intent was recorded can be our interrupted create.
+        if since is None:
+            return None
         cid, wanted = _number(client_id, "client"), fold(name)
         params = {"client_ids": cid, "name": name, "active": "both", "per_page": PAGE_SIZE}
         for page in range(1, 1000):  # a bound against a server that never ends, not a limit
@@ -139,13 +197,26 @@ class TogglTool:
             batch = self.http.request("GET", f"{self._ws}/projects", params=params).json() or []
             for project in batch:
                 if fold(project["name"]) == wanted and _client_of(project) == str(cid):
-                    return self._project(project)
+                    made = _instant(project.get("created_at"))
+                    return self._project(project) if made and made >= since - CLOCK_SKEW else None
             if len(batch) < PAGE_SIZE:
                 break
         return None
 
-    def complete_setup(self, project_id: str, spec: ProjectSpec) -> None:
-        """Nothing beyond the create and the team."""
+    def complete_setup(self, project_id: str, spec: ProjectSpec) -> SetupReport | None:
+        """Nothing to send beyond the create and the team; says what the plan left out."""
+        self._fresh.discard(int(project_id))  # its team is done: bounded, whatever came first
+        if self._has_premium():
+            return None
+        warnings = []
+        if spec.budget_hours is not None:
+            warnings.append(
+                "toggl: the workspace's plan has no project estimates;"
+                f" estimated_hours ({spec.budget_hours:g}) not set"
+            )
+        if spec.billable:
+            warnings.append("toggl: the workspace's plan has no billable projects; not set")
+        return SetupReport(budget_set=spec.budget_hours is None, warnings=tuple(warnings))
 
     def get_project(self, project_id: str) -> ToolProject:
         path = f"{self._ws}/projects/{_number(project_id, 'project', TimesheetNotFound)}"
@@ -164,26 +235,36 @@ class TogglTool:
     # -- people -----------------------------------------------------------------------------
     def find_users(self, emails: Sequence[str]) -> dict[str, str]:
         # No server-side e-mail filter exists, so list the workspace's users and match here.
+        # The list holds deactivated and deleted users too (``inactive``, ``is_active``):
+        # they cannot log time, so for a team they are as good as missing.
         wanted = {e.strip().lower() for e in emails}
         users = self.http.request("GET", f"{self._ws}/users").json() or []
         return {
             email: str(u["id"])
             for u in users
             if (email := (u.get("email") or "").strip().lower()) in wanted
+            and u.get("inactive") is not True
+            and u.get("is_active", True) is not False
         }
 
     def assign_team(self, project_id: str, user_ids: Sequence[str]) -> None:
         pid = _number(project_id, "project", TimesheetNotFound)
-        listed = self.http.request("GET", f"{self._ws}/project_users", params={"project_ids": pid})
-        present = {str(m["user_id"]) for m in listed.json() or [] if m.get("project_id") == pid}
+        # A project this process just made has no members to list (a saved call a project on
+        # the hourly quota); anything else, or a refused add, is decided from the listing.
+        present = set() if pid in self._fresh else self._members(pid)
+        self._fresh.discard(pid)
         for user_id in dict.fromkeys(u for u in user_ids if u not in present):
             body = {"project_id": pid, "user_id": _number(user_id, "user")}
             try:
                 self.http.request("POST", f"{self._ws}/project_users", json=body)
             except VendorRejected as refused:
-                # Added meanwhile (or by a create that timed out on us): the goal is met.
-                if refused.status != 400 or "already" not in refused.message.lower():
+                # Toggl documents no wording for "already a member": look, do not parse.
+                if refused.status != 400 or user_id not in self._members(pid):
                     raise
+
+    def _members(self, pid: int) -> set[str]:
+        listed = self.http.request("GET", f"{self._ws}/project_users", params={"project_ids": pid})
+        return {str(m["user_id"]) for m in listed.json() or [] if m.get("project_id") == pid}
 
     # -- helpers ----------------------------------------------------------------------------
     def _project(self, raw: dict[str, Any]) -> ToolProject:
@@ -194,6 +275,14 @@ class TogglTool:
             url=self.project_url(str(raw["id"])),
             archived=not raw.get("active", True),
         )
+
+
+def _instant(text: Any) -> datetime | None:
+    try:
+        moment = datetime.fromisoformat(str(text))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _client_of(project: dict[str, Any]) -> str | None:

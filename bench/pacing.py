@@ -25,6 +25,11 @@ Figures printed per tool:
   rate as a share of calls/period; the goal is >= 90%;
 - tightest: the shortest of those gaps, i.e. the closest the fake came to throttling; it
   must stay >= the period.
+
+Then (``bench.provisioning``, skipped with ``--no-provisioning``) the vendor calls one
+provisioning costs per tool, before (the adapters of ``--before``, default ``main``) and
+after, and runs of provisionings against free Toggl and Clockify workspaces (30 requests an
+hour, the hour scaled to ``--hour`` seconds), where the goal is 0 refusals.
 """
 
 from __future__ import annotations
@@ -72,7 +77,8 @@ def _fake(tool_name: str, limit: tuple[int, float]) -> FakeVendor:
     if tool_name == "toggl":
         from tests.fakes.toggl import FakeToggl
 
-        return FakeToggl(rate_limit=limit)
+        # Enterprise: no hourly quota here; the quota has its own table below.
+        return FakeToggl(rate_limit=limit, plan="enterprise")
     from tests.fakes.clockify import FakeClockify
 
     return FakeClockify(rate_limit=limit)
@@ -97,7 +103,7 @@ def serve_fake(tool_name: str, limit: tuple[int, float], conn: Connection) -> No
         fake.add_client(name)
     arrivals = _record_arrivals(fake)
     fake.start()
-    keys = ("token", "workspace_id", "api_key")
+    keys = ("token", "workspace_id", "api_key", "plan")
     conn.send({"origin": fake.origin} | {k: getattr(fake, k) for k in keys if hasattr(fake, k)})
     conn.recv()  # the run is over
     with fake.lock:
@@ -289,6 +295,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--limit", type=_parse_limit, action="append", default=[], help="override, e.g. toggl=5/1"
     )
+    parser.add_argument("--no-provisioning", action="store_true", help="pacing table only")
+    parser.add_argument("--before", default="main", help="git revision of 'before' (main)")
+    parser.add_argument("--team", type=int, default=3, help="team members per offering (3)")
+    parser.add_argument("--provisionings", type=int, default=12, help="per quota run (12)")
+    parser.add_argument("--hour", type=float, default=5.0, help="a scaled hour, seconds (5)")
     args = parser.parse_args(argv)
     limits = DEFAULT_LIMITS | dict(args.limit)
     tools = args.only or list(TOOLS)
@@ -314,7 +325,34 @@ def main(argv: list[str] | None = None) -> int:
         if r.requests - r.throttled != r.calls:  # a call that paged would skew every figure
             print(f"warning: {r.tool} sent {r.requests - r.throttled} requests for {r.calls} calls")
             ok = False
+    if not args.no_provisioning:
+        ok = provisioning_figures(args) and ok
     return 0 if ok else 1
+
+
+def provisioning_figures(args: argparse.Namespace) -> bool:
+    import tempfile
+    from pathlib import Path
+
+    from bench import provisioning as p
+
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp)
+        package = p.adapters_at(args.before)
+        before = [p.calls_per_provisioning(t, package, args.team, directory) for t in p.TOOLS]
+        after = [p.calls_per_provisioning(t, None, args.team, directory) for t in p.TOOLS]
+        print()
+        print(p.calls_table(before, after, args.before, args.team))
+        quotas = [
+            p.hourly_quota(t, args.provisionings, args.team, args.hour, directory)
+            for t in ("toggl", "clockify")
+        ]
+    print()
+    print(p.quota_table(quotas))
+    ok = all(q.refused == 0 and q.failed == 0 for q in quotas)
+    print()
+    print("goal (0 refused, 0 failed on the hourly quotas):", "met" if ok else "NOT met")
+    return ok
 
 
 if __name__ == "__main__":

@@ -1,22 +1,20 @@
-"""One function per inbound event type; the routing table is at the bottom.
+"""One function per inbound event type of the contract; the routing table is in
+``handlers.dispatch``.
 
 Each handler loads, decides and hands every per-offering piece of work to ``Run.step``.
-``handle`` is the single entry the worker calls.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
 
 from handlers import offerings
-from handlers.ports import Journal, ProjectState
-from handlers.run import Deps, Run, StepFailure, StepResult
-from schemas.errors import FailureCode, Permanent, ProvisionerError, Transient
+from handlers.ports import ProjectState
+from handlers.run import Deps, Run, StepResult
+from schemas.errors import FailureCode, Permanent, Transient
 from schemas.inbound import (
     ConnectRequested,
     DealClosedWon,
-    Inbound,
     Offering,
     Project,
     ProjectStatusChanged,
@@ -138,30 +136,3 @@ def on_connect_requested(data: ConnectRequested, at: datetime, run: Run, deps: D
         offering_id=data.offering_id,
         tool=data.tool,
     )
-
-
-Handler = Callable[..., None]
-
-HANDLERS: dict[type, Handler] = {
-    DealClosedWon: on_closed_won,
-    ProjectStatusChanged: on_status_changed,
-    ProvisionRequested: on_provision_requested,
-    ConnectRequested: on_connect_requested,
-}
-
-
-def handle(message: Inbound, deps: Deps, attempt: int, journal: Journal | None = None) -> Run:
-    """Runs the event's handler; failures that need routing are in ``run.failures``."""
-    run = Run(message.envelope.key, deps.store, attempt, journal or Journal())
-    try:
-        HANDLERS[type(message.data)](message.data, message.envelope.time, run, deps)
-    except ProvisionerError as exc:  # a failure of the whole event, such as project_not_active
-        run.failures.append(
-            StepFailure(
-                exc,
-                message.project_id,
-                getattr(message.data, "offering_id", None),
-                getattr(message.data, "tool", None),
-            )
-        )
-    return run

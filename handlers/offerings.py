@@ -9,7 +9,14 @@ from __future__ import annotations
 from dataclasses import replace
 
 from handlers.clients import resolve_client
-from handlers.ports import ClientMapping, Link, ProjectSpec, ProjectStore, TimesheetTool
+from handlers.ports import (
+    ClientMapping,
+    Link,
+    ProjectSpec,
+    ProjectStore,
+    SetupReport,
+    TimesheetTool,
+)
 from handlers.rules import Plan
 from handlers.run import Deps, StepResult
 from schemas.errors import FailureCode, Permanent
@@ -65,18 +72,29 @@ def provision(project: Project, offering: Offering, plan: Plan, deps: Deps) -> S
         ends_on=offering.ends_on,
         has_team=bool(users),
         options=plan.options,
+        team_hours={
+            users[m.email.lower()]: m.hours
+            for m in offering.team
+            if m.hours is not None and m.email.lower() in users
+        },
     )
     resumed = deps.store.note_provision_started(project.id, offering.id, tool.name)
-    adopted = tool.find_project(client_id, marker, plan.name) if resumed else None
+    adopted = None
+    if resumed:
+        since = deps.store.provision_started_at(project.id, offering.id, tool.name)
+        adopted = tool.find_project(client_id, marker, plan.name, since)
     made = adopted or tool.create_project(spec)
-    tool.complete_setup(made.id, spec)
     if users:
         tool.assign_team(made.id, list(users.values()))
+    # After the team: Harvest's per-person budgets go on the team's user assignments.
+    report = tool.complete_setup(made.id, spec) or SetupReport()
     link = Link(project.id, offering.id, tool.name, made.id, made.url, client_id)
     event = TimesheetProvisioned(
         **_linked(link, users, missing),
-        budget_hours=offering.budget_hours,
+        # What the tool holds: null when its plan has no estimates (the warnings say why).
+        budget_hours=offering.budget_hours if report.budget_set else None,
         created=adopted is None,
+        warnings=list(report.warnings),
     )
     return StepResult([event], link)
 

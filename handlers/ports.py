@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from schemas.inbound import Project, Status, Tool
 from schemas.outbound import Outbound
@@ -52,6 +52,17 @@ class ProjectSpec:
     ends_on: date | None = None
     has_team: bool = False
     options: Mapping[str, Any] = field(default_factory=dict)  # the rules' [tool] table
+    # Tool user id -> the hours the offering plans for that member (Harvest budget_by person).
+    team_hours: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SetupReport:
+    """What ``complete_setup`` could not do because the tool's plan lacks a feature: the
+    outcome event reports ``budget_hours: null`` and the warnings instead of failing."""
+
+    budget_set: bool = True
+    warnings: tuple[str, ...] = ()
 
 
 class TimesheetTool(Protocol):
@@ -69,15 +80,20 @@ class TimesheetTool(Protocol):
 
     def create_client(self, name: str) -> ToolClient: ...
 
-    def find_project(self, client_id: str, marker: str, name: str) -> ToolProject | None:
-        """The project an earlier, interrupted create made for this marker, if any."""
+    def find_project(
+        self, client_id: str, marker: str, name: str, since: datetime | None = None
+    ) -> ToolProject | None:
+        """The project an earlier, interrupted create made for this marker, if any.
+        ``since``: when that create's intent was recorded; a tool that cannot carry the
+        marker (Toggl) adopts only a project made after it, never one a person made."""
 
     def create_project(self, spec: ProjectSpec) -> ToolProject: ...
 
-    def complete_setup(self, project_id: str, spec: ProjectSpec) -> None:
-        """What a new project gets after its create (Harvest: the rules' task assignments).
-        Idempotent, and called for an adopted project too, whose create may have been cut
-        short before this."""
+    def complete_setup(self, project_id: str, spec: ProjectSpec) -> SetupReport | None:
+        """What a new project gets after its create and its team (Harvest: the rules' task
+        assignments and per-person budgets; Clockify: the estimate). Idempotent, and called
+        for an adopted project too, whose create may have been cut short before this. Says
+        what the tool's plan did not allow (None: everything was set)."""
 
     def get_project(self, project_id: str) -> ToolProject:
         """Raises ``TimesheetNotFound`` when there is no such project."""
@@ -168,6 +184,11 @@ class ProjectStore(Protocol):
     def note_provision_started(self, project_id: str, offering_id: str, tool: Tool) -> bool:
         """Records that a create may be under way; True if an earlier attempt had begun one."""
 
+    def provision_started_at(
+        self, project_id: str, offering_id: str, tool: Tool
+    ) -> datetime | None:
+        """When the intent was first recorded (None: never): what it made is newer."""
+
     def note_run(self, event_key: tuple[str, str]) -> int:
         """Counts a run of the event begun on a redelivery; returns how many there were."""
 
@@ -207,3 +228,63 @@ class ProjectStore(Protocol):
     ) -> None:
         """Atomically: record ``steps`` and, if ``processed``, that the event is done (a copy
         of it then only republishes the journal's outcomes)."""
+
+
+# -- the CRM port -------------------------------------------------------------------------
+
+Transition = Literal["closed_won", "in_progress", "on_hold", "completed"]
+
+
+@dataclass(frozen=True)
+class CrmFields:
+    """Which CRM property holds each piece of an offering (see ``handlers.crm_rules``).
+    Names are the CRM's own API names; ``None`` leaves the contract's default."""
+
+    offering_name: str  # on the line item / deal product / OpportunityLineItem
+    budget_hours: str  # on the same; a number of hours (the quantity by default)
+    team_emails: str | None = None  # on the deal: e-mails, separated by commas, ; or spaces
+    sold: str | None = None  # on the line item: false/no/0 means not sold; absent means sold
+    kind: str | None = None  # on the line item: the offering's kind, for rules to match
+
+
+@dataclass(frozen=True)
+class StageFacts:
+    """Where the deal stands, in the CRM's own terms: ``stage`` is what the rules file maps
+    (HubSpot stage id, Pipedrive ``stage_id``, Salesforce ``StageName``); ``won`` is the
+    CRM's own verdict (HubSpot's won stage, Pipedrive ``status`` won, Salesforce ``IsWon``);
+    ``lost`` a closed deal that was not won."""
+
+    stage: str | None
+    won: bool
+    lost: bool = False
+    label: str | None = None  # for logs: the stage's name where the CRM has one
+
+
+@dataclass(frozen=True)
+class DealSnapshot:
+    """A deal as read: the contract's project (``None`` when the deal has no client yet,
+    so it cannot become one), where it stands, and when we read it (UTC)."""
+
+    crm: str
+    deal_id: str
+    project: Project | None
+    stage: StageFacts
+    read_at: datetime
+    problem: str | None = None  # why ``project`` is None
+
+
+class CrmReader(Protocol):
+    """One CRM account. Raises only the ``schemas.errors`` tree; a deal that does not exist
+    is ``CrmRecordNotFound``."""
+
+    name: str
+
+    def read_deal(self, deal_id: str) -> DealSnapshot: ...
+
+
+class DealReads(Protocol):
+    """The CRMs as handlers see them. ``received_at`` (monotonic seconds) is when the event
+    that asks reached the worker: a read begun after it already shows the change it
+    announces, so one read serves every event for the deal that arrived before it began."""
+
+    def read(self, crm: str, deal_id: str, *, received_at: float | None) -> DealSnapshot: ...

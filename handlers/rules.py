@@ -2,7 +2,8 @@
 
 ``[defaults]`` applies to every offering; the first ``[[rules]]`` entry whose ``match`` fits
 overrides it key by key. Tool tables (``[harvest]``, ``[toggl]``, ``[clockify]``) carry the
-tool-specific settings. Errors name the file, the entry and the key.
+tool-specific settings; ``[crm.<name>]`` the CRM stage map and field names
+(``handlers.crm_rules``). Errors name the file, the entry and the key.
 """
 
 from __future__ import annotations
@@ -15,8 +16,16 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from handlers.crm_rules import CrmRules
 from schemas.inbound import TOOLS, Offering, Project, Tool
 
 Trigger = Literal["in_progress", "closed_won", "manual"]
@@ -88,10 +97,36 @@ class Rule(Overrides):
     match: Match
 
 
+# Harvest budget_by modes an offering can fill (HV-DOCS projects): it plans hours in total
+# (`project`) and per member (`person`), and no money, so `project_cost` and `task_fees`
+# would leave the budget empty; `task` holds the offering's hours when there is one task.
+MONEY_BUDGETS = frozenset({"project_cost", "task_fees"})
+
+
 class HarvestOptions(_Strict):
     bill_by: Literal["Project", "Tasks", "People", "none"] = "Project"
     budget_by: Literal["project", "project_cost", "task", "task_fees", "person", "none"] = "project"
     tasks: list[str] = Field(default_factory=list)
+    # Harvest makes a task assignment non-billable unless told (Project Task Assignments):
+    # None sends the offering's own billability, true/false overrides it.
+    task_billable: bool | None = None
+    # Harvest makes managers and administrators project managers of every project they are
+    # assigned to unless told otherwise (Project User Assignments); ours are not, unless this.
+    project_managers: bool = False
+
+    @model_validator(mode="after")
+    def _budget_the_offering_can_fill(self) -> HarvestOptions:
+        if self.budget_by in MONEY_BUDGETS:
+            raise ValueError(
+                f"budget_by = {self.budget_by!r} budgets money, but an offering carries hours"
+                ' only; use "project", "person", "task" (with one task) or "none"'
+            )
+        if self.budget_by == "task" and len(self.tasks) != 1:
+            raise ValueError(
+                'budget_by = "task" puts the offering\'s hours on its one task, so tasks must'
+                f" name exactly one task (it names {len(self.tasks)})"
+            )
+        return self
 
 
 class TogglOptions(_Strict):
@@ -108,6 +143,7 @@ class RulesFile(_Strict):
     harvest: HarvestOptions = Field(default_factory=HarvestOptions)
     toggl: TogglOptions = Field(default_factory=TogglOptions)
     clockify: ClockifyOptions = Field(default_factory=ClockifyOptions)
+    crm: CrmRules = Field(default_factory=CrmRules)  # handlers.crm_rules
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from handlers.ports import Journal, Link, ProjectStore, RecordedStep, TimesheetTool
+from handlers.ports import DealReads, Journal, Link, ProjectStore, RecordedStep, TimesheetTool
 from handlers.rules import Rules
 from schemas.errors import FailureCode, Permanent, ProvisionerError
 from schemas.inbound import Tool
@@ -39,6 +39,7 @@ class Deps:
     store: ProjectStore
     tools: Mapping[str, TimesheetTool]
     rules: Rules
+    deals: DealReads | None = None  # the CRMs; None when no CRM is configured
 
     def tool(self, name: str) -> TimesheetTool:
         try:
@@ -61,6 +62,30 @@ class Run:
     # Steps that changed nothing outside the journal (skips, the activation, a final "no"):
     # recorded with the end of the run in one transaction, not one transaction each.
     pending: list[RecordedStep] = field(default_factory=list)
+    # When the event reached the worker (monotonic seconds), for reads shared by the events
+    # of one deal (``handlers.ports.DealReads``).
+    received_at: float | None = None
+    # Names steps of one phase of an event that runs several handlers' steps (a CRM deal read
+    # in progress is activated, then started), so their names never meet.
+    prefix: str = ""
+    # What the event came to when nothing was published (a CRM stage mapped to nothing …),
+    # for the worker's log line and counts.
+    note: str | None = None
+    details: dict[str, str | None] = field(default_factory=dict)  # logged with the note
+
+    def decided(self, name: str) -> bool:
+        """Whether an earlier attempt recorded the decision ``name`` (see ``decide``)."""
+        return name in self.journal.steps
+
+    def decide(self, name: str) -> None:
+        """Records at once, in its own transaction, a decision this attempt is about to act
+        on: an attempt cut short after acting (the project activated, its status stored)
+        lets the next one see what it was doing and finish it, where the stored state
+        alone would say there is nothing left to do."""
+        seq = self.steps_seen
+        self.steps_seen += 1
+        if name not in self.journal.steps:
+            self.store.finish_step(self.key, name, [], None, seq)
 
     def step(
         self,
@@ -71,6 +96,7 @@ class Run:
         offering_id: str | None = None,
         tool: Tool | None = None,
     ) -> None:
+        name = self.prefix + name
         seq = self.steps_seen
         self.steps_seen += 1
         recorded = self.journal.steps.get(name)

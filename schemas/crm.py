@@ -27,9 +27,25 @@ class CrmDealChanged(BaseModel):
     # propertyName, propertyValue; Pipedrive action, data, previous; Salesforce the fields).
     change: dict[str, Any] = Field(default_factory=dict)
 
+    @property
+    def project_id(self) -> str:
+        """The project this deal becomes. Also the consumer's lane key and the store's lock,
+        so every event of one deal runs in order with every event of its project."""
+        return crm_project_id(self.crm, self.deal_id)
+
     @field_serializer("occurred_at")
     def _rfc3339(self, value: datetime) -> str:
         return rfc3339(value)
+
+
+def crm_project_id(crm: str, deal_id: str) -> str:
+    """``hubspot:18734562001``: a deal id is unique only within its CRM."""
+    return f"{crm}:{deal_id}"
+
+
+def crm_client_id(crm: str, record_id: str) -> str:
+    """The CRM client id a deal's company / organization / account maps tools' clients by."""
+    return f"{crm}:{record_id}"
 
 
 def rfc3339(value: datetime) -> str:

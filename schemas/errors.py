@@ -7,7 +7,8 @@ it; the consumer maps each branch to broker actions (see ``worker.consumer``).
     ├── Permanent                    the input or the tool said no; a retry cannot help.
     │     client_mismatch, timesheet_not_found, invalid_timesheet_reference,
     │     unknown_offering, already_linked, team_member_missing  -> timesheet.failed, acked
-    │     client_ambiguous, vendor_rejected, vendor_auth         -> timesheet.failed, dead letter
+    │     client_ambiguous, vendor_rejected, vendor_auth,        -> timesheet.failed, dead letter
+    │     crm_record_not_found
     └── Transient                    may work later: delayed redelivery, then dead letter.
           vendor_unavailable (timeouts, 5xx, throttling), project_not_active
 
@@ -32,6 +33,7 @@ class FailureCode(StrEnum):
     VENDOR_REJECTED = "vendor_rejected"
     VENDOR_AUTH = "vendor_auth"
     VENDOR_UNAVAILABLE = "vendor_unavailable"
+    CRM_RECORD_NOT_FOUND = "crm_record_not_found"
     INTERNAL_ERROR = "internal_error"
     WORKER_CRASHED = "worker_crashed"
 
@@ -44,6 +46,7 @@ DEAD_LETTERED = frozenset(
         FailureCode.VENDOR_REJECTED,
         FailureCode.VENDOR_AUTH,
         FailureCode.VENDOR_UNAVAILABLE,
+        FailureCode.CRM_RECORD_NOT_FOUND,
         FailureCode.INTERNAL_ERROR,
         FailureCode.WORKER_CRASHED,
     }
@@ -121,3 +124,11 @@ class TimesheetNotFound(Permanent):
 class InvalidReference(Permanent):
     def __init__(self, message: str):
         super().__init__(FailureCode.INVALID_TIMESHEET_REFERENCE, message)
+
+
+class CrmRecordNotFound(Permanent):
+    """The CRM has no such deal: deleted since its webhook was sent. A person decides what
+    becomes of its project."""
+
+    def __init__(self, message: str):
+        super().__init__(FailureCode.CRM_RECORD_NOT_FOUND, message)

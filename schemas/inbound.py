@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from schemas.crm import CRM_DEAL_CHANGED, CrmDealChanged
 from schemas.envelope import MAX_BODY_BYTES, CloudEvent
 from schemas.errors import Unreadable, UnreadableCode
 from schemas.json_body import read_json
@@ -115,13 +116,16 @@ class ConnectRequested(_Data):
     timesheet_project: Annotated[str, Field(min_length=1, max_length=2048)]
 
 
-InboundData = DealClosedWon | ProjectStatusChanged | ProvisionRequested | ConnectRequested
+InboundData = (
+    DealClosedWon | ProjectStatusChanged | ProvisionRequested | ConnectRequested | CrmDealChanged
+)
 
 INBOUND_TYPES: dict[str, type[InboundData]] = {
     "deal.closed_won": DealClosedWon,
     "project.status_changed": ProjectStatusChanged,
     "timesheet.provision_requested": ProvisionRequested,
     "timesheet.connect_requested": ConnectRequested,
+    CRM_DEAL_CHANGED: CrmDealChanged,
 }
 
 

@@ -37,6 +37,9 @@ class TimesheetProvisioned(_Linked):
     type: ClassVar[str] = "timesheet.provisioned"
     budget_hours: float | None
     created: bool
+    # Added fields (the contract allows additions): what the tool's plan did not allow, e.g.
+    # "toggl: the workspace's plan has no estimates; estimated_hours not set".
+    warnings: list[str] = []
 
 
 class TimesheetConnected(_Linked):

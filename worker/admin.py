@@ -173,6 +173,12 @@ def _print_plans(rules: Rules, projects: list[Project], rows: list[dict]) -> Non
     for tool, values in sorted(options.items()):
         shown = " ".join(f"{k}={_cell(v)}" for k, v in values.items()) or "(none)"
         print(f"  [{tool}] {shown}")
+    print("\ncrm stages (any other stage: nothing)")
+    for line in rules.spec.crm.describe():
+        print(line)
+    for crm in ("hubspot", "pipedrive", "salesforce"):
+        fields = rules.spec.crm.fields(crm).__dict__
+        print(f"  [crm.{crm}.fields] " + " ".join(f"{k}={_cell(v)}" for k, v in fields.items()))
 
 
 def _cell(value) -> str:

@@ -5,13 +5,16 @@ from __future__ import annotations
 from adapters.http import default_retrying
 from adapters.pacing import Pacer
 from adapters.store import SqlStore
-from handlers.ports import TimesheetTool
+from handlers.ports import CrmReader, TimesheetTool
 from handlers.rules import Rules, load_rules
 from handlers.run import Deps
 from worker.consumer import Consumer
+from worker.crm_reads import SharedDealReads
 from worker.processing import Processor
 from worker.settings import Settings
 from worker.topology import Topology
+
+CLOCKIFY_PLAN_RATES = {"free": "30/3600", "paid": "50/1"}
 
 
 def pacer(spec: str) -> Pacer:
@@ -50,10 +53,49 @@ def build_tools(settings: Settings) -> dict[str, TimesheetTool]:
             settings.clockify_api_key.get_secret_value(),
             settings.clockify_workspace_id,
             base_url=settings.clockify_base_url,
-            pacer=pacer(settings.clockify_rate),
+            pacer=pacer(settings.clockify_rate or CLOCKIFY_PLAN_RATES[settings.clockify_plan]),
+            plan=settings.clockify_plan,
             **common,
         )
     return tools
+
+
+def build_crms(settings: Settings, rules: Rules) -> dict[str, CrmReader]:
+    """The CRMs with credentials, each reading the properties the rules name."""
+    crms: dict[str, CrmReader] = {}
+    common = dict(retrying=default_retrying(), read_timeout=settings.vendor_timeout)
+    enabled = settings.enabled_crms()
+    if "hubspot" in enabled:
+        from adapters.hubspot import HubSpotCrm
+
+        crms["hubspot"] = HubSpotCrm(
+            settings.hubspot_access_token.get_secret_value(),
+            base_url=settings.hubspot_base_url,
+            fields=rules.spec.crm.fields("hubspot"),
+            pacer=pacer(settings.hubspot_rate),
+            **common,
+        )
+    if "pipedrive" in enabled:
+        from adapters.pipedrive import PipedriveCrm
+
+        crms["pipedrive"] = PipedriveCrm(
+            settings.pipedrive_api_token.get_secret_value(),
+            base_url=settings.pipedrive_base_url,
+            fields=rules.spec.crm.fields("pipedrive"),
+            pacer=pacer(settings.pipedrive_rate),
+            **common,
+        )
+    if "salesforce" in enabled:
+        from adapters.salesforce import SalesforceCrm
+
+        crms["salesforce"] = SalesforceCrm(
+            settings.salesforce_instance_url,
+            settings.salesforce_access_token.get_secret_value(),
+            fields=rules.spec.crm.fields("salesforce"),
+            pacer=pacer(settings.salesforce_rate),
+            **common,
+        )
+    return crms
 
 
 def topology(settings: Settings) -> Topology:
@@ -70,7 +112,8 @@ def checked_rules(settings: Settings) -> Rules:
 def build_deps(settings: Settings, store: SqlStore | None = None) -> Deps:
     rules = checked_rules(settings)
     store = store or SqlStore.from_url(settings.database_url)
-    return Deps(store=store, tools=build_tools(settings), rules=rules)
+    deals = SharedDealReads(build_crms(settings, rules))
+    return Deps(store=store, tools=build_tools(settings), rules=rules, deals=deals)
 
 
 def build_consumer(settings: Settings, deps: Deps) -> Consumer:

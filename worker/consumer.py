@@ -115,6 +115,7 @@ class Consumer:
         self._channel = None
         self._consumer_tag: str | None = None
         self._resubscribing = False
+        self._announced = False
         # The connection, its generation, and the decisions the lanes have made for it, all
         # under one lock: a lane finishing a message of a connection that is gone must see
         # that, and drop the decision, atomically with the switch to the new connection.
@@ -189,6 +190,7 @@ class Consumer:
         self._channel = None
         self._consumer_tag = None
         self._resubscribing = False
+        self._announced = False  # "consuming" is logged once a connection, then resizes
         self._reset_confirms()
 
     def stop(self) -> None:
@@ -317,10 +319,14 @@ class Consumer:
         self._resubscribing = False
         if self.stopping:
             return
+        first, self._announced = not self._announced, True
         self._consumer_tag = self._channel.basic_consume(
             self.topology.work_queue, self._on_message, auto_ack=False
         )
-        log.info("consuming", queue=self.topology.work_queue, prefetch=prefetch)
+        if first:
+            log.info("consuming", queue=self.topology.work_queue, prefetch=prefetch)
+        else:
+            log.info("window_resized", prefetch=prefetch, held=self.window.held)
 
     @guarded
     def _on_cancelled_by_broker(self, frame) -> None:

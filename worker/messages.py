@@ -7,6 +7,7 @@ redelivered or retried event republishes the same ids and downstream services ca
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -42,6 +43,8 @@ class Delivery:
     exchange: str
     routing_key: str
     redelivered: bool = False
+    # When it reached this process (monotonic seconds): a CRM read begun later serves it.
+    received_at: float = field(default_factory=time.monotonic)
 
     @property
     def headers(self) -> dict[str, Any]:

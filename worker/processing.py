@@ -23,9 +23,11 @@ secrets redacted (``worker.logs``).
 
 from __future__ import annotations
 
+from collections import Counter
+
 import structlog
 
-from handlers.events import handle
+from handlers.dispatch import handle
 from handlers.run import Deps, Run, StepFailure, failed_event
 from schemas.errors import FailureCode, Permanent, ProvisionerError, Transient, Unreadable
 from schemas.inbound import Inbound
@@ -46,6 +48,7 @@ class Processor:
         self.deps = deps
         self.topology = topology
         self.source = source
+        self.notes: Counter[str] = Counter()  # runs that published nothing, by why
 
     def process(self, delivery: Delivery, parsed: Inbound | Unreadable) -> Decision:
         """Never raises: anything unexpected (a bug, the store down) is a retryable failure,
@@ -97,7 +100,7 @@ class Processor:
         if journal.processed:
             return Decision(self._events(parsed, journal.outcomes), "duplicate_republished")
         try:
-            run = handle(parsed, self.deps, attempt, journal)
+            run = handle(parsed, self.deps, attempt, journal, received_at=delivery.received_at)
         except Exception as exc:  # a bug: never lose the message, never loop hot
             log.exception("handler_crashed", event_id=parsed.envelope.id)
             run = Run(key, self.deps.store, attempt)  # nothing of the crashed run is kept
@@ -106,11 +109,11 @@ class Processor:
         if not failures or run.pending:
             self.deps.store.finish_run(key, run.pending, processed=not failures)
         if not failures:
-            return Decision(
-                self._events(parsed, outcomes),
-                "processed",
-                {"outcomes": [o.type for o in outcomes]},
-            )
+            fields: dict = {"outcomes": [o.type for o in outcomes]}
+            if run.note:  # nothing published, and why: a CRM stage mapped to nothing …
+                self.notes[run.note] += 1
+                fields.update(note=run.note, count=self.notes[run.note], **run.details)
+            return Decision(self._events(parsed, outcomes), "processed", fields)
         failed = [failed_event(f, attempt, dead_lettered=True) for f in failures]
         return self._route_failure(
             delivery,

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import unquote, urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings import SettingsError as _SourceError
+
+HUBSPOT_API = "https://api.hubapi.com"
 
 
 class SettingsError(ValueError):
@@ -47,10 +49,30 @@ class Settings(BaseSettings):
     clockify_workspace_id: str | None = Field(None, alias="CLOCKIFY_WORKSPACE_ID")
     clockify_base_url: str = Field("https://api.clockify.me/api/v1", alias="CLOCKIFY_BASE_URL")
 
+    # The CRMs the worker reads deals from (contract: "From a CRM deal to a project").
+    hubspot_access_token: SecretStr | None = Field(None, alias="HUBSPOT_ACCESS_TOKEN")
+    hubspot_base_url: str = Field(HUBSPOT_API, alias="HUBSPOT_BASE_URL")
+    pipedrive_api_token: SecretStr | None = Field(None, alias="PIPEDRIVE_API_TOKEN")
+    pipedrive_base_url: str | None = Field(None, alias="PIPEDRIVE_BASE_URL")
+    salesforce_instance_url: str | None = Field(None, alias="SALESFORCE_INSTANCE_URL")
+    salesforce_access_token: SecretStr | None = Field(None, alias="SALESFORCE_ACCESS_TOKEN")
+
     # Client-side pacing per tool account, "calls/seconds" (vendor-documented defaults).
     harvest_rate: str = Field("100/15", alias="HARVEST_RATE_LIMIT", pattern=r"^\d+/\d+(\.\d+)?$")
     toggl_rate: str = Field("1/1", alias="TOGGL_RATE_LIMIT", pattern=r"^\d+/\d+(\.\d+)?$")
-    clockify_rate: str = Field("50/1", alias="CLOCKIFY_RATE_LIMIT", pattern=r"^\d+/\d+(\.\d+)?$")
+    # Unset: the plan's documented limit (clockify.me/help/getting-started/
+    # webhook-and-api-limitations): free workspaces 30 an hour, paid ones 50 a second.
+    clockify_rate: str | None = Field(
+        None, alias="CLOCKIFY_RATE_LIMIT", pattern=r"^\d+/\d+(\.\d+)?$"
+    )
+    clockify_plan: Literal["free", "paid"] = Field("paid", alias="CLOCKIFY_PLAN")
+    # HubSpot private apps: 100 per 10 s (Free/Starter); Pipedrive: by plan, from 20 per 2 s;
+    # Salesforce counts a daily total, so only bursts are paced.
+    hubspot_rate: str = Field("100/10", alias="HUBSPOT_RATE_LIMIT", pattern=r"^\d+/\d+(\.\d+)?$")
+    pipedrive_rate: str = Field("20/2", alias="PIPEDRIVE_RATE_LIMIT", pattern=r"^\d+/\d+(\.\d+)?$")
+    salesforce_rate: str = Field(
+        "25/1", alias="SALESFORCE_RATE_LIMIT", pattern=r"^\d+/\d+(\.\d+)?$"
+    )
     vendor_timeout: float = Field(30.0, alias="PROVISIONER_VENDOR_TIMEOUT", gt=0)
 
     @field_validator("retry_delays", mode="before")
@@ -73,6 +95,9 @@ class Settings(BaseSettings):
         "toggl_workspace_id",
         "clockify_api_key",
         "clockify_workspace_id",
+        "hubspot_access_token",
+        "pipedrive_api_token",
+        "salesforce_access_token",
         mode="before",
     )
     @classmethod
@@ -93,6 +118,20 @@ class Settings(BaseSettings):
             text.encode("latin-1")
         except UnicodeEncodeError:
             raise ValueError("is not latin-1 text, so it cannot go in an HTTP header") from None
+        return text
+
+    @field_validator(
+        "hubspot_base_url", "pipedrive_base_url", "salesforce_instance_url", mode="before"
+    )
+    @classmethod
+    def _crm_url(cls, value, info: ValidationInfo):
+        if value is None or str(value).strip() == "":
+            # Compose passes "" for an unset one: HubSpot's has a default, the others none.
+            return HUBSPOT_API if info.field_name == "hubspot_base_url" else None
+        text = str(value).strip().rstrip("/")
+        parts = urlsplit(text)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
+            raise ValueError("must be an http(s) origin, e.g. https://acme.pipedrive.com")
         return text
 
     @field_validator("amqp_url")
@@ -116,7 +155,14 @@ class Settings(BaseSettings):
         """Every configured secret value, for the log redactor (``worker.logs``)."""
         found = [
             token.get_secret_value()
-            for token in (self.harvest_access_token, self.toggl_api_token, self.clockify_api_key)
+            for token in (
+                self.harvest_access_token,
+                self.toggl_api_token,
+                self.clockify_api_key,
+                self.hubspot_access_token,
+                self.pipedrive_api_token,
+                self.salesforce_access_token,
+            )
             if token is not None
         ]
         for url in (self.amqp_url, self.database_url):
@@ -128,6 +174,10 @@ class Settings(BaseSettings):
     def enabled_tools(self) -> list[str]:
         return [tool for tool in CREDENTIALS if all(self._credentials(tool))]
 
+    def enabled_crms(self) -> list[str]:
+        """The CRMs whose deals the worker can read: every setting they need is set."""
+        return [crm for crm, names in CRM_SETTINGS.items() if all(getattr(self, n) for n in names)]
+
     def half_configured_tools(self) -> list[str]:
         problems = []
         for tool, names in CREDENTIALS.items():
@@ -135,6 +185,11 @@ class Settings(BaseSettings):
             if any(values) and not all(values):
                 a, b = (type(self).model_fields[n].alias for n in names)
                 problems.append(f"{a} and {b} go together (only one is set)")
+        for names in CRM_SETTINGS.values():
+            values = [getattr(self, n) for n in names]
+            if any(values) and not all(values):
+                aliases = " and ".join(type(self).model_fields[n].alias for n in names)
+                problems.append(f"{aliases} go together (only some are set)")
         return problems
 
 
@@ -143,6 +198,14 @@ CREDENTIALS = {
     "harvest": ("harvest_account_id", "harvest_access_token"),
     "toggl": ("toggl_api_token", "toggl_workspace_id"),
     "clockify": ("clockify_api_key", "clockify_workspace_id"),
+}
+
+
+# A CRM is enabled when all of these are set (HubSpot's base URL has a default).
+CRM_SETTINGS = {
+    "hubspot": ("hubspot_access_token",),
+    "pipedrive": ("pipedrive_api_token", "pipedrive_base_url"),
+    "salesforce": ("salesforce_access_token", "salesforce_instance_url"),
 }
 
 

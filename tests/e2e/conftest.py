@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import structlog
 
 from tests.e2e.bus import Bus
 from tests.fakes.harvest import FakeHarvest
@@ -68,6 +69,9 @@ def bus(amqp_url, worker_env, other_delays):
 
 class ThreadWorker:
     def __init__(self, env: dict[str, str]):
+        # The worker's log lines go to the process's real stderr (pytest shows them with a
+        # failure), never into the sys.stdout that a test reads a command's output from.
+        structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.__stderr__))
         self.settings = Settings(**env)
         self.deps = bootstrap.build_deps(self.settings)
         self.consumer = bootstrap.build_consumer(self.settings, self.deps)

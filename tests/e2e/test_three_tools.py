@@ -67,7 +67,7 @@ def test_rules_send_one_projects_offerings_to_three_tools(
     [clockify_project] = clockify.projects.values()
     assert harvest_project["budget"] == 10
     assert toggl_project["estimated_hours"] == 8 and toggl_project["is_private"] is True
-    assert clockify_project["estimate"]["estimate"] == "PT37H30M"
+    assert clockify_project["timeEstimate"]["estimate"] == "PT37H30M"  # PATCH .../estimate
     by_tool = {o["data"]["tool"]: o["data"]["timesheet_url"] for o in done}
     assert by_tool["toggl"].startswith(f"https://track.toggl.com/{toggl.workspace_id}/projects/")
     assert by_tool["clockify"].startswith("https://app.clockify.me/projects/")

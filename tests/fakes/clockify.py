@@ -33,6 +33,13 @@ def duration_hours(text: str) -> float | None:
     return h + m / 60 + s / 3600
 
 
+# Requests a workspace may make, by plan (clockify.me/help/getting-started/
+# webhook-and-api-limitations): new free workspaces 30 an hour, paid ones 50 a second.
+PLAN_RATES = {"free": (30, 3600.0), "paid": (50, 1.0)}
+BY_PLAN = (0, 0.0)  # rate_limit default: the plan's
+UNSET_ESTIMATE = {"estimate": "PT0S", "type": "AUTO", "active": False, "resetOption": None}
+
+
 def _error(status: int, message: str, code: int = 501) -> Response:
     return Response(status, {"message": message, "code": code})
 
@@ -45,12 +52,18 @@ class FakeClockify(FakeVendor):
         workspace_id: str = "5b641568b07987035750505e",
         api_key: str = "clockify-test-key",
         *,
-        rate_limit: tuple[int, float] | None = (50, 1.0),
+        rate_limit: tuple[int, float] | None = BY_PLAN,
         latency: float = 0.0,
         page_size: int = 50,
         max_page_size: int = 500,
+        plan: str = "paid",
+        hour: float = 3600.0,  # shorter in benchmarks: a free workspace's hour in seconds
     ):
+        if rate_limit == BY_PLAN:
+            calls, period = PLAN_RATES[plan]
+            rate_limit = (calls, period * hour / 3600.0 if plan == "free" else period)
         super().__init__(rate_limit=rate_limit, latency=latency)
+        self.plan = plan  # free | paid: the rate and the estimates (a paid feature)
         self.workspace_id = workspace_id
         self.api_key = api_key
         self.page_size = page_size  # when a request names none
@@ -101,6 +114,8 @@ class FakeClockify(FakeVendor):
                 "archived": False,
                 "note": note,
                 "estimate": {"estimate": "PT0S", "type": "AUTO"},
+                "timeEstimate": dict(UNSET_ESTIMATE),
+                "budgetEstimate": None,
                 "duration": "PT0S",
                 "memberships": [],
                 **fields,
@@ -136,6 +151,7 @@ class FakeClockify(FakeVendor):
             ("POST", re.compile(_WS + "/projects"), self.create_project),
             ("GET", re.compile(project), self.get_project),
             ("PUT", re.compile(project), self.update_project),
+            ("PATCH", re.compile(project + "/estimate"), self.update_estimate),
             ("POST", re.compile(project + "/memberships"), self.change_memberships),
             ("GET", re.compile(_WS + "/users"), self.list_users),
         ]
@@ -189,23 +205,16 @@ class FakeClockify(FakeVendor):
         body = request.body
         name = str(body.get("name") or "").strip()
         client_id = body.get("clientId") or ""
-        estimate = body.get("estimate")
         if refusal := self._bad_name(name):
             return refusal
         if client_id and client_id not in self.clients:
             return _error(400, "Client doesn't belong to Workspace", 501)
         if "color" in body and not _COLOR.fullmatch(str(body["color"])):
             return _error(400, "color must be a #RRGGBB value")
-        if estimate is not None and not (
-            isinstance(estimate, dict)
-            and duration_hours(estimate.get("estimate")) is not None
-            and estimate.get("type", "AUTO") in ("AUTO", "MANUAL")
-        ):
-            return _error(400, "estimate must be an ISO-8601 duration such as PT10H")
-        for other in self.projects.values():
-            if other["clientId"] == client_id and other["name"].casefold() == name.casefold():
-                owner = self.clients[client_id]["name"] if client_id else "no client"
-                return _error(400, f"Other project for client {owner} already exists.", 501)
+        if refusal := self._duplicate(name, client_id, None):
+            return refusal
+        # The create body's old ``estimate`` is not kept: estimates are the ``timeEstimate``
+        # that PATCH .../estimate sets (n8n-io/n8n#25487 meets the old field being ignored).
         pid = self.add_project(
             client_id,
             name,
@@ -214,21 +223,70 @@ class FakeClockify(FakeVendor):
             public=bool(body.get("isPublic", False)),
             color=body.get("color", "#03A9F4"),
         )
-        if estimate is not None:
-            self.projects[pid]["estimate"] = {"type": "AUTO", **estimate}
         return Response(201, self.projects[pid])
+
+    def _duplicate(self, name: str, client_id: str, pid: str | None) -> Response | None:
+        for other in self.projects.values():
+            if (
+                other["id"] != pid
+                and other["clientId"] == client_id
+                and other["name"].casefold() == name.casefold()
+            ):
+                owner = self.clients[client_id]["name"] if client_id else "no client"
+                return _error(400, f"Other project for client {owner} already exists.", 501)
+        return None
 
     def get_project(self, request: Request, _ws: str, pid: str) -> Response:
         return self._project_or_error(pid) or Response(200, self.projects[pid])
 
     def update_project(self, request: Request, _ws: str, pid: str) -> Response:
+        """PUT replaces the project's settings: what the body leaves out is reset to its
+        default, as a client that sends the whole project back expects *(assumption: the
+        docs show the full body; the strict reading, so a partial update shows)*."""
         if refusal := self._project_or_error(pid):
             return refusal
+        if not isinstance(request.body, dict):
+            return _error(400, "Malformed JSON request")
+        body = request.body
+        name = str(body.get("name") or "").strip()
+        client_id = body.get("clientId") or ""
+        if refusal := self._bad_name(name):
+            return refusal
+        if client_id and client_id not in self.clients:
+            return _error(400, "Client doesn't belong to Workspace", 501)
+        for key in ("archived", "billable", "isPublic"):
+            if key in body and not isinstance(body[key], bool):
+                return _error(400, f"{key} must be true or false")
+        if refusal := self._duplicate(name, client_id, pid):
+            return refusal
+        client = self.clients.get(client_id)
+        self.projects[pid].update(
+            name=name,
+            clientId=client_id,
+            clientName=client["name"] if client else "",
+            archived=body.get("archived", False),
+            billable=body.get("billable", False),
+            public=body.get("isPublic", False),
+            color=body.get("color", "#03A9F4"),
+            note=str(body.get("note") or ""),
+        )
+        return Response(200, self.projects[pid])
+
+    def update_estimate(self, request: Request, _ws: str, pid: str) -> Response:
+        if refusal := self._project_or_error(pid):
+            return refusal
+        if self.plan == "free":  # estimates are a paid feature; the answer's words assumed
+            return _error(403, "Feature not available on the workspace's plan", 403)
         body = request.body if isinstance(request.body, dict) else {}
-        changes = {k: body[k] for k in ("archived", "billable", "note", "color") if k in body}
-        if "archived" in changes and not isinstance(changes["archived"], bool):
-            return _error(400, "archived must be true or false")
-        self.projects[pid].update(changes)
+        estimate = body.get("timeEstimate")
+        if not (
+            isinstance(estimate, dict)
+            and duration_hours(estimate.get("estimate")) is not None
+            and estimate.get("type", "AUTO") in ("AUTO", "MANUAL")
+            and isinstance(estimate.get("active", False), bool)
+        ):
+            return _error(400, "timeEstimate.estimate must be an ISO-8601 duration like PT10H")
+        self.projects[pid]["timeEstimate"] = dict(UNSET_ESTIMATE) | estimate
         return Response(200, self.projects[pid])
 
     def change_memberships(self, request: Request, _ws: str, pid: str) -> Response:

@@ -69,6 +69,23 @@ def _uncursor(cursor: str) -> int:
     return int(base64.urlsafe_b64decode(cursor.encode()).decode().removeprefix("before:"))
 
 
+def _project_budget(body: dict) -> float | None:
+    """HV-DOCS projects: ``budget`` is the project's hours "when budgeting by time" per
+    project; in the task and person modes the hours live on the assignments, and the money
+    modes use ``cost_budget``/fees, so a project ``budget`` sent with them is not kept."""
+    return body.get("budget") if body.get("budget_by") == "project" else None
+
+
+def _assignment_problem(body: dict) -> str | None:
+    for key in ("is_active", "billable", "is_project_manager", "use_default_rates"):
+        if key in body and not isinstance(body[key], bool):
+            return f"{key} must be true or false"
+    budget = body.get("budget")
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int | float)):
+        return "Budget is not a number"
+    return None
+
+
 class FakeHarvest(FakeVendor):
     name = "harvest"
 
@@ -102,14 +119,31 @@ class FakeHarvest(FakeVendor):
         self._ids = itertools.count(random.randint(10_000_000, 20_000_000))
 
     # -- seeding, bypassing the API (and its uniqueness rules) -----------------------------
-    def add_user(self, email: str, first_name: str = "Test", last_name: str = "User") -> int:
+    def add_user(
+        self,
+        email: str,
+        first_name: str = "Test",
+        last_name: str = "User",
+        *,
+        access_role: str = "member",  # administrator | manager | member
+        is_active: bool = True,
+    ) -> int:
         with self.lock:
-            return self._new(
+            user = self._new(
                 self.users, first_name=first_name, last_name=last_name, email=email,
                 telephone="", timezone="Eastern Time (US & Canada)", is_contractor=False,
                 has_access_to_all_future_projects=False, weekly_capacity=126000,
-                default_hourly_rate=None, cost_rate=None, roles=[], access_roles=["member"],
-            )["id"]  # fmt: skip
+                default_hourly_rate=None, cost_rate=None, roles=[], access_roles=[access_role],
+            )  # fmt: skip
+            user["is_active"] = is_active
+            return user["id"]
+
+    def add_user_assignment(self, project_id: int, user_id: int, *, is_active: bool) -> int:
+        """An assignment made by hand earlier (archived, say), bypassing the API."""
+        with self.lock:
+            assignment = self._assign("user", self.projects[project_id], self.users[user_id], {})
+            assignment["is_active"] = is_active
+            return assignment["id"]
 
     def add_client(self, name: str) -> int:
         with self.lock:
@@ -121,10 +155,12 @@ class FakeHarvest(FakeVendor):
         with self.lock:
             return self._create_project(body | {"bill_by": "Project", "budget_by": "none"})["id"]
 
-    def add_task(self, name: str, is_default: bool = False) -> int:
+    def add_task(self, name: str, is_default: bool = False, *, is_active: bool = True) -> int:
         with self.lock:
             fields = dict(name=name, billable_by_default=True, default_hourly_rate=None)
-            return self._new(self.tasks, **fields, is_default=is_default)["id"]
+            task = self._new(self.tasks, **fields, is_default=is_default)
+            task["is_active"] = is_active  # GET /tasks lists archived tasks too (HV-DOCS tasks)
+            return task["id"]
 
     def _new(self, table: dict[int, dict], **fields: Any) -> dict:
         now = _now()
@@ -139,7 +175,7 @@ class FakeHarvest(FakeVendor):
             client={k: client[k] for k in ("id", "name", "currency")},
             name=body["name"], code=body.get("code"), is_billable=body["is_billable"],
             is_fixed_fee=False, bill_by=body["bill_by"], hourly_rate=None,
-            budget=body.get("budget"), budget_by=body["budget_by"], budget_is_monthly=False,
+            budget=_project_budget(body), budget_by=body["budget_by"], budget_is_monthly=False,
             notify_when_over_budget=False, over_budget_notification_percentage=80.0,
             over_budget_notification_date=None, show_budget_to_all=False, cost_budget=None,
             cost_budget_include_expenses=False, fee=None, notes=body.get("notes") or "",
@@ -147,23 +183,34 @@ class FakeHarvest(FakeVendor):
         )  # fmt: skip
         project["is_active"] = body.get("is_active", True)
         for task in self.tasks.values():
-            if task["is_default"]:  # HV-DOCS tasks: default tasks join every new project
-                self._assign("task", project, task)
+            if task["is_default"] and task["is_active"]:  # HV-DOCS tasks: on every new project
+                self._assign("task", project, task, {"billable": task["billable_by_default"]})
         return project
 
-    def _assign(self, kind: str, project: dict, who: dict) -> dict:
+    def _assign(self, kind: str, project: dict, who: dict, body: dict) -> dict:
+        """An assignment with Harvest's documented defaults for what ``body`` leaves out."""
         name = who.get("name") or f"{who['first_name']} {who['last_name']}"
-        extra = {"is_project_manager": False, "use_default_rates": True}
         if kind == "task":
-            extra = {"billable": who["billable_by_default"]}
-        return self._new(
+            # HV-DOCS project_task_assignments: billable defaults to false, whatever the task.
+            extra = {"billable": body.get("billable", False)}
+        else:
+            # HV-DOCS project_user_assignments: is_project_manager defaults to true for
+            # managers and administrators, false for members.
+            manages = bool({"administrator", "manager"} & set(who["access_roles"]))
+            extra = {
+                "is_project_manager": body.get("is_project_manager", manages),
+                "use_default_rates": body.get("use_default_rates", True),
+            }
+        assignment = self._new(
             self._kinds[kind][1],
             project={k: project[k] for k in ("id", "name", "code")},
             **{kind: {"id": who["id"], "name": name}},
             **extra,
-            hourly_rate=None,
-            budget=None,
+            hourly_rate=body.get("hourly_rate"),
+            budget=body.get("budget"),
         )
+        assignment["is_active"] = body.get("is_active", True)
+        return assignment
 
     # -- what every request meets first ----------------------------------------------------
     def authenticate(self, request: Request) -> Response | None:
@@ -193,6 +240,7 @@ class FakeHarvest(FakeVendor):
             ("PATCH", one, self.update_project),
             ("GET", one + "/(user|task)_assignments", self.list_assignments),
             ("POST", one + "/(user|task)_assignments", self.assign),
+            ("PATCH", one + r"/(user|task)_assignments/(\d+)", self.update_assignment),
         ]
         return [(method, re.compile(path), handler) for method, path, handler in routes]
 
@@ -277,6 +325,7 @@ class FakeHarvest(FakeVendor):
         if problem := self._project_problem(merged):
             return _invalid(problem)
         project.update(changes, updated_at=_now())
+        project["budget"] = _project_budget(project)
         return Response(200, project)
 
     def _project_problem(self, body: dict) -> str | None:
@@ -311,14 +360,34 @@ class FakeHarvest(FakeVendor):
         if project is None:
             return self.not_found()
         known, table = self._kinds[kind]
-        who_id = _fields(request).get(f"{kind}_id")
+        body = _fields(request)
+        who_id = body.get(f"{kind}_id")
         who = known.get(who_id) if type(who_id) is int else None
         if who is None:
             return _invalid(f"{kind.capitalize()} can't be blank")
+        if problem := _assignment_problem(body):
+            return _invalid(problem)
+        # HV-DOCS documents 422 as "there was an error processing your request": an archived
+        # task or user and a second assignment all answer it, in words we must not parse.
+        if not who["is_active"]:
+            return _invalid(f"{kind.capitalize()} is archived")
         pairs = {(a["project"]["id"], a[kind]["id"]) for a in table.values()}
         if (project["id"], who["id"]) in pairs:
             return _invalid(f"{kind.capitalize()} has already been assigned to this project")
-        return Response(201, self._assign(kind, project, who))
+        return Response(201, self._assign(kind, project, who, body))
+
+    def update_assignment(
+        self, request: Request, project_id: str, kind: str, assignment_id: str
+    ) -> Response:
+        assignment = self._kinds[kind][1].get(int(assignment_id))
+        if assignment is None or assignment["project"]["id"] != int(project_id):
+            return self.not_found()
+        body = _fields(request)
+        if problem := _assignment_problem(body):
+            return _invalid(problem)
+        fields = ("is_active", "billable", "budget", "hourly_rate", "is_project_manager")
+        assignment.update({k: body[k] for k in fields if k in body}, updated_at=_now())
+        return Response(200, assignment)
 
 
 if __name__ == "__main__":

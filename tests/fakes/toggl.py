@@ -3,7 +3,9 @@
 Written from Toggl's public docs (``reference/vendor-apis.md`` section 3), not from our
 adapter: Basic auth as ``<token>:api_token`` (else 403), errors as JSON-encoded strings,
 integer ids, client names unique per workspace, project names unique per client (archived
-ones included), 429 without Retry-After, and the hourly quota's 402. Where the docs are
+ones included), 429 without Retry-After, the hourly quota by plan (free 30, starter 240,
+premium 600 a sliding hour) with its headers and 402, the plan's own 402 for premium fields
+on a free workspace, and users lists that keep inactive and deleted users. Where the docs are
 silent the choice is marked *(assumption)*, and leans strict.
 
     python -m tests.fakes.toggl --port 8002    # token "toggl-test-token", workspace 1234567
@@ -22,7 +24,13 @@ from typing import Any
 from tests.fakes.base import FakeVendor, Request, Response, Route, serve_main
 
 TAKEN = "Name has already been taken"
-QUOTA_WINDOW = 3600.0  # seconds; Toggl's quota is per hour
+QUOTA_WINDOW = 3600.0  # seconds; Toggl's quota is a sliding hour
+# Workspace requests a user may make per hour, by plan (support.toggl.com, api-webhook-limits).
+# Enterprise is "custom": here, none, for suites that are not about the quota.
+QUOTAS = {"free": 30, "starter": 240, "premium": 600, "enterprise": None}
+# Project fields a free workspace refuses (engineering.toggl.com/docs/projects marks them
+# premium). The 402 is documented as the plan's answer; its wording is *(assumption)*.
+PREMIUM_FIELDS = ("billable", "estimated_hours")
 NONE = type(None)
 # What a project body may hold, and the JSON types each field accepts (bool is not a number).
 PROJECT_FIELDS = {
@@ -67,22 +75,26 @@ class FakeToggl(FakeVendor):
         *,
         rate_limit: tuple[int, float] | None = (1, 1.0),
         latency: float = 0.0,
+        plan: str = "premium",
+        quota_window: float = QUOTA_WINDOW,
     ):
         super().__init__(rate_limit=rate_limit, latency=latency)
         self.workspace_id = workspace_id
         self.token = token
+        self.plan = plan  # free | starter | premium: the quota and the premium fields
+        self.quota_window = quota_window  # shorter in benchmarks, to see hours in seconds
+        self.quota_refused = 0  # 402s for a spent quota
         self.clients: dict[int, dict[str, Any]] = {}
         self.projects: dict[int, dict[str, Any]] = {}
         self.users: dict[int, dict[str, Any]] = {}
         self.project_users: dict[int, dict[str, Any]] = {}
         self.authorizations: list[str | None] = []  # the Authorization header of each request
-        self.quota_remaining: int | None = None  # None: no hourly quota is enforced
-        self.quota_per_window: int | None = None  # what a reset restores (None: unlimited)
         self.clock = time.monotonic  # tests may swap in a manual clock for the quota
-        self._quota_resets_at = 0.0
+        self._quota_spent: list[float] = []  # when each request of the sliding hour arrived
         self._ids = itertools.count(100001)  # one sequence, so a client id is never a project id
         ws = r"/api/v9/workspaces/([^/]+)"
         table = [
+            ("GET", "", self._workspace),
             ("GET", "/clients", self._list_clients),
             ("POST", "/clients", self._create_client),
             ("GET", "/projects", self._list_projects),
@@ -99,10 +111,20 @@ class FakeToggl(FakeVendor):
         ]
 
     # -- seeding, bypassing the API ---------------------------------------------------------
-    def add_user(self, email: str, fullname: str | None = None) -> int:
+    def add_user(
+        self, email: str, fullname: str | None = None, *, inactive: bool = False, deleted=False
+    ) -> int:
+        """A workspace user; the list keeps deactivated (``inactive``) and deleted
+        (``is_active: false``) ones too."""
         with self.lock:
             uid = next(self._ids)
-            self.users[uid] = {"id": uid, "email": email, "fullname": fullname or email}
+            self.users[uid] = {
+                "id": uid,
+                "email": email,
+                "fullname": fullname or email,
+                "inactive": inactive,
+                "is_active": not deleted,
+            }
             return uid
 
     def add_client(self, name: str) -> int:
@@ -116,17 +138,20 @@ class FakeToggl(FakeVendor):
         with self.lock:
             pid = next(self._ids)
             cid = int(client_id) if client_id is not None else None
-            project = {**PROJECT_DEFAULTS, **fields, "created_at": _now()}
+            project = {**PROJECT_DEFAULTS, "created_at": _now(), **fields}
             self.projects[pid] = self._refresh(
                 project | {"id": pid, "name": name, "client_id": cid}
             )
             return pid
 
+    @property
+    def quota(self) -> int | None:
+        return QUOTAS[self.plan]
+
     def exhaust_quota(self, resets_in: float = 1) -> None:
-        """The hourly quota is spent now and comes back ``resets_in`` seconds later."""
+        """The hourly quota is spent now, and its first slot frees ``resets_in`` s later."""
         with self.lock:
-            self.quota_remaining = 0
-            self._quota_resets_at = self.clock() + resets_in
+            self._quota_spent = [self.clock() + resets_in - self.quota_window] * self.quota
 
     # -- the vendor's gatekeeping -----------------------------------------------------------
     def routes(self) -> list[Route]:
@@ -141,21 +166,31 @@ class FakeToggl(FakeVendor):
             return Response(403, "Incorrect username and/or password")
         return self._spend_quota()  # the quota counts per user, so once the user is known
 
+    def handle(self, request: Request) -> Response:
+        response = super().handle(request)
+        if response.status != 403 and self.quota:  # every answer says what is left
+            with self.lock:
+                response.headers.update(self._quota_headers())
+        return response
+
     def _spend_quota(self) -> Response | None:
         with self.lock:
             now = self.clock()
-            if self.quota_remaining == 0 and now >= self._quota_resets_at:
-                self.quota_remaining = self.quota_per_window
-            if self.quota_remaining is None:
+            self._quota_spent = [t for t in self._quota_spent if now - t < self.quota_window]
+            if self.quota is None:
                 return None
-            if self.quota_remaining <= 0:
-                resets_in = str(max(0, math.ceil(self._quota_resets_at - now)))
-                headers = {"X-Toggl-Quota-Remaining": "0", "X-Toggl-Quota-Resets-In": resets_in}
-                return Response(402, "API quota exceeded for this hour", headers)
-            self.quota_remaining -= 1
-            if self.quota_remaining == 0:
-                self._quota_resets_at = now + QUOTA_WINDOW
+            if len(self._quota_spent) >= self.quota:
+                self.quota_refused += 1
+                return Response(402, "API quota exceeded for this hour")
+            self._quota_spent.append(now)
             return None
+
+    def _quota_headers(self) -> dict[str, str]:
+        now = self.clock()
+        left = max(self.quota - len(self._quota_spent), 0)
+        oldest = min(self._quota_spent, default=now)
+        resets_in = max(0, math.ceil(oldest + self.quota_window - now))
+        return {"X-Toggl-Quota-Remaining": str(left), "X-Toggl-Quota-Resets-In": str(resets_in)}
 
     def throttle_response(self, retry_after: int) -> Response:
         return Response(429, "Too Many Requests")  # Toggl documents no Retry-After
@@ -170,6 +205,14 @@ class FakeToggl(FakeVendor):
             return handler(request, *args)
 
         return scoped
+
+    def _workspace(self, request: Request) -> Response:
+        paid = self.plan != "free"
+        return Response(
+            200,
+            {"id": self.workspace_id, "name": "Fake workspace", "premium": paid}
+            | {"business_ws": self.plan == "premium", "at": _now()},
+        )
 
     # -- clients ----------------------------------------------------------------------------
     def _list_clients(self, request: Request) -> Response:
@@ -241,9 +284,12 @@ class FakeToggl(FakeVendor):
         return Response(200, self._refresh(current))
 
     def _project_fields(self, body: Any, current: dict[str, Any]) -> dict[str, Any] | Response:
-        """The project ``body`` would make of ``current``, or Toggl's 400."""
+        """The project ``body`` would make of ``current``, or Toggl's 400 (402: the plan)."""
         if not isinstance(body, dict):
             return _bad("Invalid JSON input")
+        premium = [f for f in PREMIUM_FIELDS if body.get(f) not in (None, False)]
+        if premium and self.plan == "free":
+            return Response(402, f"{premium[0]} is a premium feature; upgrade the workspace")
         for key, kinds in PROJECT_FIELDS.items():
             if key in body and type(body[key]) not in kinds:
                 return _bad(f'Unexpected "{key}" type {type(body[key]).__name__}')
@@ -307,7 +353,8 @@ class FakeToggl(FakeVendor):
         if pid not in self.projects or uid not in self.users:
             return _bad("Project or user not found in workspace")
         if any(m["project_id"] == pid and m["user_id"] == uid for m in self.project_users.values()):
-            return _bad("User is already a member of the project")  # (assumption) the wording
+            # Toggl documents no wording for this; the adapter must not need one.
+            return _bad("user_id: duplicate project user")  # (assumption) the wording
         mid = next(self._ids)
         self.project_users[mid] = dict(
             id=mid, project_id=pid, user_id=uid, workspace_id=self.workspace_id, at=_now()

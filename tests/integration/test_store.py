@@ -155,3 +155,14 @@ def test_a_time_without_a_utc_form_is_refused_as_invalid_data(store, ancient):
         assert ancient.isoformat() in refused.value.message
 
     assert store.project(project.id).snapshot_at == T0  # still readable, unchanged
+
+
+def test_the_time_an_intent_was_first_noted_is_kept(store):
+    before = datetime.now(UTC)
+    assert store.provision_started_at("P-1", "O-1", "toggl") is None
+    store.note_provision_started("P-1", "O-1", "toggl")
+    first = store.provision_started_at("P-1", "O-1", "toggl")
+    store.note_provision_started("P-1", "O-1", "toggl")
+
+    assert first is not None and before - timedelta(seconds=1) <= first <= datetime.now(UTC)
+    assert store.provision_started_at("P-1", "O-1", "toggl") == first

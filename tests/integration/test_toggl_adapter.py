@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import uuid
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
@@ -20,6 +20,8 @@ from schemas.errors import (
 )
 from tests.integration.harness import fast_retrying, spec_for, unique
 from tests.integration.harnesses.toggl import open_harness
+
+SINCE = datetime.now(UTC) - timedelta(minutes=5)  # an intent older than the seeded projects
 
 
 @pytest.fixture
@@ -215,7 +217,7 @@ def test_the_project_is_found_past_the_first_page_of_results(harness):
         harness.add_project(client_id, f"Work {i:03}")
     wanted = harness.add_project(client_id, "Work")
 
-    found = harness.tool().find_project(client_id, "P-1/O-1", "work")
+    found = harness.tool().find_project(client_id, "P-1/O-1", "work", since=SINCE)
 
     assert found is not None and (found.id, found.client_id) == (wanted, client_id)
     assert harness.fake.requests_to("GET", r".*/projects") == 2

@@ -6,8 +6,9 @@ import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 
-from handlers.ports import ProjectSpec, ToolClient, ToolProject, client_name_key
+from handlers.ports import ProjectSpec, SetupReport, ToolClient, ToolProject, client_name_key
 from schemas.errors import InvalidReference, TimesheetNotFound, VendorUnavailable
 
 
@@ -26,6 +27,8 @@ class MemoryTool:
         self.users: dict[str, str] = {}  # email -> user id
         self.fail_creates = 0  # the next N creates raise VendorUnavailable
         self.completed: list[str] = []  # projects complete_setup was called for
+        self.setup_report: SetupReport | None = None  # what complete_setup says it left out
+        self.found_since: list[datetime | None] = []  # the ``since`` of each find_project
         self._ids = itertools.count(1000)
 
     # seeding
@@ -61,7 +64,10 @@ class MemoryTool:
     def create_client(self, name: str) -> ToolClient:
         return self.clients[self.add_client(name)]
 
-    def find_project(self, client_id: str, marker: str, name: str) -> ToolProject | None:
+    def find_project(
+        self, client_id: str, marker: str, name: str, since: datetime | None = None
+    ) -> ToolProject | None:
+        self.found_since.append(since)
         return next(
             (
                 p.project
@@ -80,8 +86,9 @@ class MemoryTool:
             raise VendorUnavailable("answer lost")
         return project
 
-    def complete_setup(self, project_id: str, spec: ProjectSpec) -> None:
+    def complete_setup(self, project_id: str, spec: ProjectSpec) -> SetupReport | None:
         self.completed.append(project_id)
+        return self.setup_report
 
     def get_project(self, project_id: str) -> ToolProject:
         if project_id not in self.projects:

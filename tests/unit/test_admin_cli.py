@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from handlers.rules import RulesError
 from worker.cli import main
 
 CREDENTIALS = {
@@ -221,7 +222,12 @@ def test_rules_check_json_prints_one_object_a_line(tmp_path, run, credentials):
         "rule": "rules[1]",
         "assign_team": True,
         "missing_member": "warn",
-        "options": {"bill_by": "Project", "budget_by": "project", "tasks": []},
+        "options": {
+            "bill_by": "Project",
+            "budget_by": "project",
+            "tasks": [],
+            "project_managers": False,
+        },
     }
 
 
@@ -308,3 +314,30 @@ def test_a_store_that_cannot_be_reached_fails_without_showing_the_password(run, 
     assert err.startswith("provisioner: state store: OperationalError at postgresql")
     assert "s3cret" not in err
     assert err.count("\n") == 1
+
+
+def test_rules_check_refuses_a_harvest_budget_the_offering_cannot_fill(tmp_path, run, credentials):
+    credentials("harvest")
+    path = write(tmp_path, "money.toml", '[harvest]\nbudget_by = "project_cost"\n')
+
+    status, out, err = run("rules", "check", path)
+
+    assert (status, out) == (2, "")
+    assert err.startswith(f"provisioner: {path}: harvest: ") and "budgets money" in err
+
+
+def test_the_worker_does_not_start_on_a_harvest_budget_the_offering_cannot_fill(
+    tmp_path, credentials, monkeypatch
+):
+    from worker.bootstrap import build_deps
+    from worker.settings import load_settings
+
+    credentials("harvest")
+    monkeypatch.setenv("PROVISIONER_RULES", write(tmp_path, "money.toml", MONEY))
+
+    # What `provisioner run` builds first (it exits 2 on a RulesError), without a broker.
+    with pytest.raises(RulesError, match="budgets money"):
+        build_deps(load_settings())
+
+
+MONEY = '[harvest]\nbudget_by = "task_fees"\n'

@@ -9,7 +9,7 @@ import pytest
 
 from schemas.envelope import CloudEvent
 from tests import crm_webhooks as crm
-from worker.ingress import hubspot, pipedrive, salesforce
+from worker.ingress import hubspot, pipedrive, salesforce, standard_webhooks
 from worker.ingress.refusals import Malformed, Unauthorized
 
 
@@ -179,3 +179,26 @@ def test_more_than_100_salesforce_notifications_are_malformed():
     notes = [(crm.salesforce_id("04l"), crm.opportunity()) for _ in range(101)]
     with pytest.raises(Malformed, match="over 100"):
         salesforce.translate(crm.salesforce_message(org, notes), organization_id=org)
+
+
+def test_the_generic_route_refuses_a_crm_event_only_the_crm_routes_make():
+    """Sent there first, its (source, id) would make the CRM's genuine notification look
+    like a duplicate to the worker."""
+    forged = {
+        "specversion": "1.0",
+        "id": "123-1-2-1700000000000",
+        "source": "crm/hubspot/123",
+        "type": "crm.deal_changed",
+        "time": "2026-11-30T10:00:00Z",
+        "subject": "42",
+        "data": {
+            "crm": "hubspot",
+            "account": "123",
+            "deal_id": "42",
+            "occurred_at": "2026-11-30T10:00:00Z",
+            "change": {},
+        },
+    }
+
+    with pytest.raises(Malformed, match="only from the CRM routes"):
+        standard_webhooks.translate(json.dumps(forged).encode())

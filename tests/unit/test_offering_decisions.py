@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from handlers.ports import SetupReport
 from tests import builders as b
 from tests.unit.world import World
 
@@ -205,6 +206,9 @@ def test_a_retry_after_a_partial_failure_redoes_only_what_failed(world):
     assert created == {one["id"]: False, two["id"]: True}  # one adopted, two reported again
     assert len(world.tool.projects) == 2 and second.copy is None
     assert sorted(world.tool.completed) == sorted(world.tool.projects)  # adopted one too
+    # The retry looks for what was made after the first attempt noted its intent.
+    [since] = world.tool.found_since
+    assert since is not None and since.tzinfo is not None
 
 
 def test_asking_for_a_tool_without_credentials_is_vendor_auth_for_a_person(world):
@@ -280,3 +284,22 @@ def test_connected_held_won_again_then_in_progress_restores_the_one_project(tmp_
     assert [e["type"] for e in back.events] == ["timesheet.restored"]
     assert list(world.tool.projects) == [existing]
     assert not world.tool.projects[existing].project.archived
+
+
+def test_a_budget_the_tools_plan_cannot_hold_is_reported_null_with_a_warning(world):
+    world.tool.setup_report = SetupReport(budget_set=False, warnings=("no estimates here",))
+    project = b.project(b.offering(budget_hours=40))
+    world.send(b.closed_won(project))
+
+    [done] = world.send(b.status_changed(project, "in_progress")).of("timesheet.provisioned")
+
+    assert (done["budget_hours"], done["warnings"]) == (None, ["no estimates here"])
+
+
+def test_a_budget_the_tool_holds_is_reported_with_no_warnings(world):
+    project = b.project(b.offering(budget_hours=40))
+    world.send(b.closed_won(project))
+
+    [done] = world.send(b.status_changed(project, "in_progress")).of("timesheet.provisioned")
+
+    assert (done["budget_hours"], done["warnings"]) == (40, [])

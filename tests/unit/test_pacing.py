@@ -8,7 +8,7 @@ from collections import deque
 
 import pytest
 
-from adapters.pacing import Pacer
+from adapters.pacing import HourlyQuota, Pacer
 
 
 class FakeClock:
@@ -193,3 +193,63 @@ def test_threads_sharing_a_pacer_never_exceed_the_limit():
     assert not any(thread.is_alive() for thread in pool)
     assert len(counted) == threads * each
     assert_within_limit(counted, calls, period)
+
+
+# -- the hourly quota the vendor reports (Toggl's X-Toggl-Quota-* headers) --------------------
+def quota_headers(remaining: int, resets_in: int) -> dict[str, str]:
+    return {"Remaining": str(remaining), "Resets-In": str(resets_in)}
+
+
+def test_an_unknown_quota_holds_nothing_back():
+    quota = HourlyQuota("Remaining", "Resets-In", clock=FakeClock())
+
+    assert [quota.wait_needed() for _ in range(50)] == [0.0] * 50
+
+
+def test_the_requests_in_flight_count_against_what_the_vendor_says_is_left():
+    clock = FakeClock()
+    quota = HourlyQuota("Remaining", "Resets-In", clock=clock)
+    assert quota.wait_needed() == 0.0
+    quota.answered(quota_headers(2, 900))
+
+    assert quota.wait_needed() == 0.0  # one left after this, none in flight
+    assert quota.wait_needed() == 0.0  # the last one, while the other is in flight
+    assert quota.wait_needed() == 900  # the vendor would refuse a third
+    quota.answered(quota_headers(1, 899))
+    quota.answered(quota_headers(0, 898))
+    assert quota.wait_needed() == 898
+
+
+def test_the_quota_opens_again_when_the_vendor_said_it_would():
+    clock = FakeClock()
+    quota = HourlyQuota("Remaining", "Resets-In", clock=clock)
+    quota.wait_needed()
+    quota.answered(quota_headers(0, 30))
+
+    clock.sleep(30)
+
+    assert quota.wait_needed() == 0.0
+
+
+def test_a_lost_answer_frees_its_place_without_changing_the_figure():
+    quota = HourlyQuota("Remaining", "Resets-In", clock=FakeClock())
+    quota.wait_needed()
+    quota.answered(quota_headers(1, 60))
+    quota.wait_needed()
+
+    quota.answered(None)
+
+    assert quota.wait_needed() == 0.0
+
+
+def test_after_a_reset_one_request_goes_until_an_answer_says_how_much_freed():
+    clock = FakeClock()
+    quota = HourlyQuota("Remaining", "Resets-In", clock=clock)
+    quota.wait_needed()
+    quota.answered(quota_headers(0, 30))
+    clock.sleep(30)
+
+    assert quota.wait_needed() == 0.0
+    assert quota.wait_needed() > 0  # the second waits for the first one's answer
+    quota.answered(quota_headers(5, 3000))
+    assert quota.wait_needed() == 0.0

@@ -294,16 +294,41 @@ def test_the_harvest_table_reaches_the_plan_options(tmp_path):
         """
         [harvest]
         bill_by = "Tasks"
-        budget_by = "task"
+        budget_by = "person"
         tasks = ["Design", "Development"]
+        task_billable = false
         """,
     )
 
     assert plan(rules, project_with()).options == {
         "bill_by": "Tasks",
-        "budget_by": "task",
+        "budget_by": "person",
         "tasks": ["Design", "Development"],
+        "task_billable": False,
+        "project_managers": False,
     }
+
+
+@pytest.mark.parametrize(
+    ("table", "says"),
+    [
+        ('budget_by = "project_cost"', "budgets money"),
+        ('budget_by = "task_fees"', "budgets money"),
+        ('budget_by = "task"\ntasks = ["Design", "Development"]', "exactly one task"),
+        ('budget_by = "task"', "exactly one task"),
+    ],
+)
+def test_a_harvest_budget_the_offering_cannot_fill_is_refused(tmp_path, table, says):
+    with pytest.raises(RulesError) as caught:
+        rules_from(tmp_path, f"[harvest]\n{table}\n")
+
+    assert "harvest" in str(caught.value) and says in str(caught.value)
+
+
+def test_a_harvest_task_budget_with_one_task_is_accepted(tmp_path):
+    rules = rules_from(tmp_path, '[harvest]\nbudget_by = "task"\ntasks = ["Design"]\n')
+
+    assert plan(rules, project_with()).options["budget_by"] == "task"
 
 
 def test_the_toggl_table_reaches_the_plan_options_of_a_toggl_offering(tmp_path):

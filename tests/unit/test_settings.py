@@ -91,3 +91,26 @@ def test_run_exits_2_with_one_line_that_names_the_variable(monkeypatch, capsys):
     assert status == 2 and out == ""
     assert err.count("\n") == 1 and err.startswith("provisioner: TOGGL_API_TOKEN: ")
     assert SECRET not in err
+
+
+@pytest.mark.parametrize(
+    ("env", "pace"),
+    [
+        ({}, (50, 1.0)),
+        ({"CLOCKIFY_PLAN": "free"}, (30, 3600.0)),
+        ({"CLOCKIFY_PLAN": "free", "CLOCKIFY_RATE_LIMIT": "20/3600"}, (20, 3600.0)),
+    ],
+)
+def test_the_clockify_pace_follows_the_workspaces_plan(monkeypatch, env, pace):
+    from worker.bootstrap import build_tools
+
+    monkeypatch.delenv("CLOCKIFY_RATE_LIMIT", raising=False)
+    monkeypatch.delenv("CLOCKIFY_PLAN", raising=False)
+    monkeypatch.setenv("CLOCKIFY_WORKSPACE_ID", "5b641568b07987035750505e")
+    monkeypatch.setenv("CLOCKIFY_API_KEY", SECRET)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+
+    tool = build_tools(load_settings())["clockify"]
+
+    assert (tool.http.pacer.calls, tool.http.pacer.period) == pace

@@ -8,7 +8,8 @@ timestamp is Unix seconds, refused beyond 5 minutes either way.
 
 The event is then read by the worker's own parser (``schemas.inbound.parse_inbound``):
 what the worker would dead-letter is refused here with its reason, and what it would
-accept is published as it came, routing key = its type.
+accept is published as it came, routing key = its type. ``crm.deal_changed`` is refused:
+only the CRM routes make it, from a notification whose sender they verified.
 """
 
 from __future__ import annotations
@@ -50,9 +51,16 @@ def verify(headers: Mapping[str, str], body: bytes, *, key: bytes, now: float) -
     raise Unauthorized("no webhook-signature entry matches")
 
 
+# Made only by the CRM routes, from a verified notification: the (source, id) of one sent
+# here first would make the CRM's genuine notification look like a duplicate.
+CRM_ONLY = frozenset({"crm.deal_changed"})
+
+
 def translate(body: bytes) -> Outgoing:
     try:
         event = parse_inbound(body).envelope
     except Unreadable as exc:
         raise Malformed(f"{exc.code}: {exc.message}") from None
+    if event.type in CRM_ONLY:
+        raise Malformed(f"{event.type} comes only from the CRM routes (/webhooks/<crm>)")
     return Outgoing(event.id, event.type, body, properties_for(event.id, event.type))

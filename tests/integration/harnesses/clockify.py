@@ -36,6 +36,7 @@ class ClockifyHarness:
             pacer=pacer,
             read_timeout=read_timeout,
             web_url=WEB_URL,
+            plan=self.fake.plan,
         )
 
     def tool_with_bad_credentials(self) -> ClockifyTool:
@@ -68,10 +69,9 @@ class ClockifyHarness:
 
 
 def _view(project: dict) -> FakeProjectView:
-    estimate = project.get("estimate") or {}
-    hours = (
-        duration_hours(estimate.get("estimate", "")) if estimate.get("type") == "MANUAL" else None
-    )
+    estimate = project.get("timeEstimate") or {}
+    manual = estimate.get("type") == "MANUAL" and estimate.get("active")
+    hours = duration_hours(estimate.get("estimate", "")) if manual else None
     return FakeProjectView(
         id=project["id"],
         name=project["name"],

@@ -61,9 +61,15 @@ class HarvestHarness:
             for a in self.fake.user_assignments.values()
             if a["project"]["id"] == project["id"]
         }
-        budget = (
-            project["budget"] if project["budget_by"] in ("project", "task", "person") else None
-        )
+        budget = project["budget"]
+        on = {"task": self.fake.task_assignments, "person": self.fake.user_assignments}
+        if project["budget_by"] in on:  # HV-DOCS: these modes budget hours per assignment
+            hours = [
+                a["budget"]
+                for a in on[project["budget_by"]].values()
+                if a["project"]["id"] == project["id"] and a["budget"] is not None
+            ]
+            budget = sum(hours) if hours else None
         return FakeProjectView(
             id=str(project["id"]),
             name=project["name"],

@@ -1,0 +1,166 @@
+"""Salesforce REST API as a ``CrmReader`` (an OAuth access token and the org's instance URL).
+
+One deal read is, in calls (API version ``API``):
+- ``GET /services/data/vXX.X/sobjects/Opportunity/{id}``: ``Name``, ``StageName``,
+  ``IsWon``, ``IsClosed``, ``AccountId``, ``OwnerId`` and the rules' team field; 404
+  ``NOT_FOUND`` means deleted;
+- ``GET …/sobjects/Account/{AccountId}`` (the client) and ``…/sobjects/User/{OwnerId}``
+  (the owner's ``Email``), each with ``fields=`` so only those are read;
+- ``GET …/query?q=SELECT … FROM OpportunityLineItem WHERE OpportunityId = '…'`` (SOQL),
+  following ``nextRecordsUrl`` until ``done``: the offerings.
+
+Salesforce errors are a JSON array of ``{"errorCode", "message"}``. Running out of API
+calls is ``403 REQUEST_LIMIT_EXCEEDED``, not a 429: that is throttling, not a refused
+token (401 ``INVALID_SESSION_ID``).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import requests
+import tenacity
+
+from adapters.deal_mapping import LineItem, emails, snapshot
+from adapters.http import DEFAULT_TIMEOUT, VendorHttp
+from adapters.pacing import Pacer
+from handlers.ports import CrmFields, DealSnapshot, StageFacts
+from schemas.errors import CrmRecordNotFound, Unreadable, VendorRejected
+from schemas.json_body import read_json
+
+API = "v60.0"
+NOT_FOUND = frozenset({404})
+_ID = re.compile(r"^[A-Za-z0-9]{15}([A-Za-z0-9]{3})?$")
+_FIELD = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)?$")
+
+
+def _errors(response: requests.Response) -> list[dict]:
+    try:
+        body = read_json(response.content)
+    except Unreadable:
+        return []
+    return [e for e in body if isinstance(e, dict)] if isinstance(body, list) else []
+
+
+def error_text(response: requests.Response) -> str:
+    found = _errors(response)
+    if not found:
+        return response.text.strip()[:300]
+    return "; ".join(f"{e.get('errorCode')}: {e.get('message')}" for e in found)[:300]
+
+
+def is_throttle(response: requests.Response) -> bool:
+    if response.status_code == 429:
+        return True
+    return response.status_code == 403 and any(
+        e.get("errorCode") == "REQUEST_LIMIT_EXCEEDED" for e in _errors(response)
+    )
+
+
+class SalesforceCrm:
+    name = "salesforce"
+
+    def __init__(
+        self,
+        instance_url: str,
+        access_token: str,
+        *,
+        fields: CrmFields,
+        retrying: tenacity.Retrying,
+        pacer: Pacer | None = None,
+        read_timeout: float = 30.0,
+    ):
+        self.http = VendorHttp(
+            "salesforce",
+            f"{instance_url.rstrip('/')}/services/data/{API}",
+            headers={"Authorization": f"Bearer {access_token}"},
+            retrying=retrying,
+            pacer=pacer,
+            timeout=(DEFAULT_TIMEOUT[0], read_timeout),
+            error_text=error_text,
+            is_throttle=is_throttle,
+        )
+        self.origin = instance_url.rstrip("/")
+        self.fields = fields
+        for name in (fields.offering_name, fields.budget_hours, fields.sold, fields.kind):
+            if name and not _FIELD.match(name):  # it goes into SOQL: a name, nothing else
+                raise ValueError(f"not a Salesforce field name: {name!r}")
+
+    def read_deal(self, deal_id: str) -> DealSnapshot:
+        if not _ID.match(deal_id):
+            raise VendorRejected(f"salesforce: {deal_id[:40]!r} is not an Opportunity id")
+        wanted = ["Name", "StageName", "IsWon", "IsClosed", "AccountId", "OwnerId"]
+        if self.fields.team_emails:
+            wanted.append(self.fields.team_emails)
+        opportunity = self._record("Opportunity", deal_id, wanted)
+        if opportunity is None:
+            raise CrmRecordNotFound(
+                f"salesforce Opportunity {deal_id} does not exist (deleted since its "
+                "Outbound Message was sent?)"
+            )
+        account_id = opportunity.get("AccountId")
+        account = self._record("Account", account_id, ["Name"]) if account_id else None
+        owner_id = opportunity.get("OwnerId")
+        owner = self._record("User", owner_id, ["Email"]) if owner_id else None
+        team = emails((owner or {}).get("Email"))
+        if self.fields.team_emails:
+            team += emails(opportunity.get(self.fields.team_emails))
+        stage = opportunity.get("StageName")
+        return snapshot(
+            "salesforce",
+            deal_id,
+            name=opportunity.get("Name"),
+            client=(account_id, account.get("Name")) if account else None,
+            items=self._line_items(deal_id),
+            team=team,
+            stage=StageFacts(
+                stage,
+                won=opportunity.get("IsWon") is True,
+                lost=opportunity.get("IsClosed") is True and opportunity.get("IsWon") is not True,
+                label=stage,
+            ),
+        )
+
+    def _record(self, sobject: str, record_id: str, fields: list[str]) -> dict | None:
+        answer = self.http.request(
+            "GET",
+            f"/sobjects/{sobject}/{record_id}",
+            params={"fields": ",".join(fields)},
+            ok_statuses=NOT_FOUND,
+        )
+        return None if answer.status_code == 404 else answer.json()
+
+    def _line_items(self, deal_id: str) -> list[LineItem]:
+        f = self.fields
+        columns = [
+            "Id",
+            *dict.fromkeys(p for p in (f.offering_name, f.budget_hours, f.sold, f.kind) if p),
+        ]
+        soql = (
+            f"SELECT {', '.join(columns)} FROM OpportunityLineItem "
+            f"WHERE OpportunityId = '{deal_id}' ORDER BY Id"  # deal_id is checked: an id
+        )
+        body = self.http.request("GET", "/query", params={"q": soql}).json()
+        records = list(body.get("records") or [])
+        while not body.get("done", True) and body.get("nextRecordsUrl"):
+            body = self.http.request("GET", f"{self.origin}{body['nextRecordsUrl']}").json()
+            records += body.get("records") or []
+        return [
+            LineItem(
+                id=str(r["Id"]),
+                name=_path(r, f.offering_name),
+                hours=_path(r, f.budget_hours),
+                sold=_path(r, f.sold) if f.sold else None,
+                kind=_path(r, f.kind) if f.kind else None,
+            )
+            for r in records
+        ]
+
+
+def _path(record: dict, name: str) -> Any:
+    """``Product2.Name`` reads the related record SOQL nests under ``Product2``."""
+    value: Any = record
+    for part in name.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value

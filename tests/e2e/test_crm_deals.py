@@ -1,0 +1,298 @@
+"""From a CRM's webhook to timesheet projects, on the real RabbitMQ with the ingress and the
+worker as processes, and fake CRM and Harvest servers over HTTP."""
+
+from __future__ import annotations
+
+import json
+import random
+import secrets
+import uuid
+from collections import Counter
+
+import pytest
+
+from tests import crm_webhooks as crm
+from tests.builders import rid
+from tests.e2e.bus import wait_until
+from tests.e2e.crm_stack import ProcessIngress
+from tests.fakes.hubspot import FakeHubSpot
+from tests.fakes.pipedrive import FakePipedrive
+from tests.fakes.salesforce import FakeSalesforce
+
+pytestmark = pytest.mark.broker
+
+PORTAL = 62515
+IN_PROGRESS = "1385066797"  # a custom pipeline's stage: a numeric id, as HubSpot makes them
+RULES = f"""
+[crm.hubspot.stages]
+"{IN_PROGRESS}" = "in_progress"
+[crm.pipedrive.stages]
+"7" = "in_progress"
+[crm.salesforce.stages]
+"Delivery" = "in_progress"
+"""
+
+
+@pytest.fixture
+def hubspot():
+    with FakeHubSpot(f"pat-na1-{uuid.uuid4()}", rate_limit=(1000, 10.0)) as fake:
+        fake.add_pipeline("Delivery", [(IN_PROGRESS, "Kick-off", "false", "1.0")])
+        yield fake
+
+
+@pytest.fixture
+def pipedrive():
+    with FakePipedrive(secrets.token_hex(20), rate_limit=(1000, 2.0)) as fake:
+        yield fake
+
+
+@pytest.fixture
+def salesforce():
+    with FakeSalesforce(f"00D!{secrets.token_urlsafe(24)}", rate_limit=(1000, 1.0)) as fake:
+        yield fake
+
+
+@pytest.fixture
+def crm_env(worker_env, tmp_path, hubspot, pipedrive, salesforce) -> dict[str, str]:
+    rules = tmp_path / "rules.toml"
+    rules.write_text(RULES)
+    return {
+        **worker_env,
+        "PROVISIONER_RULES": str(rules),
+        "PROVISIONER_METRICS_BIND": "off",
+        "HUBSPOT_ACCESS_TOKEN": hubspot.token,
+        "HUBSPOT_BASE_URL": hubspot.origin,
+        "PIPEDRIVE_API_TOKEN": pipedrive.token,
+        "PIPEDRIVE_BASE_URL": pipedrive.origin,
+        "SALESFORCE_INSTANCE_URL": salesforce.origin,
+        "SALESFORCE_ACCESS_TOKEN": salesforce.token,
+    }
+
+
+@pytest.fixture
+def start_ingress(worker_env, tmp_path, bus):
+    started: list[ProcessIngress] = []
+    env = {
+        "AMQP_URL": worker_env["AMQP_URL"],
+        "PROVISIONER_NAMESPACE": worker_env["PROVISIONER_NAMESPACE"],
+        "PROVISIONER_RETRY_DELAYS": worker_env["PROVISIONER_RETRY_DELAYS"],
+        "HUBSPOT_CLIENT_SECRET": secrets.token_hex(16),
+        "PIPEDRIVE_WEBHOOK_USER": f"hook-{uuid.uuid4().hex[:6]}",
+        "PIPEDRIVE_WEBHOOK_PASSWORD": secrets.token_urlsafe(16),
+        "SALESFORCE_ORGANIZATION_ID": crm.salesforce_id("00D"),
+    }
+
+    def start() -> ProcessIngress:
+        ingress = ProcessIngress(env, tmp_path / f"ingress{len(started)}.log")
+        started.append(ingress)
+        return ingress
+
+    yield start
+    for ingress in started:
+        ingress.stop()
+
+
+@pytest.fixture
+def stack(crm_env, spawn_worker, start_ingress):
+    """A worker and an ingress, both processes, on one namespace."""
+
+    def start(**overrides: str):
+        worker = spawn_worker(**{**crm_env, **overrides})
+        worker.wait_log("consuming")
+        return worker, start_ingress()
+
+    return start
+
+
+def hubspot_event(deal_id: str, stage: str, **fields) -> dict:
+    return crm.hubspot_deal_event(PORTAL, objectId=int(deal_id), propertyValue=stage, **fields)
+
+
+def harvest_projects_of(harvest, client_name: str) -> list[dict]:
+    with harvest.lock:
+        return [p for p in harvest.projects.values() if p["client"]["name"] == client_name]
+
+
+def test_hubspot_closed_won_then_in_progress_gives_one_harvest_project_per_line_item(
+    stack, bus, hubspot, harvest
+):
+    _, ingress = stack()
+    owner = f"{rid('owner')}@example.com"
+    harvest.add_user(owner)
+    company = rid("Acme")
+    items = [hubspot.add_line_item("Discovery", 40), hubspot.add_line_item("Build", 120)]
+    deal = hubspot.add_deal(
+        "Website Rebuild", "closedwon", company=hubspot.add_company(company),
+        line_items=items, owner=hubspot.add_owner(owner),
+    )  # fmt: skip
+    project_id = f"hubspot:{deal}"
+
+    assert ingress.hubspot([hubspot_event(deal, "closedwon")]) == 200
+    [activated] = bus.wait_for(1, project_id=project_id, type="project.activated")
+    assert activated["data"]["offering_ids"] == items
+    assert harvest_projects_of(harvest, company) == []
+
+    hubspot.set_stage(deal, IN_PROGRESS)
+    assert ingress.hubspot([hubspot_event(deal, IN_PROGRESS)]) == 200
+    provisioned = bus.wait_for(2, project_id=project_id, type="timesheet.provisioned")
+
+    assert sorted(p["data"]["offering_id"] for p in provisioned) == sorted(items)
+    assert all(p["data"]["team_assigned"] == [owner] for p in provisioned)
+    made = harvest_projects_of(harvest, company)
+    assert sorted(p["budget"] for p in made) == [40, 120]
+    assert sorted(p["name"] for p in made) == [
+        "Website Rebuild - Build", "Website Rebuild - Discovery"
+    ]  # fmt: skip
+
+
+def test_pipedrive_won_then_a_mapped_stage_gives_one_harvest_project_per_product(
+    stack, bus, pipedrive, harvest
+):
+    _, ingress = stack()
+    owner = f"{rid('owner')}@example.com"
+    harvest.add_user(owner)
+    organization = rid("Globex")
+    deal = pipedrive.add_deal(
+        "Intranet", status="won", stage_id=5, org_id=pipedrive.add_organization(organization),
+        user_id=pipedrive.add_user(owner), products=[("Design", 30), ("Build", 90)],
+    )  # fmt: skip
+    project_id = f"pipedrive:{deal}"
+    company_id = str(random.randrange(10**6, 10**7))
+
+    assert ingress.pipedrive(crm.pipedrive_deal_won(company_id, entity_id=str(deal))) == 200
+    [activated] = bus.wait_for(1, project_id=project_id, type="project.activated")
+    products = [str(p["id"]) for p in pipedrive.deal_products[deal]]
+    assert activated["data"]["offering_ids"] == products
+
+    pipedrive.set_status(deal, "won", stage_id=7)
+    assert ingress.pipedrive(crm.pipedrive_deal_won(company_id, entity_id=str(deal))) == 200
+    provisioned = bus.wait_for(2, project_id=project_id, type="timesheet.provisioned")
+
+    assert all(p["data"]["team_assigned"] == [owner] for p in provisioned)
+    assert sorted(p["budget"] for p in harvest_projects_of(harvest, organization)) == [30, 90]
+
+
+def test_a_salesforce_outbound_message_then_a_delivery_stage_provisions_the_line_items(
+    stack, bus, salesforce, harvest
+):
+    _, ingress = stack()
+    owner = f"{rid('owner')}@example.com"
+    harvest.add_user(owner)
+    account = rid("Initech")
+    opportunity = salesforce.add_opportunity(
+        "CRM rollout", "Closed Won", won=True, account=salesforce.add_account(account),
+        owner=salesforce.add_user(owner), line_items=[("Setup", 12), ("Training", 6)],
+    )  # fmt: skip
+    project_id = f"salesforce:{opportunity}"
+
+    won = crm.opportunity(Id=opportunity, StageName="Closed Won", IsWon="true")
+    assert ingress.salesforce([(crm.salesforce_id("04l"), won)]) == 200
+    bus.wait_for(1, project_id=project_id, type="project.activated")
+
+    salesforce.set_stage(opportunity, "Delivery", won=True, closed=True)
+    delivery = crm.opportunity(Id=opportunity, StageName="Delivery", IsWon="true")
+    assert ingress.salesforce([(crm.salesforce_id("04l"), delivery)]) == 200
+    provisioned = bus.wait_for(2, project_id=project_id, type="timesheet.provisioned")
+
+    assert all(p["data"]["team_assigned"] == [owner] for p in provisioned)
+    assert sorted(p["budget"] for p in harvest_projects_of(harvest, account)) == [6, 12]
+
+
+def test_shuffled_and_duplicated_webhooks_for_50_deals_make_one_project_per_offering(
+    stack, bus, hubspot, harvest
+):
+    _, ingress = stack(PROVISIONER_CONCURRENCY="8")
+    deals = {}
+    for i in range(50):
+        items = [hubspot.add_line_item(f"Item {i}.{k}", 10 + k) for k in range(2)]
+        company = hubspot.add_company(rid("Client"))
+        deals[hubspot.add_deal(f"Deal {i}", IN_PROGRESS, company=company, line_items=items)] = items
+    # Each deal went Closed Won, then In Progress; HubSpot sends both, out of order, and
+    # retries some (same eventId, a later attemptNumber).
+    sent = [hubspot_event(d, s) for d in deals for s in ("closedwon", IN_PROGRESS)]
+    sent += [dict(e, attemptNumber=1) for e in random.sample(sent, 60)]
+    random.shuffle(sent)
+    for start in range(0, len(sent), 16):
+        assert ingress.hubspot(sent[start : start + 16]) == 200
+
+    offerings = {i for items in deals.values() for i in items}
+    bus.wait_until(
+        lambda out: {o["data"].get("offering_id") for o in out
+                     if o["type"] == "timesheet.provisioned"} >= offerings,
+        timeout=120,
+    )  # fmt: skip
+    outcomes = bus.settle(quiet=2.0)
+
+    with harvest.lock:
+        codes = Counter(p["code"] for p in harvest.projects.values())
+    assert len(codes) == 100 and set(codes.values()) == {1}
+    first = {}
+    for o in outcomes:  # a redelivery republishes the same ids: count each id once
+        first.setdefault(o["id"], o)
+    kinds = Counter((o["type"], o["data"]["project_id"]) for o in first.values())
+    assert {kinds[("project.activated", f"hubspot:{d}")] for d in deals} == {1}
+    assert {o["type"] for o in first.values()} == {"project.activated", "timesheet.provisioned"}
+    for deal in deals:  # activated before anything is provisioned, never after
+        mine = [o["type"] for o in outcomes if o["data"]["project_id"] == f"hubspot:{deal}"]
+        assert mine.index("project.activated") < mine.index("timesheet.provisioned")
+    assert bus.dead_letters() == []
+    reads = hubspot.requests_to("GET", r"/crm/v3/objects/deals/\d+")
+    print(f"{len(sent)} webhooks, {len(deals) * 2} distinct, {reads} deal reads")
+    assert reads < len(deals) * 2  # a burst of one deal's events shares its read
+
+
+def test_a_crm_answering_429_and_5xx_is_retried_and_paced_and_nothing_is_lost(stack, bus, hubspot):
+    hubspot.rate_limit = (10, 1.0)
+    _, ingress = stack(HUBSPOT_RATE_LIMIT="10/1")
+    deals = [
+        hubspot.add_deal(
+            f"Deal {i}",
+            "closedwon",
+            company=hubspot.add_company(rid("Acme")),
+            line_items=[hubspot.add_line_item("Work", 8)],
+        )  # fmt: skip
+        for i in range(8)
+    ]
+    hubspot.throttle_next(3)
+    hubspot.fail_next(3, status=502)
+
+    assert ingress.hubspot([hubspot_event(d, "closedwon") for d in deals]) == 200
+    activated = bus.wait_for(8, type="project.activated", timeout=60)
+
+    assert {a["data"]["project_id"] for a in activated} == {f"hubspot:{d}" for d in deals}
+    assert hubspot.throttled == 3  # the injected ones: pacing kept the rest under the limit
+    assert [s for _, _, s in hubspot.log].count(502) == 3
+    assert bus.dead_letters() == []
+
+
+def test_a_wrong_crm_token_is_vendor_auth_naming_the_crm_and_the_token_is_nowhere(
+    stack, bus, hubspot
+):
+    token = f"pat-na1-{uuid.uuid4()}"
+    worker, ingress = stack(HUBSPOT_ACCESS_TOKEN=token)
+    deal = hubspot.add_deal("Deal", "closedwon", company=hubspot.add_company(rid("Acme")))
+
+    assert ingress.hubspot([hubspot_event(deal, "closedwon")]) == 200
+    [failed] = bus.wait_for(1, type="timesheet.failed")
+    [(headers, body)] = bus.wait_dead_letters(1)
+
+    assert failed["data"]["code"] == "vendor_auth" and failed["data"]["dead_lettered"]
+    assert failed["data"]["message"].startswith("hubspot GET /crm/v3/objects/deals/")
+    assert headers["x-error-code"] == "vendor_auth"
+    everything = json.dumps(bus.outcomes) + json.dumps(headers, default=str) + body.decode()
+    wait_until(lambda: "dead_lettered" in worker.logs(), "the worker logged the dead letter")
+    for text in (everything, worker.logs(), ingress.logs()):
+        assert token not in text
+
+
+def test_a_deleted_deal_is_dead_lettered_as_crm_record_not_found(stack, bus, hubspot):
+    _, ingress = stack()
+    deal = hubspot.add_deal("Gone", "closedwon", company=hubspot.add_company(rid("Acme")))
+    hubspot.delete_deal(deal)
+
+    event = hubspot_event(deal, "closedwon", subscriptionType="deal.deletion")
+    assert ingress.hubspot([event]) == 200
+    [(headers, _)] = bus.wait_dead_letters(1)
+
+    assert headers["x-error-code"] == "crm_record_not_found"
+    assert f"hubspot deal {deal} does not exist" in headers["x-error-message"]

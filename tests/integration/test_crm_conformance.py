@@ -1,0 +1,121 @@
+"""The contract every CRM adapter keeps, run against each CRM's fake over HTTP: the deal as
+the contract's project, its stage facts, pagination, and the error tree."""
+
+from __future__ import annotations
+
+import pytest
+
+from handlers.crm_rules import CrmRules
+from schemas.errors import CrmRecordNotFound, VendorAuth, VendorUnavailable
+from tests.builders import rid
+from tests.integration.crm_harnesses import HARNESSES, LOST, OPEN, WON, with_fields
+from tests.integration.harness import fast_retrying
+
+STAGES = CrmRules()  # the contract's defaults only
+
+
+@pytest.fixture(params=sorted(HARNESSES))
+def crm(request):
+    harness = HARNESSES[request.param]()
+    try:
+        yield harness
+    finally:
+        harness.fake.stop()
+
+
+def test_a_won_deal_reads_as_a_project_with_its_client_offerings_and_owner(crm):
+    client = rid("Acme")
+    items = [("Discovery", 40), ("Build", 120), ("QA", 16), ("Launch", 8), ("Care", 4)]
+    deal_id = crm.seed("Website Rebuild", client=client, items=items, owner="Ana@Example.com",
+                       place=WON)  # fmt: skip
+
+    deal = crm.crm().read_deal(deal_id)
+
+    project = deal.project
+    assert project.id == f"{crm.crm_name}:{deal_id}"
+    assert (project.name, project.client.name) == ("Website Rebuild", client)
+    assert project.client.id.startswith(f"{crm.crm_name}:")
+    assert sorted((o.name, o.budget_hours, o.sold) for o in project.offerings) == sorted(
+        (n, h, True) for n, h in items
+    )  # five items over pages of two
+    assert {tuple(m.email for m in o.team) for o in project.offerings} == {("ana@example.com",)}
+    assert STAGES.transition(crm.crm_name, deal.stage) == "closed_won"
+
+
+def test_an_open_deal_is_no_transition_and_a_lost_one_is_lost(crm):
+    open_id = crm.seed("Open", client=rid("Acme"), items=[("A", 1)], place=OPEN)
+    lost_id = crm.seed("Lost", client=rid("Acme"), items=[("A", 1)], place=LOST)
+    reader = crm.crm()
+
+    opened, lost = reader.read_deal(open_id), reader.read_deal(lost_id)
+
+    assert (opened.stage.won, opened.stage.lost) == (False, False)
+    assert STAGES.transition(crm.crm_name, opened.stage) is None
+    assert (lost.stage.won, lost.stage.lost) == (False, True)
+    assert STAGES.transition(crm.crm_name, lost.stage) is None
+
+
+def test_hours_and_team_come_from_the_properties_the_rules_name(crm):
+    deal_id = crm.seed(
+        "Named", client=rid("Acme"), items=[("A", 1)], owner="owner@example.com",
+        team="bo@example.com, cy@example.com; not-an-email", hours=33, place=WON,
+    )  # fmt: skip
+    fields = with_fields(
+        crm.crm_name, budget_hours=crm.hours_property, team_emails=crm.team_property
+    )
+
+    [offering] = crm.crm(fields=fields).read_deal(deal_id).project.offerings
+
+    assert offering.budget_hours == 33
+    assert [m.email for m in offering.team] == [
+        "owner@example.com", "bo@example.com", "cy@example.com"
+    ]  # fmt: skip
+
+
+def test_a_deal_without_a_client_reads_but_cannot_become_a_project(crm):
+    deal_id = crm.seed("Orphan", client=None, items=[("A", 1)], place=WON)
+
+    deal = crm.crm().read_deal(deal_id)
+
+    assert deal.project is None and "client" in deal.problem
+
+
+def test_a_deleted_deal_is_crm_record_not_found(crm):
+    with pytest.raises(CrmRecordNotFound) as raised:
+        crm.crm().read_deal(crm.missing_deal_id())
+    assert raised.value.code == "crm_record_not_found" and raised.value.dead_letter
+    assert crm.crm_name in raised.value.message
+
+
+def test_a_throttled_read_waits_and_succeeds(crm):
+    deal_id = crm.seed("Busy", client=rid("Acme"), items=[("A", 1)], place=WON)
+    crm.fake.throttle_next(1, retry_after=0)
+
+    assert crm.crm().read_deal(deal_id).project is not None
+    assert crm.fake.throttled == 1
+
+
+def test_a_server_error_on_a_read_is_retried(crm):
+    deal_id = crm.seed("Blip", client=rid("Acme"), items=[("A", 1), ("B", 2), ("C", 3)],
+                       place=WON)  # fmt: skip
+    crm.fake.fail_next(2, status=503)
+
+    assert len(crm.crm().read_deal(deal_id).project.offerings) == 3
+
+
+def test_a_crm_that_stays_down_is_unavailable(crm):
+    deal_id = crm.seed("Down", client=rid("Acme"), items=[("A", 1)], place=WON)
+    crm.fake.fail_next(10, status=500)
+
+    with pytest.raises(VendorUnavailable):
+        crm.crm(retrying=fast_retrying(attempts=3)).read_deal(deal_id)
+
+
+def test_a_wrong_token_is_vendor_auth_naming_the_crm_and_never_the_token(crm):
+    deal_id = crm.seed("Auth", client=rid("Acme"), items=[("A", 1)], place=WON)
+    token = f"wrong-{rid('secret')}"
+
+    with pytest.raises(VendorAuth) as raised:
+        crm.crm(token=token).read_deal(deal_id)
+    assert raised.value.message.startswith(crm.crm_name)
+    assert token not in raised.value.message and token not in repr(raised.value)
