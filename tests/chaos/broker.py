@@ -115,18 +115,20 @@ class TrialBroker:
         return self._with_channel(browse)
 
     def depths(self) -> dict[str, int]:
-        """Messages (ready and unacked) in the work and retry queues, broker-side."""
+        """Messages (ready and unacked) in the work and retry queues, broker-side; -1 for a
+        queue the broker does not list with a count (just after a restart, quorum queues
+        come back one by one): not known to be empty is not empty."""
         mine = {self.topology.work_queue}
         mine |= {self.topology.retry_queue(d) for d in self.topology.retry_delays}
         try:
             listing = rabbitmqctl("list_queues", "name", "messages")
         except (subprocess.SubprocessError, OSError):
             return {"(broker not answering)": 1}  # restarting: not drained, ask again
-        depths = {}
+        depths = dict.fromkeys(mine, -1)
         for line in listing.splitlines():
             name, _, count = line.partition("\t")
-            if name in mine:
-                depths[name] = int(count or 0)
+            if name in mine and count.strip().isdigit():
+                depths[name] = int(count)
         return depths
 
     def delete_namespace(self) -> None:

@@ -15,6 +15,7 @@ from tests.fakes.clockify import FakeClockify
 from tests.fakes.harvest import FakeHarvest
 from tests.fakes.toggl import FakeToggl
 
+PIKA_CONNECT_FAILED = "Error in _create_connection()"
 TOGGL_MARKER = re.compile(r"\[([^\]]+)\]$")  # the rules' name template ends in [P/O]
 
 
@@ -47,13 +48,14 @@ def vendor_clients(harvest: FakeHarvest, toggl: FakeToggl, clockify: FakeClockif
 
 def escaped_exceptions(log: Path) -> list[str]:
     """The last line of every traceback printed raw (not as a JSON log line): an exception
-    that escaped to pika or the interpreter."""
+    that escaped to pika or the interpreter. Not the one pika logs itself before it raises a
+    failed connection attempt to its caller (the worker handles that: broker_unreachable)."""
     if not log.exists():
         return []
     found, in_traceback, last = [], False, ""
     for line in log.read_text(errors="replace").splitlines():
         if line.startswith("Traceback (most recent call last)"):
-            in_traceback = True
+            in_traceback = not last.startswith(PIKA_CONNECT_FAILED)
         elif in_traceback and not line.startswith((" ", "\t")):
             found.append(line.strip()[:200])
             in_traceback = False

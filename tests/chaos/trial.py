@@ -33,6 +33,7 @@ from worker.topology import Topology
 VENDOR_TIMEOUT = 2.0  # seconds; a late answer comes after it
 UNLIMITED = (100_000, 1.0)  # the fakes' own rate limits stay out of the way of the faults
 WAVE_GAP = 3.0  # seconds between the waves of publications
+QUIET = 5.0  # seconds the queues must stay empty to count as drained
 
 
 @dataclass(frozen=True)
@@ -220,12 +221,19 @@ def _premake(fake, premade: Premade) -> str:
     return str(fake.add_project(client_id, premade.name))
 
 
-def _wait(done, seconds: float, every: float = 1.0) -> bool:
-    """Polls ``done`` until it holds or ``seconds`` pass; True when it held."""
+def _wait(done, seconds: float, every: float = 1.0, quiet: float = QUIET) -> bool:
+    """Polls ``done`` until it has held for ``quiet`` seconds on end, or ``seconds`` pass;
+    True when it held. One empty listing proves little: right after a broker restart the
+    quorum queues may be listed as empty before they have recovered their messages."""
     deadline = time.monotonic() + seconds
+    held_since = None
     while True:
         if done():
-            return True
+            held_since = held_since or time.monotonic()
+            if time.monotonic() - held_since >= quiet:
+                return True
+        else:
+            held_since = None
         if time.monotonic() >= deadline:
             return False
         time.sleep(min(every, max(0.0, deadline - time.monotonic())))

@@ -130,6 +130,10 @@ def test_a_raw_traceback_in_the_worker_log_counts_as_an_escaped_exception(tmp_pa
         "    parsed = parse_inbound(body)\n"
         "RecursionError: maximum recursion depth exceeded\n"
         '{"event": "consuming"}\n'
+        "Error in _create_connection().\n"  # pika's own log of a refused connect, handled
+        "Traceback (most recent call last):\n"
+        '  File "pika/adapters/blocking_connection.py", line 478, in _create_connection\n'
+        "pika.exceptions.AMQPConnectionError\n"
     )
 
     assert escaped_exceptions(log) == ["RecursionError: maximum recursion depth exceeded"]
