@@ -199,16 +199,22 @@ class FakeClockify(FakeVendor):
             ],
         )
 
+    def _bad_project(self, name: str, client_id: str) -> Response | None:
+        """What a create and a full update refuse alike: a bad name, a foreign client."""
+        if refusal := self._bad_name(name):
+            return refusal
+        if client_id and client_id not in self.clients:
+            return _error(400, "Client doesn't belong to Workspace", 501)
+        return None
+
     def create_project(self, request: Request, _ws: str) -> Response:
         if is_invalid_json(request.body) or not isinstance(request.body, dict):
             return _error(400, "Malformed JSON request")
         body = request.body
         name = str(body.get("name") or "").strip()
         client_id = body.get("clientId") or ""
-        if refusal := self._bad_name(name):
+        if refusal := self._bad_project(name, client_id):
             return refusal
-        if client_id and client_id not in self.clients:
-            return _error(400, "Client doesn't belong to Workspace", 501)
         if "color" in body and not _COLOR.fullmatch(str(body["color"])):
             return _error(400, "color must be a #RRGGBB value")
         if refusal := self._duplicate(name, client_id, None):
@@ -250,10 +256,8 @@ class FakeClockify(FakeVendor):
         body = request.body
         name = str(body.get("name") or "").strip()
         client_id = body.get("clientId") or ""
-        if refusal := self._bad_name(name):
+        if refusal := self._bad_project(name, client_id):
             return refusal
-        if client_id and client_id not in self.clients:
-            return _error(400, "Client doesn't belong to Workspace", 501)
         for key in ("archived", "billable", "isPublic"):
             if key in body and not isinstance(body[key], bool):
                 return _error(400, f"{key} must be true or false")
