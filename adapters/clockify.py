@@ -1,6 +1,6 @@
 """The Clockify API v1 adapter: one workspace, reached with one user's API key.
 
-Vendor facts this module relies on (``/work/shared/reference/vendor-apis.md`` section 4):
+Vendor facts this module relies on (Clockify's API reference, docs.clockify.me):
 the key goes raw in ``X-Api-Key``; ids are 24-hex strings; errors are ``{"message", "code"}``;
 lists page with ``page``/``page-size`` (at most 500) and may carry a ``total-count`` header;
 only the users list filters by e-mail on the server. Clockify has no project "code" field,

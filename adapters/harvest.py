@@ -1,7 +1,7 @@
 """Harvest API v2 as a ``TimesheetTool``: clients, projects (found again by their ``code``),
 user and task assignments, archiving, and reading the ids and web URLs people paste.
 
-Facts this relies on (Harvest v2 docs; see ``vendor-apis.md`` section 2):
+Facts this relies on (Harvest's API v2 reference, help.getharvest.com/api-v2):
 - every call carries ``Authorization: Bearer``, ``Harvest-Account-Id`` and a ``User-Agent``;
 - lists are cursor-paginated and must be walked by ``links.next`` (``VendorHttp.pages``);
 - there is no name filter on ``/clients`` and no e-mail filter on ``/users``, so both are

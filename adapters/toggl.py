@@ -1,6 +1,6 @@
 """Toggl Track (API v9) as a ``TimesheetTool``: one workspace, reached with one API token.
 
-Vendor facts come from ``reference/vendor-apis.md`` section 3 (Toggl's public docs): Basic
+Vendor facts come from Toggl's public API v9 docs (engineering.toggl.com/docs): Basic
 auth as ``<token>:api_token``, failed auth is 403, the hourly quota answers 402, error bodies
 are usually a JSON-encoded string, ids are integers, and names are unique (clients per
 workspace, projects per client, archived ones included).

@@ -1,6 +1,6 @@
 """A fake Clockify API v1 workspace over real HTTP, for integration tests and demos.
 
-It keeps the rules the adapter depends on (``/work/shared/reference/vendor-apis.md`` section 4):
+It keeps the rules the adapter depends on (Clockify's API reference, docs.clockify.me):
 ``X-Api-Key`` auth (401 code 1000), one workspace (403 elsewhere), 24-hex ids, errors as
 ``{"message", "code"}``, 201 on create, 400 on bad input and malformed ids, 409 on a
 duplicate client name, 400 code 501 on a duplicate project name under one client,

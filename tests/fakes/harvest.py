@@ -2,8 +2,8 @@
 
 It keeps Harvest's rules where the docs state them (User-Agent required, Bearer token and
 Harvest-Account-Id, 201 on create, cursor pagination newest first, per_page 1..2000,
-429 with Retry-After past 100 requests per 15 s) and the assumptions ``vendor-apis.md``
-records where they are silent (422 ``{"message": ...}`` on a duplicate client name, project
+429 with Retry-After past 100 requests per 15 s) and, where they are silent, the reading
+that cannot create a duplicate (422 ``{"message": ...}`` on a duplicate client name, project
 name within a client, or assignment). State is plain dicts keyed by int id, shaped like
 Harvest's JSON, so tests read it directly: ``fake.projects[pid]["code"]``.
 """

@@ -1,6 +1,6 @@
 """A fake Toggl Track API v9: the workspace endpoints the adapter uses, with Toggl's rules.
 
-Written from Toggl's public docs (``reference/vendor-apis.md`` section 3), not from our
+Written from Toggl's public docs (API v9, engineering.toggl.com/docs), not from our
 adapter: Basic auth as ``<token>:api_token`` (else 403), errors as JSON-encoded strings,
 integer ids, client names unique per workspace, project names unique per client (archived
 ones included), 429 without Retry-After, the hourly quota by plan (free 30, starter 240,
