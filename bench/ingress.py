@@ -190,7 +190,7 @@ def start_ingress(namespace: str, secret: str, port: int, log: Path) -> subproce
         "HUBSPOT_CLIENT_SECRET": secret,
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "worker.cli", "ingress"], env=env, stderr=log.open("wb")
+        [sys.executable, "-m", "worker.commands", "ingress"], env=env, stderr=log.open("wb")
     )
     deadline = time.monotonic() + 30
     while True:

@@ -10,7 +10,7 @@ and a fresh SQLite file in a temporary directory):
     to ``NS.events`` (the call returns once the broker confirmed it), ack. It runs in a
     child process on the same pre-published ``deal.closed_won`` events and the same quorum
     work queue as (b).
-(b) the worker (``python -m worker.cli run``, a child process) on N ``deal.closed_won``
+(b) the worker (``python -m worker.commands run``, a child process) on N ``deal.closed_won``
     events, each for a different project: it stores the snapshot and publishes
     ``project.activated``, no vendor call. The events are published into ``NS.worker``
     before the worker starts.
@@ -205,13 +205,13 @@ def raw_loop(url: str, topology: Topology, n: int) -> None:
 
 
 class WorkerProcess:
-    """``python -m worker.cli run`` with the contract's environment; logs go to a file."""
+    """``python -m worker.commands run`` with the contract's environment; logs go to a file."""
 
     def __init__(self, env: dict[str, str], log_path: Path):
         self.log_path = log_path
         with log_path.open("wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "worker.cli", "run"],
+                [sys.executable, "-m", "worker.commands", "run"],
                 env={**os.environ, **env},
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -21,7 +21,7 @@ from pika.exceptions import AMQPError
 
 from tests.chaos.scenario import Publication
 from tests.chaos.supervisor import rabbitmqctl
-from worker import dead_letters
+from worker.commands import dead_letters
 from worker.topology import Topology, connection_parameters
 
 T = TypeVar("T")

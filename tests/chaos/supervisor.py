@@ -1,6 +1,6 @@
 """The worker as a separate process, and the faults done to it and to its broker.
 
-``Worker`` starts ``python -m worker.cli run`` and kills it with SIGKILL on demand; a worker
+``Worker`` starts ``python -m worker.commands run`` and kills it with SIGKILL on demand; a worker
 that exits without being killed is noted (it must never do that). ``Monkey`` is a thread
 that, while a trial injects faults, kills and restarts the worker at random moments, closes
 every connection of the trial's worker broker-side, and restarts the broker once if asked.
@@ -51,7 +51,7 @@ class Worker:
             if self.process is None:
                 with self.log_path.open("ab") as log:
                     self.process = subprocess.Popen(
-                        [sys.executable, "-m", "worker.cli", "run"],
+                        [sys.executable, "-m", "worker.commands", "run"],
                         env=self.env,
                         stdout=log,
                         stderr=subprocess.STDOUT,

@@ -110,7 +110,7 @@ class ProcessWorker:
         self.log_path = log_path
         self.log = log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "worker.cli", "run"],
+            [sys.executable, "-m", "worker.commands", "run"],
             env={**os.environ, **env},
             stdout=self.log,
             stderr=subprocess.STDOUT,

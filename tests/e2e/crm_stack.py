@@ -21,7 +21,7 @@ class ProcessIngress:
         self.log_path = log_path
         self.log = log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "worker.cli", "ingress"],
+            [sys.executable, "-m", "worker.commands", "ingress"],
             env={**os.environ, **env, "PROVISIONER_INGRESS_BIND": f"127.0.0.1:{self.port}"},
             stdout=self.log,
             stderr=subprocess.STDOUT,

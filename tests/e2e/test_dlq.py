@@ -17,7 +17,7 @@ import pika
 import pytest
 
 from tests import builders as b
-from worker import cli
+from worker.commands import main as cli
 from worker.messages import (
     ATTEMPTS,
     COPY_ID,
@@ -390,7 +390,7 @@ def test_replay_killed_halfway_loses_no_message(bus, worker_env, tmp_path):
     audit_log = tmp_path / "replay.err"
     with audit_log.open("wb") as stderr:  # a file, not a pipe: a full pipe would stall it
         replay = subprocess.Popen(
-            [sys.executable, "-m", "worker.cli", "dlq", "replay", "--all"],
+            [sys.executable, "-m", "worker.commands", "dlq", "replay", "--all"],
             env={**os.environ, **worker_env},
             stdout=subprocess.DEVNULL,
             stderr=stderr,

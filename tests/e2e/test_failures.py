@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from tests import builders as b
-from worker.cli import main as cli
+from worker.commands.main import main as cli
 
 
 def test_in_progress_before_closed_won_provisions_once_the_deal_arrives(bus, harvest, start_worker):

@@ -348,7 +348,7 @@ def test_provisioner_ingress_runs_as_a_process_and_stops_on_sigterm(ingress_env,
     port = free_port()
     env = {**os.environ, **ingress_env, "PROVISIONER_INGRESS_BIND": f"127.0.0.1:{port}"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "worker.cli", "ingress"], env=env, stderr=subprocess.PIPE
+        [sys.executable, "-m", "worker.commands", "ingress"], env=env, stderr=subprocess.PIPE
     )
     try:
         deadline = time.monotonic() + 20
@@ -393,7 +393,7 @@ def test_provisioner_ingress_runs_as_a_process_and_stops_on_sigterm(ingress_env,
 )
 def test_a_bad_setting_stops_the_ingress_with_exit_2_naming_it_not_its_value(variable, value):
     result = subprocess.run(
-        [sys.executable, "-m", "worker.cli", "ingress"],
+        [sys.executable, "-m", "worker.commands", "ingress"],
         env={**os.environ, variable: value},
         capture_output=True,
         text=True,

@@ -99,7 +99,7 @@ def test_the_worker_reconnects_when_the_broker_drops_it(bus, namespace, start_wo
 
 def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "worker.cli", *args],
+        [sys.executable, "-m", "worker.commands", *args],
         env={**os.environ, **env},
         capture_output=True,
         text=True,

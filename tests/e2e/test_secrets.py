@@ -17,10 +17,10 @@ from pathlib import Path
 
 from tests import builders as b
 from tests.e2e.conftest import ProcessWorker
-from worker.cli import main as cli
+from worker.commands.main import main as cli
 from worker.messages import COPY_ID
 
-# ``provisioner run`` (worker.cli.cmd_run), with HARVEST_ACCESS_TOKEN replaced after the
+# ``provisioner run`` (worker.commands.main.cmd_run), with HARVEST_ACCESS_TOKEN replaced after the
 # settings were validated by the raw value of RAW_HARVEST_TOKEN.
 LAUNCHER = """
 import os, signal

@@ -1,4 +1,4 @@
-"""``provisioner rules check`` and ``provisioner clients``, driven through ``worker.cli.main``
+"""``provisioner rules check`` and ``provisioner clients``, driven through the console script
 as a person runs them."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import json
 import pytest
 
 from handlers.rules import RulesError
-from worker.cli import main
+from worker.commands.main import main
 
 CREDENTIALS = {
     "harvest": {"HARVEST_ACCOUNT_ID": "123", "HARVEST_ACCESS_TOKEN": "token"},

@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pika
 import pytest
 
-from worker import dead_letters as dl
-from worker import dlq
+from worker.commands import dead_letters as dl
+from worker.commands import dlq, output
 from worker.topology import DELIVERY_LIMIT
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
@@ -146,7 +146,7 @@ def test_text_from_a_body_that_cannot_be_printed_is_made_printable(capsys):
     found = letter(body=body)
 
     shown = dl.render(found, NOW)
-    dlq._table(("TYPE", "SOURCE"), [(found.type, found.source)])
+    output.table(("TYPE", "SOURCE"), [(found.type, found.source)])
 
     out = capsys.readouterr().out
     assert "\x1b" not in out and "\\x1b[2J" in out

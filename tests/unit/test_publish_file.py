@@ -7,7 +7,7 @@ import pytest
 
 from schemas.json_body import MAX_DEPTH
 from tests import builders as b
-from worker import cli
+from worker.commands import main as cli
 
 
 def huge_number_event() -> bytes:

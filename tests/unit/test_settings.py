@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from worker import cli
+from worker.commands import main as cli
 from worker.settings import SettingsError, load_settings
 
 PAIRS = {

@@ -1,5 +1,6 @@
-"""``provisioner``: the one console script. Exit 0 success, 1 the operation failed, 2 bad
-usage or configuration; errors go to stderr, one line a problem."""
+"""``provisioner``: the one console script, its parser and ``run``/``publish``.
+
+Each command group registers its own subcommands; they are imported here, and only here."""
 
 from __future__ import annotations
 
@@ -11,22 +12,7 @@ from pathlib import Path
 from pika.exceptions import AMQPError
 
 from handlers.rules import RulesError
-from worker.settings import SettingsError, load_settings
-
-OK, FAILED, USAGE = 0, 1, 2
-
-
-class Fail(Exception):
-    def __init__(self, message: str, status: int = FAILED):
-        super().__init__(message)
-        self.status = status
-
-
-def settings_or_fail():
-    try:
-        return load_settings()
-    except SettingsError as exc:
-        raise Fail(str(exc), USAGE) from None
+from worker.commands.output import OK, USAGE, Fail, settings_or_fail
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -53,7 +39,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_publish(args: argparse.Namespace) -> int:
     from worker import bootstrap
-    from worker.publishing import EventFileError, publish_event
+    from worker.commands.publishing import EventFileError, publish_event
 
     settings = settings_or_fail()
     try:
@@ -71,6 +57,8 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
+    from worker.commands import clients, dlq, ingress, rules
+
     top = argparse.ArgumentParser(
         prog="provisioner", description="Provision timesheet projects from CRM deal events."
     )
@@ -79,17 +67,9 @@ def parser() -> argparse.ArgumentParser:
     publish = sub.add_parser("publish", help="publish one CloudEvent to NS.inbound")
     publish.add_argument("file", help="a CloudEvent JSON file, or - for stdin")
     publish.set_defaults(func=cmd_publish)
-    for register in _extensions():
-        register(sub)
+    for group in (dlq, rules, clients, ingress):
+        group.register(sub)
     return top
-
-
-def _extensions():
-    """Command groups that live in their own modules (dlq, rules, clients, ingress)."""
-    from worker import admin, dlq
-    from worker.ingress import command as ingress
-
-    return [dlq.register, admin.register, ingress.register]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,11 +79,3 @@ def main(argv: list[str] | None = None) -> int:
     except Fail as exc:
         print(f"provisioner: {exc}", file=sys.stderr)
         return exc.status
-
-
-if __name__ == "__main__":
-    # Run as ``python -m worker.cli``, this file is ``__main__``; command modules raise the
-    # ``Fail`` of the imported ``worker.cli``, so dispatch through that module.
-    from worker.cli import main as _main
-
-    sys.exit(_main())

@@ -10,7 +10,7 @@ strips ``x-death`` from its own copies, so its presence is the broker's mark).
 Browsing is ``basic.get`` with manual ack on one channel until the queue is empty: every
 message stays with the broker, unacked, until the caller acks the chosen ones or closes the
 channel, and a closed channel puts the rest back where they were, in order. Nothing here
-acks; ``worker.dlq`` does, and only after it has done what the person asked.
+acks; ``worker.commands.dlq`` does, and only after it has done what the person asked.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from pika.adapters.blocking_connection import BlockingChannel
 
 from schemas.errors import Unreadable
 from schemas.json_body import read_json
+from worker.commands.output import printable
 from worker.messages import (
     ATTEMPTS,
     COPY_ID,
@@ -272,12 +273,6 @@ def _body_text(body: bytes) -> str:
     if len(text) > BODY_SHOWN:
         return f"{text[:BODY_SHOWN]}\n… cut at {BODY_SHOWN} of {len(text)} characters"
     return text
-
-
-def printable(text: str) -> str:
-    # A dead letter is whatever someone sent: escape control characters so that none of it
-    # can drive the on-call engineer's terminal.
-    return "".join(c if c.isprintable() or c == "\n" else repr(c)[1:-1] for c in text)
 
 
 def _death_line(death: dict) -> str:

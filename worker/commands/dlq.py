@@ -1,6 +1,6 @@
 """``provisioner dlq``: the on-call engineer's tools for NS.dead-letter.
 
-``list`` and ``show`` only look (``worker.dead_letters`` browses without removing). ``replay``
+``list`` and ``show`` only look (``dead_letters`` browses without removing). ``replay``
 and ``discard`` change the queue, and each message they touch leaves one JSON audit line on
 stderr saying who did what to which event.
 
@@ -27,10 +27,11 @@ import pika
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.exceptions import AMQPError, ChannelClosedByBroker, NackError, UnroutableError
 
-from worker import dead_letters as dl
 from worker.bootstrap import topology as topology_of
-from worker.cli import OK, USAGE, Fail, settings_or_fail
-from worker.dead_letters import DeadLetter
+from worker.commands import dead_letters as dl
+from worker.commands import output
+from worker.commands.dead_letters import DeadLetter
+from worker.commands.output import OK, USAGE, Fail, settings_or_fail
 from worker.messages import (
     ATTEMPTS,
     COPY_ID,
@@ -273,12 +274,12 @@ def _print_table(letters: list[DeadLetter], now: datetime, settings: Settings) -
             letter.type or "-",
             letter.code,
             str(letter.attempts),
-            _when(letter.first_failed_at),
+            output.when(letter.first_failed_at),
             dl.human_age(letter.age_seconds(now)),
         )
         for letter in letters
     ]
-    _table(("ID", "TYPE", "CODE", "ATTEMPTS", "FIRST FAILURE", "AGE"), rows)
+    output.table(("ID", "TYPE", "CODE", "ATTEMPTS", "FIRST FAILURE", "AGE"), rows)
     print(f"{len(letters)} in {topology_of(settings).dead_letter}")
 
 
@@ -294,24 +295,12 @@ def _print_groups(letters: list[DeadLetter], *, as_json: bool) -> None:
             str(g["count"]),
             g["code"],
             g["type"],
-            _when(g["first_failed_at"]),
-            _when(g["last_failed_at"]),
+            output.when(g["first_failed_at"]),
+            output.when(g["last_failed_at"]),
         )
         for g in found
     ]
-    _table(("COUNT", "CODE", "TYPE", "FIRST FAILURE", "LAST FAILURE"), rows)
-
-
-def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
-    # A type or code read from a body is whatever someone sent: escaped, like ``dlq show``.
-    rows = [tuple(dl.printable(cell) for cell in row) for row in rows]
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-
-
-def _when(when: datetime | None) -> str:
-    return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ") if when else "-"
+    output.table(("COUNT", "CODE", "TYPE", "FIRST FAILURE", "LAST FAILURE"), rows)
 
 
 # -- audit and progress -----------------------------------------------------------------------

@@ -8,7 +8,7 @@ import argparse
 
 
 def cmd_ingress(_args: argparse.Namespace) -> int:
-    from worker.cli import OK, USAGE, Fail
+    from worker.commands.output import OK, USAGE, Fail
     from worker.ingress.settings import load_ingress_settings
     from worker.settings import SettingsError
 
