@@ -6,8 +6,7 @@ COPY schemas ./schemas
 COPY handlers ./handlers
 COPY adapters ./adapters
 COPY worker ./worker
-COPY tests ./tests
-COPY bench ./bench
+COPY fakes ./fakes
 RUN pip install --no-cache-dir . && useradd --create-home provisioner
 USER provisioner
 ENTRYPOINT ["provisioner"]

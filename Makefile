@@ -24,7 +24,7 @@ lint: setup
 
 # The worker against a fake Harvest on 127.0.0.1:8001: the whole path without an account.
 demo: setup
-	@$(BIN)/python -m tests.fakes.harvest --port 8001 & fake=$$!; \
+	@$(BIN)/python -m fakes.harvest --port 8001 & fake=$$!; \
 	trap 'kill $$fake' EXIT INT TERM; \
 	HARVEST_ACCOUNT_ID=123456 HARVEST_ACCESS_TOKEN=harvest-test-token \
 	HARVEST_BASE_URL=http://127.0.0.1:8001/v2 $(BIN)/provisioner run

@@ -50,7 +50,7 @@ from typing import Any
 
 from adapters.http import default_retrying
 from adapters.pacing import Pacer
-from tests.fakes.base import FakeVendor, Request, Response
+from fakes.base import FakeVendor, Request, Response
 
 THROTTLE_STATUSES = frozenset({429, 402})  # 402: Toggl's hourly quota
 SEED_CLIENTS = ("Acme", "Globex", "Initech")
@@ -70,16 +70,16 @@ DOCUMENTED = {"harvest": "100/15s", "toggl": "1/1s", "clockify": "50/1s"}
 
 def _fake(tool_name: str, limit: tuple[int, float]) -> FakeVendor:
     if tool_name == "harvest":
-        from tests.fakes.harvest import FakeHarvest
+        from fakes.harvest import FakeHarvest
         from tests.integration.harnesses.harvest import ACCOUNT_ID, TOKEN
 
         return FakeHarvest(ACCOUNT_ID, TOKEN, rate_limit=limit)
     if tool_name == "toggl":
-        from tests.fakes.toggl import FakeToggl
+        from fakes.toggl import FakeToggl
 
         # Enterprise: no hourly quota here; the quota has its own table below.
         return FakeToggl(rate_limit=limit, plan="enterprise")
-    from tests.fakes.clockify import FakeClockify
+    from fakes.clockify import FakeClockify
 
     return FakeClockify(rate_limit=limit)
 

@@ -27,11 +27,11 @@ from typing import Any
 
 from adapters.pacing import Pacer
 from adapters.store import SqlStore
+from fakes.base import FakeVendor
 from handlers.offerings import provision
 from handlers.rules import Defaults, Rules, RulesFile
 from handlers.run import Deps
 from schemas.inbound import Client, Offering, Project, TeamMember
-from tests.fakes.base import FakeVendor
 from tests.integration.harness import fast_retrying
 
 TOOLS = ("harvest", "toggl", "clockify")
@@ -65,15 +65,15 @@ def adapters_at(revision: str) -> str:
 
 def _fake(tool: str, **plan: Any) -> FakeVendor:
     if tool == "harvest":
-        from tests.fakes.harvest import FakeHarvest
+        from fakes.harvest import FakeHarvest
         from tests.integration.harnesses.harvest import ACCOUNT_ID, TOKEN
 
         return FakeHarvest(ACCOUNT_ID, TOKEN, rate_limit=None, **plan)
     if tool == "toggl":
-        from tests.fakes.toggl import FakeToggl
+        from fakes.toggl import FakeToggl
 
         return FakeToggl(rate_limit=None, **plan)
-    from tests.fakes.clockify import FakeClockify
+    from fakes.clockify import FakeClockify
 
     return FakeClockify(**({"rate_limit": None} | plan))
 

@@ -54,8 +54,8 @@ from pathlib import Path
 
 import pika
 
+from fakes.harvest import FakeHarvest
 from tests import builders as b
-from tests.fakes.harvest import FakeHarvest
 from worker.topology import Topology, connection_parameters
 
 RETRY_DELAYS = (10.0, 60.0)

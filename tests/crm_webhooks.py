@@ -13,6 +13,8 @@ import secrets
 import time
 import uuid
 
+from fakes.salesforce import salesforce_id
+
 HUBSPOT_PATH = "/webhooks/hubspot"
 
 
@@ -90,19 +92,6 @@ def pipedrive_deal_won(company_id: str, **meta) -> dict:
 def basic_auth(user: str, password: str) -> dict:
     token = base64.b64encode(f"{user}:{password}".encode()).decode()
     return {"Authorization": f"Basic {token}"}
-
-
-_ALPHANUMERIC = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
-
-
-def salesforce_id(prefix: str) -> str:
-    """A random 18-character Salesforce id (suffix computed as Salesforce documents)."""
-    id15 = prefix + "".join(random.choice(_ALPHANUMERIC) for _ in range(15 - len(prefix)))
-    suffix = ""
-    for start in (0, 5, 10):
-        bits = sum(1 << i for i, c in enumerate(id15[start : start + 5]) if c.isupper())
-        suffix += "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"[bits]
-    return id15 + suffix
 
 
 def salesforce_message(organization_id: str, notifications: list[tuple[str, dict]]) -> bytes:

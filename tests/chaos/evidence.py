@@ -10,10 +10,10 @@ from pathlib import Path
 
 from adapters.clockify import NOTE_TAG
 from adapters.store import PROCESSED
+from fakes.clockify import FakeClockify
+from fakes.harvest import FakeHarvest
+from fakes.toggl import FakeToggl
 from tests.chaos.invariants import StoredLink, VendorClient, VendorProject
-from tests.fakes.clockify import FakeClockify
-from tests.fakes.harvest import FakeHarvest
-from tests.fakes.toggl import FakeToggl
 
 PIKA_CONNECT_FAILED = "Error in _create_connection()"
 TOGGL_MARKER = re.compile(r"\[([^\]]+)\]$")  # the rules' name template ends in [P/O]

@@ -13,7 +13,7 @@ import threading
 from collections import Counter
 from dataclasses import dataclass
 
-from tests.fakes.base import LATE_ANSWER, LOST_ANSWER, SERVER_ERROR, THROTTLE, Request
+from fakes.base import LATE_ANSWER, LOST_ANSWER, SERVER_ERROR, THROTTLE, Request
 
 WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 

@@ -19,15 +19,15 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fakes.clockify import FakeClockify
+from fakes.harvest import FakeHarvest
+from fakes.toggl import FakeToggl
 from tests.chaos import evidence
 from tests.chaos.broker import TrialBroker
 from tests.chaos.faults import FaultProfile
 from tests.chaos.invariants import Facts, Failure, check
 from tests.chaos.scenario import RULES, TEAM, Premade, Publication, Scenario, build
 from tests.chaos.supervisor import Monkey, Worker
-from tests.fakes.clockify import FakeClockify
-from tests.fakes.harvest import FakeHarvest
-from tests.fakes.toggl import FakeToggl
 from worker.topology import Topology
 
 VENDOR_TIMEOUT = 2.0  # seconds; a late answer comes after it

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import structlog
 
+from fakes.harvest import FakeHarvest
 from tests.e2e.bus import Bus
-from tests.fakes.harvest import FakeHarvest
 from worker import bootstrap
 from worker.settings import Settings
 from worker.topology import Topology

@@ -11,13 +11,13 @@ from collections import Counter
 
 import pytest
 
+from fakes.hubspot import FakeHubSpot
+from fakes.pipedrive import FakePipedrive
+from fakes.salesforce import FakeSalesforce
 from tests import crm_webhooks as crm
 from tests.builders import rid
 from tests.e2e.bus import wait_until
 from tests.e2e.crm_stack import ProcessIngress
-from tests.fakes.hubspot import FakeHubSpot
-from tests.fakes.pipedrive import FakePipedrive
-from tests.fakes.salesforce import FakeSalesforce
 
 pytestmark = pytest.mark.broker
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from fakes.clockify import FakeClockify
+from fakes.toggl import FakeToggl
 from tests import builders as b
-from tests.fakes.clockify import FakeClockify
-from tests.fakes.toggl import FakeToggl
 
 RULES = """
 [[rules]]

@@ -10,11 +10,11 @@ import tenacity
 from adapters.hubspot import HubSpotCrm
 from adapters.pipedrive import PipedriveCrm
 from adapters.salesforce import SalesforceCrm
+from fakes.hubspot import FakeHubSpot
+from fakes.pipedrive import FakePipedrive
+from fakes.salesforce import FakeSalesforce
 from handlers.crm_rules import DEFAULT_FIELDS
 from handlers.ports import CrmFields
-from tests.fakes.hubspot import FakeHubSpot
-from tests.fakes.pipedrive import FakePipedrive
-from tests.fakes.salesforce import FakeSalesforce
 from tests.integration.harness import fast_retrying
 
 # A deal's place, in neutral words: where each CRM puts it is the harness's business.

@@ -11,8 +11,8 @@ from typing import Protocol
 import tenacity
 
 from adapters.pacing import Pacer
+from fakes.base import FakeVendor
 from handlers.ports import ProjectSpec, TimesheetTool
-from tests.fakes.base import FakeVendor
 
 
 @dataclass(frozen=True)

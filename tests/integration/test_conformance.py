@@ -290,7 +290,7 @@ def toggl():
 
 @pytest.fixture
 def free_toggl():
-    from tests.fakes.toggl import FakeToggl
+    from fakes.toggl import FakeToggl
     from tests.integration.harnesses.toggl import TogglHarness
 
     h = TogglHarness(FakeToggl(rate_limit=(1000, 1.0), plan="free").start())
@@ -412,7 +412,7 @@ def clockify():
 
 @pytest.fixture
 def free_clockify():
-    from tests.fakes.clockify import FakeClockify
+    from fakes.clockify import FakeClockify
     from tests.integration.harnesses.clockify import ClockifyHarness
 
     h = ClockifyHarness(FakeClockify(plan="free").start())

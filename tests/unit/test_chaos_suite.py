@@ -8,14 +8,14 @@ import random
 
 import requests
 
+from fakes.base import LOST_ANSWER
+from fakes.harvest import FakeHarvest
 from tests.chaos import scenario
 from tests.chaos.broker import Letter
 from tests.chaos.evidence import escaped_exceptions
 from tests.chaos.faults import FaultProfile, Rates
 from tests.chaos.invariants import Facts, StoredLink, VendorClient, VendorProject, check
 from tests.chaos.scenario import Publication
-from tests.fakes.base import LOST_ANSWER
-from tests.fakes.harvest import FakeHarvest
 
 
 def _event(pid: str, type_: str, event_id: str) -> Publication:

@@ -9,7 +9,7 @@ import tenacity
 
 from adapters.clockify import ClockifyTool
 from adapters.pacing import Pacer
-from tests.fakes.clockify import FakeClockify, duration_hours
+from fakes.clockify import FakeClockify, duration_hours
 from tests.integration.harness import FakeProjectView, fast_retrying
 
 WEB_URL = "https://app.clockify.me"

@@ -7,7 +7,7 @@ import tenacity
 
 from adapters.harvest import HarvestTool
 from adapters.pacing import Pacer
-from tests.fakes.harvest import FakeHarvest
+from fakes.harvest import FakeHarvest
 from tests.integration.harness import FakeProjectView, fast_retrying
 
 ACCOUNT_ID = "424242"

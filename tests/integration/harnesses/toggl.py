@@ -6,7 +6,7 @@ import tenacity
 
 from adapters.pacing import Pacer
 from adapters.toggl import TogglTool
-from tests.fakes.toggl import FakeToggl
+from fakes.toggl import FakeToggl
 from tests.integration.harness import FakeProjectView, fast_retrying
 
 

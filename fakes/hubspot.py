@@ -22,7 +22,7 @@ import re
 import uuid
 from typing import Any
 
-from tests.fakes.base import FakeVendor, Request, Response, Route, serve_main
+from fakes.base import FakeVendor, Request, Response, Route, serve_main
 
 MAX_ASSOCIATIONS = 500
 MAX_BATCH = 100

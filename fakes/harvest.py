@@ -19,7 +19,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import urlencode
 
-from tests.fakes.base import FakeVendor, Request, Response, Route, serve_main
+from fakes.base import FakeVendor, Request, Response, Route, serve_main
 
 MAX_PER_PAGE = 2000
 BILL_BY = {"Project", "Tasks", "People", "none"}

@@ -271,7 +271,7 @@ def is_invalid_json(body: Any) -> bool:
 
 
 def serve_main(make: Callable[[argparse.Namespace], FakeVendor], describe: str) -> None:
-    """``python -m tests.fakes.<vendor> --port N``: a fake for demos, until Ctrl-C."""
+    """``python -m fakes.<vendor> --port N``: a fake for demos, until Ctrl-C."""
     parser = argparse.ArgumentParser(description=describe)
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to each call")

@@ -15,12 +15,25 @@ Records are dicts keyed by 18-character id, fields by their API names.
 
 from __future__ import annotations
 
+import random
 import re
 import uuid
 from typing import Any
 
-from tests.crm_webhooks import salesforce_id
-from tests.fakes.base import FakeVendor, Request, Response, Route, serve_main
+from fakes.base import FakeVendor, Request, Response, Route, serve_main
+
+_ALPHANUMERIC = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+
+
+def salesforce_id(prefix: str) -> str:
+    """A random 18-character Salesforce id (suffix computed as Salesforce documents)."""
+    id15 = prefix + "".join(random.choice(_ALPHANUMERIC) for _ in range(15 - len(prefix)))
+    suffix = ""
+    for start in (0, 5, 10):
+        bits = sum(1 << i for i, c in enumerate(id15[start : start + 5]) if c.isupper())
+        suffix += "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"[bits]
+    return id15 + suffix
+
 
 VERSION = "v60.0"
 FIELDS = {

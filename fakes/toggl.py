@@ -8,7 +8,7 @@ premium 600 a sliding hour) with its headers and 402, the plan's own 402 for pre
 on a free workspace, and users lists that keep inactive and deleted users. Where the docs are
 silent the choice is marked *(assumption)*, and leans strict.
 
-    python -m tests.fakes.toggl --port 8002    # token "toggl-test-token", workspace 1234567
+    python -m fakes.toggl --port 8002    # token "toggl-test-token", workspace 1234567
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import time
 from datetime import UTC, date, datetime
 from typing import Any
 
-from tests.fakes.base import FakeVendor, Request, Response, Route, serve_main
+from fakes.base import FakeVendor, Request, Response, Route, serve_main
 
 TAKEN = "Name has already been taken"
 QUOTA_WINDOW = 3600.0  # seconds; Toggl's quota is a sliding hour

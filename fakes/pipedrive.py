@@ -19,7 +19,7 @@ import random
 import re
 from typing import Any
 
-from tests.fakes.base import FakeVendor, Request, Response, Route, serve_main
+from fakes.base import FakeVendor, Request, Response, Route, serve_main
 
 MAX_LIMIT = 500
 INFO = "Please check developers.pipedrive.com for more information about Pipedrive API."

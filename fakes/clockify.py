@@ -7,7 +7,7 @@ duplicate client name, 400 code 501 on a duplicate project name under one client
 ``page``/``page-size`` paging with ``total-count`` and ``Last-Page`` headers, and 429
 without Retry-After (Clockify documents none).
 
-    python -m tests.fakes.clockify --port 8003
+    python -m fakes.clockify --port 8003
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import re
 import secrets
 from typing import Any
 
-from tests.fakes.base import FakeVendor, Request, Response, Route, is_invalid_json, serve_main
+from fakes.base import FakeVendor, Request, Response, Route, is_invalid_json, serve_main
 
 _ID = re.compile(r"[0-9a-f]{24}")
 _DURATION = re.compile(r"PT(?=\d)(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?")
