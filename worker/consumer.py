@@ -217,6 +217,9 @@ class Consumer:
 
     @guarded
     def _on_connection_open(self, connection) -> None:
+        if self.stopping:  # stop() came while connecting, before there was a loop to tell
+            self._begin_shutdown()
+            return
         connection.channel(on_open_callback=self._on_channel_open)
 
     @guarded
