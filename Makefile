@@ -22,12 +22,10 @@ test: setup
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
-# The worker against a fake Harvest on 127.0.0.1:8001: the whole path without an account.
+# The product end to end without an account: a fake Harvest and the worker in one process,
+# an afternoon of CRM events on the broker of AMQP_URL, in a namespace of its own.
 demo: setup
-	@$(BIN)/python -m fakes.harvest --port 8001 & fake=$$!; \
-	trap 'kill $$fake' EXIT INT TERM; \
-	HARVEST_ACCOUNT_ID=123456 HARVEST_ACCESS_TOKEN=harvest-test-token \
-	HARVEST_BASE_URL=http://127.0.0.1:8001/v2 $(BIN)/provisioner run
+	$(BIN)/provisioner demo
 
 bench: setup
 	$(BIN)/python -m bench.pacing

@@ -57,7 +57,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    from worker.commands import clients, dlq, ingress, rules
+    from worker.commands import clients, demo, dlq, ingress, rules
 
     top = argparse.ArgumentParser(
         prog="provisioner", description="Provision timesheet projects from CRM deal events."
@@ -67,7 +67,7 @@ def parser() -> argparse.ArgumentParser:
     publish = sub.add_parser("publish", help="publish one CloudEvent to NS.inbound")
     publish.add_argument("file", help="a CloudEvent JSON file, or - for stdin")
     publish.set_defaults(func=cmd_publish)
-    for group in (dlq, rules, clients, ingress):
+    for group in (dlq, rules, clients, ingress, demo):
         group.register(sub)
     return top
 

@@ -1,0 +1,110 @@
+"""``provisioner demo`` as a person runs it: a process of its own on the real broker."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+
+import pika
+import pytest
+from pika.exceptions import ChannelClosedByBroker
+
+from worker.topology import Topology
+
+# The outcome lines of the story, in order: (event type, project, offering, a word of detail).
+STORY = [
+    ("project.activated", "P-1001", "-", "offerings O-1, O-2, O-3"),
+    ("timesheet.provisioned", "P-1001", "O-1", "created"),
+    ("timesheet.provisioned", "P-1001", "O-2", "created"),
+    ("timesheet.skipped", "P-1001", "O-3", "opted_out"),
+    ("timesheet.connected", "P-1001", "O-3", "connected"),
+    ("project.activated", "P-1002", "-", "offerings O-1"),
+    ("timesheet.failed", "P-1002", "O-1", "client_ambiguous, dead-lettered"),
+    ("timesheet.provisioned", "P-1002", "O-1", "created"),
+    ("timesheet.archived", "P-1001", "O-1", "project"),
+    ("timesheet.archived", "P-1001", "O-2", "project"),
+    ("timesheet.archived", "P-1001", "O-3", "project"),
+]
+
+
+def demo(amqp_url: str, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "AMQP_URL": amqp_url}
+    # A real credential in the caller's environment must not matter: the demo drops it.
+    env |= {"TOGGL_API_TOKEN": "real-looking-token", "TOGGL_WORKSPACE_ID": "42"}
+    command = [sys.executable, "-m", "worker.commands", "demo", *args]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
+
+
+def namespace_left(amqp_url: str, namespace: str) -> list[str]:
+    """The demo's queues and exchanges still on the broker."""
+    topology = Topology(namespace, (1.0, 5.0))
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    found = []
+    checks = [(q, "queue") for q in (topology.work_queue, topology.dead_letter)]
+    checks += [(e, "exchange") for e in (topology.inbound, topology.events)]
+    for name, kind in checks:
+        channel = connection.channel()
+        try:
+            if kind == "queue":
+                channel.queue_declare(name, passive=True)
+            else:
+                channel.exchange_declare(name, passive=True)
+            found.append(name)
+            channel.close()
+        except ChannelClosedByBroker:
+            pass
+    connection.close()
+    return found
+
+
+@pytest.fixture
+def demo_namespace(amqp_url):
+    namespace = f"tdemo-{uuid.uuid4().hex[:8]}"
+    yield namespace
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    channel = connection.channel()
+    topology = Topology(namespace, (1.0, 5.0))
+    for queue in (topology.work_queue, topology.dead_letter, *map(topology.retry_queue, (1, 5))):
+        channel.queue_delete(queue)
+    for exchange in (topology.inbound, topology.events, topology.dead_letter_exchange):
+        channel.exchange_delete(exchange)
+    connection.close()
+
+
+def test_the_demo_tells_the_whole_story_and_leaves_nothing_behind(amqp_url, demo_namespace):
+    done = demo(amqp_url, "--namespace", demo_namespace)
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = [line.split(None, 5)[1:] for line in done.stdout.splitlines() if line[:2].isdigit()]
+    assert [tuple(r[:3]) for r in rows] == [s[:3] for s in STORY]
+    for row, (*_, detail) in zip(rows, STORY, strict=True):
+        assert row[-1].startswith(detail) or detail in row[-1], row
+    assert "$ provisioner clients map --tool harvest --crm C-78" in done.stdout
+    assert "moved 1 (client_ambiguous 1)" in done.stdout
+    assert done.stdout.rstrip().endswith("story complete: 11 outcome events")
+    assert "toggl" not in done.stdout and done.stderr == ""
+    assert namespace_left(amqp_url, demo_namespace) == []
+
+
+def test_json_lines_and_keep_leave_the_topology_to_look_at(amqp_url, demo_namespace):
+    done = demo(amqp_url, "--namespace", demo_namespace, "--json", "--keep")
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [e["type"] for e in events] == [s[0] for s in STORY]
+    assert all(e["source"] == "timesheet-provisioner" for e in events)
+    assert "story complete" in done.stderr  # the narration goes beside the JSON, not in it
+    assert len(namespace_left(amqp_url, demo_namespace)) == 4
+
+
+def test_a_step_whose_outcome_does_not_come_is_exit_1_naming_it(amqp_url, demo_namespace):
+    done = demo(amqp_url, "--namespace", demo_namespace, "--timeout", "0")
+
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[-1] == (
+        "provisioner: step 1: no project.activated P-1001 (waited up to 0 s)"
+    )
+    assert namespace_left(amqp_url, demo_namespace) == []
