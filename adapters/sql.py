@@ -24,6 +24,7 @@ from schemas.errors import Unreadable, UnreadableCode
 
 # Errors of either driver: a caller that reports "the store failed" catches these.
 DRIVER_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, psycopg.Error)
+CONNECT_TIMEOUT = 10  # seconds, PostgreSQL, unless the URL says otherwise
 SCHEMA_LOCK_SCOPE = 0x7471  # the advisory lock taken while the schema is created
 
 
@@ -113,9 +114,13 @@ class Postgres:
 
     def __init__(self, conninfo: str):
         self.conninfo = conninfo
+        # Without one, libpq waits out the OS's TCP timeout (minutes) on a host that does not
+        # answer: a worker would hang at start-up, or in a reconnect, saying nothing.
+        given = "connect_timeout" in conninfo
+        self.connect_args = {} if given else {"connect_timeout": CONNECT_TIMEOUT}
 
     def connect(self) -> psycopg.Connection:
-        return psycopg.connect(self.conninfo, autocommit=True)
+        return psycopg.connect(self.conninfo, autocommit=True, **self.connect_args)
 
     @staticmethod
     def usable(conn: psycopg.Connection) -> bool:

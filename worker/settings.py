@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from typing import Annotated, Literal
 from urllib.parse import unquote, urlsplit
 
@@ -58,21 +60,17 @@ class Settings(BaseSettings):
     salesforce_access_token: SecretStr | None = Field(None, alias="SALESFORCE_ACCESS_TOKEN")
 
     # Client-side pacing per tool account, "calls/seconds" (vendor-documented defaults).
-    harvest_rate: str = Field("100/15", alias="HARVEST_RATE_LIMIT", pattern=r"^\d+/\d+(\.\d+)?$")
-    toggl_rate: str = Field("1/1", alias="TOGGL_RATE_LIMIT", pattern=r"^\d+/\d+(\.\d+)?$")
+    harvest_rate: str = Field("100/15", alias="HARVEST_RATE_LIMIT")
+    toggl_rate: str = Field("1/1", alias="TOGGL_RATE_LIMIT")
     # Unset: the plan's documented limit (clockify.me/help/getting-started/
     # webhook-and-api-limitations): free workspaces 30 an hour, paid ones 50 a second.
-    clockify_rate: str | None = Field(
-        None, alias="CLOCKIFY_RATE_LIMIT", pattern=r"^\d+/\d+(\.\d+)?$"
-    )
+    clockify_rate: str | None = Field(None, alias="CLOCKIFY_RATE_LIMIT")
     clockify_plan: Literal["free", "paid"] = Field("paid", alias="CLOCKIFY_PLAN")
     # HubSpot private apps: 100 per 10 s (Free/Starter); Pipedrive: by plan, from 20 per 2 s;
     # Salesforce counts a daily total, so only bursts are paced.
-    hubspot_rate: str = Field("100/10", alias="HUBSPOT_RATE_LIMIT", pattern=r"^\d+/\d+(\.\d+)?$")
-    pipedrive_rate: str = Field("20/2", alias="PIPEDRIVE_RATE_LIMIT", pattern=r"^\d+/\d+(\.\d+)?$")
-    salesforce_rate: str = Field(
-        "25/1", alias="SALESFORCE_RATE_LIMIT", pattern=r"^\d+/\d+(\.\d+)?$"
-    )
+    hubspot_rate: str = Field("100/10", alias="HUBSPOT_RATE_LIMIT")
+    pipedrive_rate: str = Field("20/2", alias="PIPEDRIVE_RATE_LIMIT")
+    salesforce_rate: str = Field("25/1", alias="SALESFORCE_RATE_LIMIT")
     vendor_timeout: float = Field(30.0, alias="PROVISIONER_VENDOR_TIMEOUT", gt=0)
 
     @field_validator("retry_delays", mode="before")
@@ -134,6 +132,29 @@ class Settings(BaseSettings):
             raise ValueError("must be an http(s) origin, e.g. https://acme.pipedrive.com")
         return text
 
+    @field_validator(
+        "harvest_rate",
+        "toggl_rate",
+        "clockify_rate",
+        "hubspot_rate",
+        "pipedrive_rate",
+        "salesforce_rate",
+    )
+    @classmethod
+    def _rate(cls, value: str | None) -> str | None:
+        """``calls/seconds``, both above zero: a pacer allowing no call, or all at once in no
+        time, would stall every vendor call or divide by zero at the first one."""
+        if value is None:
+            return None
+        calls, _, seconds = value.strip().partition("/")
+        try:
+            ok = int(calls) >= 1 and float(seconds) > 0
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError("must be calls/seconds, both above zero, e.g. 100/15")
+        return f"{int(calls)}/{seconds.strip()}"
+
     @field_validator("amqp_url")
     @classmethod
     def _amqp(cls, value: str) -> str:
@@ -144,8 +165,11 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _database(cls, value: str) -> str:
-        if not value.startswith(("sqlite://", "postgresql://", "postgresql+psycopg://")):
-            raise ValueError("must be sqlite:///PATH or postgresql://…")
+        if value.startswith("sqlite:") and not value.startswith("sqlite:///"):
+            raise ValueError("must be sqlite:///relative.db or sqlite:////absolute/path.db")
+        if not value.startswith(("sqlite:///", "postgresql://", "postgresql+psycopg://")):
+            scheme = value.partition(":")[0][:20]
+            raise ValueError(f"unknown scheme {scheme!r}: use sqlite:///PATH or postgresql://…")
         return value
 
     def _credentials(self, tool: str) -> list:
@@ -209,15 +233,49 @@ CRM_SETTINGS = {
 }
 
 
+# Empty means unset for what enables a tool or a CRM (compose passes ``${X:-}`` for every one
+# it knows, set or not). Any other setting given empty is a mistake worth stopping for: it
+# would otherwise be read as "" or quietly fall back to a default nobody chose.
+EMPTY_IS_UNSET = {
+    "HARVEST_ACCOUNT_ID", "HARVEST_ACCESS_TOKEN", "TOGGL_API_TOKEN", "TOGGL_WORKSPACE_ID",
+    "CLOCKIFY_API_KEY", "CLOCKIFY_WORKSPACE_ID", "HUBSPOT_ACCESS_TOKEN", "HUBSPOT_BASE_URL",
+    "PIPEDRIVE_API_TOKEN", "PIPEDRIVE_BASE_URL", "SALESFORCE_INSTANCE_URL",
+    "SALESFORCE_ACCESS_TOKEN",
+}  # fmt: skip
+WHEN_UNSET = {"PROVISIONER_RULES": "the built-in defaults"}
+
+
+def empty_settings(environ: Mapping[str, str]) -> list[str]:
+    """One problem a setting that is set but empty (or blank) where that means nothing."""
+    problems = []
+    for field in Settings.model_fields.values():
+        name = field.alias
+        if name in environ and not environ[name].strip() and name not in EMPTY_IS_UNSET:
+            default = WHEN_UNSET.get(name) or _shown_default(field.default)
+            what = "name a file" if name == "PROVISIONER_RULES" else "give a value"
+            problems.append(f"{name} is empty: unset it for {default} or {what}")
+    return problems
+
+
+def _shown_default(value) -> str:
+    if value is None:
+        return "the default"
+    shown = ",".join(f"{v:g}" for v in value) if isinstance(value, tuple) else value
+    return f"the default ({shown})"
+
+
 def load_settings() -> Settings:
     """Reads the environment; raises ``SettingsError`` naming the first bad variable."""
+    if problems := empty_settings(os.environ):
+        raise SettingsError(problems[0])
     try:
         settings = Settings()
     except ValidationError as exc:
         # The message names the variable and the rule, never the value (it may be a secret).
         err = exc.errors(include_url=False)[0]
         name = err["loc"][0] if err["loc"] else "setting"
-        raise SettingsError(f"{name}: {err['msg']}") from None
+        message = err["msg"].removeprefix("Value error, ")
+        raise SettingsError(f"{name}: {message}") from None
     except _SourceError as exc:
         raise SettingsError(str(exc).split(" from source")[0]) from None
     problems = settings.half_configured_tools()

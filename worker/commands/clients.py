@@ -45,6 +45,7 @@ def _store():
     """The state store of PROVISIONER_DATABASE_URL; a driver error becomes a one-line Fail."""
     from adapters.sql import DRIVER_ERRORS
     from adapters.store import SqlStore
+    from worker.commands.startup import database_problem
 
     url = settings_or_fail().database_url
     store = None
@@ -52,23 +53,10 @@ def _store():
         store = SqlStore.from_url(url)
         yield store
     except DRIVER_ERRORS as exc:
-        raise Fail(f"state store: {_without_secrets(exc, url)}") from None
+        raise Fail(f"state store: {database_problem(exc, url)}") from None
     finally:
         if store is not None:
             store.close()
-
-
-def _without_secrets(exc: Exception, url: str) -> str:
-    """The driver's first line and the URL without its password, which it may carry."""
-    from urllib.parse import urlsplit
-
-    from adapters.sql import without_password
-
-    detail = (str(exc).splitlines() or [""])[0]
-    for secret in (url, urlsplit(url).password):
-        if secret:
-            detail = detail.replace(str(secret), "***")
-    return f"{type(exc).__name__} at {without_password(url)}: {detail}"
 
 
 def _mapping_line(m: ClientMapping) -> str:

@@ -19,14 +19,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     import structlog
 
     from worker import bootstrap, cpu, logs, memory
+    from worker.commands import startup
 
     settings = settings_or_fail()
     logs.configure(secrets=settings.secrets())
     arenas_limited = memory.limit_malloc_arenas()  # before any thread starts
+    # Every start-up check before the broker is dialled: exit 2, one line naming the setting.
+    startup.rules_or_fail(settings)
+    store = startup.store_or_fail(settings)
     try:
-        deps = bootstrap.build_deps(settings)
+        deps = bootstrap.build_deps(settings, store)
         pinned = cpu.pin(settings.cpu)  # before the lanes' threads start: they inherit it
     except (RulesError, cpu.CpuError) as exc:
+        store.close()
         raise Fail(str(exc), USAGE) from None
     structlog.get_logger().info("process", pinned_to=pinned, malloc_arenas_limited=arenas_limited)
     consumer = bootstrap.build_consumer(settings, deps)
@@ -77,5 +82,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except Fail as exc:
-        print(f"provisioner: {exc}", file=sys.stderr)
+        for line in str(exc).splitlines():  # one line a problem
+            print(f"provisioner: {line}", file=sys.stderr)
         return exc.status

@@ -1,13 +1,14 @@
 """``provisioner rules check``: validate a rules file and show what it decides.
 
 It runs the file over a sample project (or ``--project``), so a change can be read before a
-worker starts on it. Credentials are checked last and only reported: a plan reads the same
-on a laptop without any.
+worker starts on it. A valid file is exit 0; tools it names without credentials here are
+only noted: a plan reads the same on a laptop without any.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from schemas.inbound import Offering, Project
 from schemas.json_body import read_json
 from worker.commands import output
 from worker.commands.output import OK, settings_or_fail
+from worker.commands.startup import disabled_tools
 
 # Offerings chosen to exercise the globs of a typical file: names with common prefixes
 # (Support*, Discovery*, *Audit*), several kinds, one without a kind, and two clients.
@@ -78,11 +80,14 @@ def cmd_rules_check(args: argparse.Namespace) -> int:
         output.json_lines(rows)
     else:
         _print_plans(rules, projects, rows)
-    # Credentials are checked last, so that the plan can be read on a laptop without any.
-    try:
-        rules.check_tools(settings.enabled_tools())
-    except RulesError as exc:
-        return output.problems(exc.problems)
+    # Credentials are only reported: the file is valid whatever this shell holds, and a plan
+    # reads the same on a laptop without any. The worker refuses it (exit 2) where they lack.
+    for tool, unset in disabled_tools(rules, settings):
+        print(
+            f"note: {tool} is not enabled here ({unset} unset); "
+            "a worker started with these settings would refuse this file",
+            file=sys.stderr if args.json else sys.stdout,
+        )
     return OK
 
 
