@@ -9,14 +9,22 @@ back and the others run when it really blocks. Measured with ``bench/throughput.
 about 20 context switches per event unpinned, 2 to 3 pinned, and twice the events per
 second (README, Benchmarks). Vendor calls, which wait on the network, lose nothing.
 
-``auto`` (the default) picks one of the CPUs the process may use, by process id, so that
-several workers on one host spread out; ``all`` leaves the process unpinned; a number pins
-it to that CPU.
+``auto`` (the default) picks one of the CPUs the process may use by process id, so that
+several workers on one host spread out, but only where process ids are the host's own. In a
+container every replica is process 1 (or the same small number under an init), so a choice
+by pid would put every replica of a host on the same CPU, each at a fraction of one. There
+(any PID namespace but the host's) ``auto`` leaves the process unpinned: pin replicas with a
+number each, or give each container a cpuset (one allowed CPU is kept to, whatever the
+pid). ``all`` leaves the process unpinned; a number pins it to that CPU.
 """
 
 from __future__ import annotations
 
 import os
+
+# The inode of the initial PID namespace, fixed by the kernel (PROC_PID_INIT_INO): a process
+# whose /proc/self/ns/pid has it sees the host's process ids.
+HOST_PID_NAMESPACE = "pid:[4026531836]"
 
 
 class CpuError(ValueError):
@@ -32,6 +40,8 @@ def pin(setting: str) -> int | None:
     if setting == "auto":
         if len(allowed) == 1:
             return allowed[0]
+        if not pids_are_the_hosts():
+            return None  # replicas share their pids: see the module's docstring
         cpu = allowed[os.getpid() % len(allowed)]
     else:
         cpu = int(setting)
@@ -42,3 +52,11 @@ def pin(setting: str) -> int | None:
             )
     os.sched_setaffinity(0, {cpu})
     return cpu
+
+
+def pids_are_the_hosts() -> bool:
+    """True in the host's PID namespace, False in a container's (or where it cannot tell)."""
+    try:
+        return os.readlink("/proc/self/ns/pid") == HOST_PID_NAMESPACE
+    except OSError:
+        return False

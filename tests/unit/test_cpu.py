@@ -8,6 +8,7 @@ import threading
 
 import pytest
 
+from worker import cpu
 from worker.cpu import CpuError, pin
 
 
@@ -26,11 +27,40 @@ def in_a_thread(setting: str) -> tuple[int | None, set[int] | Exception]:
     return result[0]
 
 
-def test_auto_keeps_the_worker_to_one_of_the_cpus_it_may_use():
+def test_auto_keeps_the_worker_to_one_of_the_cpus_it_may_use(monkeypatch):
+    monkeypatch.setattr(cpu, "pids_are_the_hosts", lambda: True)  # wherever the suite runs
     pinned, affinity = in_a_thread("auto")
 
     assert affinity == {pinned}
     assert pinned in os.sched_getaffinity(0)
+
+
+def test_auto_in_a_container_leaves_replicas_unpinned(monkeypatch):
+    # Every replica is process 1 in its own PID namespace: by pid, all would share one CPU.
+    monkeypatch.setattr(cpu, "pids_are_the_hosts", lambda: False)
+    monkeypatch.setattr(os, "getpid", lambda: 1)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _: {0, 1, 2, 3})
+
+    assert in_a_thread("auto") == (None, {0, 1, 2, 3})
+
+
+def test_auto_on_the_host_spreads_workers_by_their_process_ids(monkeypatch):
+    chosen = []
+    monkeypatch.setattr(cpu, "pids_are_the_hosts", lambda: True)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _: {0, 1, 2, 3})
+    monkeypatch.setattr(os, "sched_setaffinity", lambda _, cpus: chosen.append(cpus))
+    for pid in (4001, 4002, 4003):
+        monkeypatch.setattr(os, "getpid", lambda pid=pid: pid)
+        pin("auto")
+
+    assert chosen == [{1}, {2}, {3}]
+
+
+def test_auto_in_a_container_keeps_to_the_one_cpu_of_its_cpuset(monkeypatch):
+    monkeypatch.setattr(cpu, "pids_are_the_hosts", lambda: False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _: {3})
+
+    assert pin("auto") == 3
 
 
 def test_a_cpu_named_by_number_is_the_one_kept_to():
