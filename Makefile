@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup run test lint bench demo chaos
+.PHONY: setup run test unit lint bench demo chaos
 
 setup: $(BIN)/provisioner
 
@@ -18,6 +18,10 @@ run: setup
 
 test: setup
 	$(BIN)/pytest -q
+
+# The unit tests alone: no broker, no database, no network (they pass with AMQP_URL unreachable).
+unit: setup
+	$(BIN)/pytest -q tests/unit
 
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -1,10 +1,11 @@
 """Session-wide checks: the real services the suite needs must be there. A missing broker is
-a failure of the run, never a skipped test."""
+a failure of the run, never a skipped test; tests/unit alone needs none."""
 
 from __future__ import annotations
 
 import os
 import uuid
+from pathlib import Path
 
 import pika
 import psycopg
@@ -14,7 +15,14 @@ AMQP_URL = os.environ.get("AMQP_URL", "amqp://guest:guest@localhost:5672/")
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
-def pytest_sessionstart(session):
+UNIT = Path(__file__).parent / "unit"
+
+
+def pytest_collection_finish(session):
+    """Only tests/unit runs without services (``make unit``); once any other test is
+    collected, the broker must be there."""
+    if all(Path(item.path).is_relative_to(UNIT) for item in session.items):
+        return
     try:
         pika.BlockingConnection(pika.URLParameters(AMQP_URL)).close()
     except Exception as exc:  # noqa: BLE001 - any failure means the same thing here
