@@ -183,7 +183,9 @@ class FakeVendor:
         self._arrivals.append(now)
         return 0
 
-    def start(self, port: int = 0) -> FakeVendor:
+    def start(self, port: int = 0, host: str = "127.0.0.1") -> FakeVendor:
+        """Serves on ``host``: the loopback by default, ``0.0.0.0`` where another container
+        must reach it (compose's demo profile)."""
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -226,7 +228,7 @@ class FakeVendor:
             def log_message(self, *args: Any) -> None:  # quiet: tests read fake.log instead
                 pass
 
-        self._server = _Server(("127.0.0.1", port), Handler)
+        self._server = _Server((host, port), Handler)
         self._server.daemon_threads = True
         threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
@@ -240,7 +242,9 @@ class FakeVendor:
 
     @property
     def origin(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        """Where a client on this host reaches it (the loopback, when it listens on all)."""
+        host = self._server.server_address[0] if self._server else "127.0.0.1"
+        return f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{self.port}"
 
     def stop(self) -> None:
         if self._server:
@@ -274,10 +278,13 @@ def serve_main(make: Callable[[argparse.Namespace], FakeVendor], describe: str) 
     """``python -m fakes.<vendor> --port N``: a fake for demos, until Ctrl-C."""
     parser = argparse.ArgumentParser(description=describe)
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)"
+    )
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to each call")
     args = parser.parse_args()
-    fake = make(args).start(args.port)
-    print(f"{fake.name} fake listening on {fake.origin}", flush=True)
+    fake = make(args).start(args.port, args.host)
+    print(f"{fake.name} fake listening on http://{args.host}:{fake.port}", flush=True)
     try:
         threading.Event().wait()
     except KeyboardInterrupt:
