@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 import pika
 import pytest
@@ -104,7 +106,16 @@ def test_a_step_whose_outcome_does_not_come_is_exit_1_naming_it(amqp_url, demo_n
     done = demo(amqp_url, "--namespace", demo_namespace, "--timeout", "0")
 
     assert done.returncode == 1
-    assert done.stderr.splitlines()[-1] == (
-        "provisioner: step 1: no project.activated P-1001 (waited up to 0 s)"
-    )
+    [line] = done.stderr.splitlines()
+    reason, _, log = line.partition("; worker log in ")
+    assert reason == "provisioner: step 1: no project.activated P-1001 (waited up to 0 s)"
+    assert Path(log).is_file()  # kept, to be read
+    shutil.rmtree(Path(log).parent)
     assert namespace_left(amqp_url, demo_namespace) == []
+
+
+def test_a_bad_namespace_is_exit_2_before_anything_starts(amqp_url):
+    done = demo(amqp_url, "--namespace", "has space")
+
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr.startswith("provisioner: PROVISIONER_NAMESPACE: ")

@@ -66,8 +66,24 @@ def register(sub) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     namespace = args.namespace or f"demo-{uuid.uuid4().hex[:6]}"
+    for name in DROPPED:
+        os.environ.pop(name, None)
+    os.environ["PROVISIONER_NAMESPACE"] = namespace
+    settings_or_fail()  # a bad setting (or --namespace) stops it before anything starts
     workdir = Path(tempfile.mkdtemp(prefix="provisioner-demo-"))
     harvest = FakeHarvest().start()
+    try:
+        failure = _run_story(args, namespace, workdir, harvest)
+    finally:
+        harvest.stop()
+    if failure:  # the state and the worker's log stay, to be read
+        raise Fail(f"{failure}; worker log in {workdir / 'worker.log'}", FAILED)
+    shutil.rmtree(workdir, ignore_errors=True)
+    return OK
+
+
+def _run_story(args: argparse.Namespace, namespace: str, workdir: Path, harvest: FakeHarvest):
+    """The worker and the story on the broker; the reason it stopped, or None."""
     afternoon = demo_story.seed(harvest)
     _demo_environment(namespace, workdir, harvest)
     settings = settings_or_fail()
@@ -78,24 +94,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     try:
         outcomes = _Outcomes(settings.amqp_url, topology, say, as_json=args.json)
     except AMQPError as exc:
-        harvest.stop()
         shutil.rmtree(workdir, ignore_errors=True)
         raise Fail(f"broker unreachable at {_shown(settings.amqp_url)}: {exc!r}") from None
     worker = _Worker(settings, workdir / "worker.log")
-    failure = None
     try:
         failure = _play(demo_story.steps(afternoon), outcomes, worker, say, args.timeout)
     finally:
         worker.stop()
         outcomes.close(delete=not args.keep)
-        harvest.stop()
-    if failure:
-        say(f"worker log: {workdir / 'worker.log'}")
-        raise Fail(failure, FAILED)
-    shutil.rmtree(workdir, ignore_errors=True)
-    kept = f"; namespace {namespace} kept (--keep)" if args.keep else ""
-    say(f"story complete: {outcomes.count} outcome events{kept}")
-    return OK
+    if not failure:
+        kept = f"; namespace {namespace} kept (--keep)" if args.keep else ""
+        say(f"story complete: {outcomes.count} outcome events{kept}")
+    return failure
 
 
 def _play(steps, outcomes: _Outcomes, worker: _Worker, say: _Narrator, timeout: float):
@@ -134,8 +144,6 @@ def _command(argv: list[str], say: _Narrator) -> int:
 
 def _demo_environment(namespace: str, workdir: Path, harvest: FakeHarvest) -> None:
     """This process's settings: the broker as configured, everything else the demo's own."""
-    for name in DROPPED:
-        os.environ.pop(name, None)
     os.environ.update(
         PROVISIONER_NAMESPACE=namespace,
         PROVISIONER_DATABASE_URL=f"sqlite:///{workdir / 'state.db'}",
