@@ -18,6 +18,7 @@ import contextlib
 import io
 import json
 import os
+import shlex
 import shutil
 import sys
 import tempfile
@@ -120,7 +121,7 @@ def _play(steps, outcomes: _Outcomes, worker: _Worker, say: _Narrator, timeout: 
             outcomes.publish(event)
         for argv in step.commands:
             if (status := _command(argv, say)) != OK:
-                return f"`provisioner {' '.join(argv)}` exited {status}"
+                return f"`provisioner {shlex.join(argv)}` exited {status}"
         missing = outcomes.wait(step.outcomes, since, timeout, worker.alive)
         if missing:
             return f"step {number}: {'; '.join(missing)} (waited up to {timeout:g} s)"
@@ -131,7 +132,7 @@ def _command(argv: list[str], say: _Narrator) -> int:
     """``provisioner ARGV`` through the real parser and command code, its output indented."""
     from worker.commands.main import main
 
-    say(f"  $ provisioner {' '.join(argv)}")
+    say(f"  $ provisioner {shlex.join(argv)}")
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         status = main(argv)
