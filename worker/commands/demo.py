@@ -149,6 +149,8 @@ def _demo_environment(namespace: str, workdir: Path, harvest: FakeHarvest) -> No
         PROVISIONER_NAMESPACE=namespace,
         PROVISIONER_DATABASE_URL=f"sqlite:///{workdir / 'state.db'}",
         PROVISIONER_RETRY_DELAYS="1,5",
+        # The demo's worker serves no metrics: the port may be a real worker's on this host.
+        PROVISIONER_METRICS_BIND="off",
         HARVEST_ACCOUNT_ID=harvest.account_id,
         HARVEST_ACCESS_TOKEN=harvest.token,
         HARVEST_BASE_URL=f"{harvest.origin}/v2",
