@@ -100,6 +100,8 @@ def _run_story(args: argparse.Namespace, namespace: str, workdir: Path, harvest:
     worker = _Worker(settings, workdir / "worker.log")
     try:
         failure = _play(demo_story.steps(afternoon), outcomes, worker, say, args.timeout)
+    except KeyboardInterrupt:  # Ctrl-C: still stop the worker and clean the namespace up
+        failure = "interrupted"
     finally:
         worker.stop()
         outcomes.close(delete=not args.keep)
@@ -136,7 +138,7 @@ def _command(argv: list[str], say: _Narrator) -> int:
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         status = main(argv)
-    # dlq's audit records (stderr) are for the log; a failing command's reason is shown.
+    # dlq's audit records (stderr) would crowd the story; a failing command's reason shows.
     shown = out.getvalue().splitlines() + (err.getvalue().splitlines() if status else [])
     for line in shown:
         say(f"    {line}")
