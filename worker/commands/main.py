@@ -57,19 +57,29 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    from worker.commands import clients, dlq, ingress, rules
+    from worker.commands import asyncapi, clients, dlq, ingress, rules
 
     top = argparse.ArgumentParser(
         prog="provisioner", description="Provision timesheet projects from CRM deal events."
     )
+    top.add_argument("--version", action="version", version=f"provisioner {installed_version()}")
     sub = top.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="the worker").set_defaults(func=cmd_run)
     publish = sub.add_parser("publish", help="publish one CloudEvent to NS.inbound")
     publish.add_argument("file", help="a CloudEvent JSON file, or - for stdin")
     publish.set_defaults(func=cmd_publish)
-    for group in (dlq, rules, clients, ingress):
+    for group in (dlq, rules, clients, ingress, asyncapi):
         group.register(sub)
     return top
+
+
+def installed_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("timesheet-provisioner")
+    except PackageNotFoundError:  # a checkout run without ``make setup``
+        return "unknown (not installed)"
 
 
 def main(argv: list[str] | None = None) -> int:
