@@ -146,9 +146,9 @@ class Inbound(BaseModel):
         return self.data.project_id
 
 
-def _first_error(exc: ValidationError) -> str:
+def _first_error(exc: ValidationError, within: tuple[str, ...] = ()) -> str:
     err = exc.errors()[0]
-    where = ".".join(str(p) for p in err["loc"]) or "(root)"
+    where = ".".join(str(p) for p in (*within, *err["loc"])) or "(root)"
     return f"{where}: {err['msg']} ({exc.error_count()} error(s))"
 
 
@@ -175,7 +175,8 @@ def parse_inbound(body: bytes, *, clock_skew: timedelta = CLOCK_SKEW) -> Inbound
     try:
         data = model.model_validate(envelope.data)
     except ValidationError as exc:
-        raise Unreadable(UnreadableCode.INVALID_DATA, _first_error(exc)) from None
+        # The path from the event's root (data.project.id), as the producer wrote it.
+        raise Unreadable(UnreadableCode.INVALID_DATA, _first_error(exc, ("data",))) from None
     return Inbound.model_construct(envelope=envelope, data=data)  # both parts are validated
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from pika.exceptions import AMQPError
 
 from handlers.rules import RulesError
-from worker.commands.output import OK, USAGE, Fail, settings_or_fail
+from worker.commands.output import FAILED, OK, USAGE, Fail, settings_or_fail
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -38,18 +38,23 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    from worker import bootstrap
-    from worker.commands.publishing import EventFileError, publish_event
+    from worker.commands.publishing import EventRefused, check_event, publish_event
 
-    settings = settings_or_fail()
     try:
         body = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
     except OSError as exc:
         raise Fail(f"{args.file}: {exc.strerror}", USAGE) from None
     try:
+        if args.check:
+            inbound = check_event(body)
+            print(f"{args.file}: valid {inbound.type} {inbound.envelope.id} (nothing published)")
+            return OK
+        from worker import bootstrap
+
+        settings = settings_or_fail()
         event = publish_event(settings.amqp_url, bootstrap.topology(settings), body)
-    except EventFileError as exc:
-        raise Fail(f"{args.file}: {exc}", USAGE) from None
+    except EventRefused as exc:
+        raise Fail(f"{args.file}: {exc}", FAILED) from None
     except AMQPError as exc:
         raise Fail(f"broker refused or unreachable: {type(exc).__name__} {exc}") from None
     print(f"published {event.type} {event.id} to {settings.namespace}.inbound")
@@ -67,6 +72,9 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("run", help="the worker").set_defaults(func=cmd_run)
     publish = sub.add_parser("publish", help="publish one CloudEvent to NS.inbound")
     publish.add_argument("file", help="a CloudEvent JSON file, or - for stdin")
+    publish.add_argument(
+        "--check", action="store_true", help="validate it as the worker would; publish nothing"
+    )
     publish.set_defaults(func=cmd_publish)
     for group in (dlq, rules, clients, ingress, asyncapi):
         group.register(sub)
