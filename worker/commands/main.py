@@ -62,7 +62,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    from worker.commands import asyncapi, clients, dlq, ingress, rules
+    from worker.commands import asyncapi, clients, dlq, events, ingress, rules
 
     top = argparse.ArgumentParser(
         prog="provisioner", description="Provision timesheet projects from CRM deal events."
@@ -76,7 +76,7 @@ def parser() -> argparse.ArgumentParser:
         "--check", action="store_true", help="validate it as the worker would; publish nothing"
     )
     publish.set_defaults(func=cmd_publish)
-    for group in (dlq, rules, clients, ingress, asyncapi):
+    for group in (dlq, rules, clients, ingress, events, asyncapi):
         group.register(sub)
     return top
 
