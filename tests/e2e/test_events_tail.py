@@ -18,6 +18,8 @@ import pytest
 from pika.exceptions import ChannelClosedByBroker
 
 from tests import builders as b
+from tests.e2e.ingress import free_port
+from tests.e2e.tcp_proxy import TcpProxy
 from worker.asyncapi import example_event
 from worker.topology import connection_parameters
 
@@ -204,3 +206,28 @@ def test_an_unreachable_broker_is_one_line_without_the_password(tail):
     assert t.wait() == 1
     assert len(t.errors) == 1 and "broker unreachable at 127.0.0.1:1" in t.errors[0]
     assert "hunter2" not in t.errors[0]
+
+
+def test_losing_the_broker_mid_tail_is_exit_1_with_one_line(bus, tail):
+    proxy = TcpProxy(("127.0.0.1", 5672), free_port()).start()
+    try:
+        t = tail(AMQP_URL=f"amqp://guest:guest@127.0.0.1:{proxy.port}/")
+        t.wait_ready()
+    finally:
+        proxy.stop()  # every connection through it closes, as a dead broker's would
+
+    assert t.wait() == 1
+    assert t.errors[-1].startswith("provisioner: lost the broker: "), t.errors
+    assert not [e for e in t.errors if "Traceback" in e]
+
+
+def test_a_message_that_is_no_cloudevent_is_passed_over_with_a_note(bus, tail):
+    t = tail("--json", "--count", "1")
+    t.wait_ready()
+
+    bus.channel.basic_publish(bus.topology.events, "timesheet.failed", b"\xff not json")
+    good = publish_outcome(bus, "timesheet.failed", "P-2")
+
+    assert t.wait() == 0
+    assert [json.loads(line) for line in t.remaining_lines()] == [good]
+    assert any("passed over a message that is no CloudEvent" in e for e in t.errors)
