@@ -83,6 +83,8 @@ class Project(_Data):
 
 
 class DealClosedWon(_Data):
+    """The deal was won: the project becomes active (with its snapshot)."""
+
     project: Project
 
     @property
@@ -91,6 +93,9 @@ class DealClosedWon(_Data):
 
 
 class ProjectStatusChanged(_Data):
+    """The project moved to another status; In Progress provisions, On Hold and Completed
+    archive, back to In Progress restores."""
+
     project_id: NonEmpty
     status: Status
     selection: dict[str, bool] = Field(default_factory=dict)
@@ -104,12 +109,17 @@ class ProjectStatusChanged(_Data):
 
 
 class ProvisionRequested(_Data):
+    """Provision New on the Integrations tab, for one offering."""
+
     project_id: NonEmpty
     offering_id: NonEmpty
     tool: Tool | None = None
 
 
 class ConnectRequested(_Data):
+    """Connect Existing on the Integrations tab: link an offering to a tool project by its
+    id or URL."""
+
     project_id: NonEmpty
     offering_id: NonEmpty
     tool: Tool | None = None

@@ -206,11 +206,6 @@ def _schemas() -> dict[str, Any]:
     return dict(sorted(defs.items()))
 
 
-def _model_name(event_type: str) -> str:
-    model = INBOUND_TYPES.get(event_type) or OUTBOUND_TYPES[event_type]
-    return model.__name__
-
-
 def _event_message(event_type: str, direction: str) -> dict[str, Any]:
     envelope = "CloudEvent" if direction == "inbound" else "OutboundCloudEvent"
     model = INBOUND_TYPES.get(event_type) or OUTBOUND_TYPES[event_type]
@@ -226,7 +221,7 @@ def _event_message(event_type: str, direction: str) -> dict[str, Any]:
                     "type": "object",
                     "properties": {
                         "type": {"const": event_type},
-                        "data": {"$ref": _REFS.format(model=_model_name(event_type))},
+                        "data": {"$ref": _REFS.format(model=model.__name__)},
                     },
                 },
             ]
@@ -270,9 +265,9 @@ def example_event(event_type: str) -> dict[str, Any] | None:
 
 
 def _summary(model: type) -> str:
+    """The first paragraph of the model's docstring, else the model's name."""
     doc = (model.__doc__ or "").strip()
-    # pydantic gives undocumented models BaseModel's own docstring; that is no summary.
-    if not doc or doc.startswith("!!!") or "Usage docs" in doc:
+    if not doc:
         return f"data: {model.__name__}"
     return " ".join(doc.split("\n\n")[0].split())
 
