@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from yoyo import read_migrations
+from yoyo.backends.base import DatabaseBackend
 from yoyo.backends.core.postgresql import PostgresqlPsycopgBackend
 from yoyo.backends.core.sqlite3 import SQLiteBackend
 from yoyo.connections import DatabaseURI
@@ -71,7 +74,13 @@ def version_of(migration_id: str) -> str:
 
 def known_migrations(dialect: Sqlite | Postgres, source: Path | None = None):
     """This release's migrations for ``dialect``, in order (``source``: another directory)."""
-    return read_migrations(str(source or MIGRATIONS / dialect.name))
+    return _read(str(source or MIGRATIONS / dialect.name))
+
+
+@functools.cache
+def _read(directory: str):
+    # Once a process: every store opening asks, and yoyo reads the files afresh each time.
+    return read_migrations(directory)
 
 
 def status(dialect: Sqlite | Postgres, source: Path | None = None) -> Versions:
@@ -143,14 +152,34 @@ def _backend(dialect: Sqlite | Postgres):
     """A yoyo backend whose connections are made as the store makes its own: the same
     conninfo, options and search_path; WAL and the busy timeout on SQLite. yoyo would read
     our URL its own way, and opens further connections (``copy``) for each migration."""
-    base = PostgresqlPsycopgBackend if isinstance(dialect, Postgres) else SQLiteBackend
+    if isinstance(dialect, Postgres):
 
-    class Backend(base):
-        def connect(self, dburi):
-            return dialect.connect()
+        class Backend(PostgresqlPsycopgBackend):
+            def connect(self, dburi):
+                return dialect.connect()
+
+    else:
+
+        class Backend(SQLiteBackend):
+            # yoyo's SQLite backend registers datetime adapters in the sqlite3 module, for
+            # every connection of the process; its few timestamps go as text here instead.
+            __enter__ = DatabaseBackend.__enter__
+            __exit__ = DatabaseBackend.__exit__
+
+            def connect(self, dburi):
+                return dialect.connect()
+
+            def execute(self, sql, params=None):
+                if params:
+                    params = {k: _text(v) for k, v in params.items()}
+                return super().execute(sql, params)
 
     # Only a cache key inside yoyo: the connection comes from ``dialect``.
     return Backend(DatabaseURI(dialect.name, None, None, None, None, None, {}), BOOKKEEPING)
+
+
+def _text(value):
+    return value.isoformat(" ") if isinstance(value, datetime) else value
 
 
 @contextlib.contextmanager
