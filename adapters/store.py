@@ -2,6 +2,9 @@
 event journal that makes every event's effects happen once. SQLite by default (one worker),
 PostgreSQL for several workers; ``adapters.sql`` holds what differs between them.
 
+The tables are made and changed by the migrations in ``adapters/migrations/``, applied when
+the store opens (``adapters.migrate``).
+
 Every write is one transaction, and most are one statement: a snapshot is an upsert that
 keeps the newer of the two, a status an update that refuses an older one. Reads run in
 autocommit and take no lock.
@@ -146,8 +149,11 @@ class SqlStore:
         self._opened: list = []
         self._lock = threading.Lock()
         self._client_locks = KeyedLocks()
-        # Before any other process of this release writes: DatabaseTooNew for a newer one's.
-        migrate.upgrade(dialect)
+        try:  # before anything reads or writes: DatabaseTooNew for a newer release's database
+            migrate.upgrade(dialect)
+        except BaseException:
+            dialect.close()
+            raise
 
     @classmethod
     def from_url(cls, url: str, *, lock_timeout: float = LOCK_TIMEOUT) -> SqlStore:
