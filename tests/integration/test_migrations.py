@@ -148,6 +148,20 @@ def test_later_migrations_apply_after_the_baseline_and_older_code_refuses(
     assert bookkeeping(url) == [("0001_initial", "mark"), ("0002_probe", "apply")]
 
 
+@pytest.mark.parametrize("release_0_1_url", ["sqlite", "postgresql"], indirect=True)
+def test_a_migration_killed_mid_way_does_not_block_the_next_start(release_0_1_url):
+    backend = migrate._backend(dialect_for(release_0_1_url))
+    backend.init_database()
+    with backend.transaction():  # yoyo's lock row, as a process killed while holding it left it
+        backend.execute("INSERT INTO yoyo_lock (locked, ctime, pid) VALUES (1, NULL, 999999)")
+    backend.connection.close()
+
+    SqlStore.from_url(release_0_1_url).close()  # yoyo alone would wait 10 s, then refuse
+
+    assert bookkeeping(release_0_1_url) == [("0001_initial", "mark")]
+    assert rows(release_0_1_url, "SELECT COUNT(*) FROM yoyo_lock") == [(0,)]
+
+
 def open_at_once(url: str, barrier, results) -> None:
     barrier.wait(timeout=120)
     try:

@@ -18,7 +18,7 @@ from worker.commands.output import OK, USAGE, Fail, settings_or_fail
 def cmd_run(args: argparse.Namespace) -> int:
     import structlog
 
-    from adapters.migrate import DatabaseTooNew
+    from adapters.migrate import DatabaseTooNew, MigrationError
     from worker import bootstrap, cpu, logs, memory
     from worker.commands.db import too_new
 
@@ -32,6 +32,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise Fail(str(exc), USAGE) from None
     except DatabaseTooNew as exc:
         raise too_new(exc, settings.database_url) from None
+    except MigrationError as exc:
+        raise Fail(f"state store: {exc}") from None
     structlog.get_logger().info("process", pinned_to=pinned, malloc_arenas_limited=arenas_limited)
     consumer = bootstrap.build_consumer(settings, deps)
     for sig in (signal.SIGTERM, signal.SIGINT):
