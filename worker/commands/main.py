@@ -18,7 +18,9 @@ from worker.commands.output import FAILED, OK, USAGE, Fail, settings_or_fail
 def cmd_run(args: argparse.Namespace) -> int:
     import structlog
 
+    from adapters.migrate import DatabaseTooNew, MigrationError
     from worker import bootstrap, cpu, logs, memory
+    from worker.commands.db import too_new
 
     settings = settings_or_fail()
     logs.configure(secrets=settings.secrets())
@@ -28,6 +30,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         pinned = cpu.pin(settings.cpu)  # before the lanes' threads start: they inherit it
     except (RulesError, cpu.CpuError) as exc:
         raise Fail(str(exc), USAGE) from None
+    except DatabaseTooNew as exc:
+        raise too_new(exc, settings.database_url) from None
+    except MigrationError as exc:
+        raise Fail(f"state store: {exc}") from None
     structlog.get_logger().info("process", pinned_to=pinned, malloc_arenas_limited=arenas_limited)
     consumer = bootstrap.build_consumer(settings, deps)
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -62,7 +68,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    from worker.commands import asyncapi, clients, dlq, events, ingress, rules
+    from worker.commands import asyncapi, clients, db, dlq, events, ingress, rules
 
     top = argparse.ArgumentParser(
         prog="provisioner", description="Provision timesheet projects from CRM deal events."
@@ -76,7 +82,7 @@ def parser() -> argparse.ArgumentParser:
         "--check", action="store_true", help="validate it as the worker would; publish nothing"
     )
     publish.set_defaults(func=cmd_publish)
-    for group in (dlq, rules, clients, ingress, events, asyncapi):
+    for group in (dlq, rules, clients, ingress, events, asyncapi, db):
         group.register(sub)
     return top
 
