@@ -17,6 +17,8 @@ Identifier = Annotated[str, Field(min_length=1, max_length=200)]
 
 
 class CrmDealChanged(BaseModel):
+    """A CRM says a deal changed; the worker reads the deal and acts on its stage."""
+
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     crm: Crm

@@ -83,6 +83,8 @@ class Project(_Data):
 
 
 class DealClosedWon(_Data):
+    """The deal was won: the project becomes active (with its snapshot)."""
+
     project: Project
 
     @property
@@ -91,6 +93,9 @@ class DealClosedWon(_Data):
 
 
 class ProjectStatusChanged(_Data):
+    """The project moved to another status; In Progress provisions, On Hold and Completed
+    archive, back to In Progress restores."""
+
     project_id: NonEmpty
     status: Status
     selection: dict[str, bool] = Field(default_factory=dict)
@@ -104,12 +109,17 @@ class ProjectStatusChanged(_Data):
 
 
 class ProvisionRequested(_Data):
+    """Provision New on the Integrations tab, for one offering."""
+
     project_id: NonEmpty
     offering_id: NonEmpty
     tool: Tool | None = None
 
 
 class ConnectRequested(_Data):
+    """Connect Existing on the Integrations tab: link an offering to a tool project by its
+    id or URL."""
+
     project_id: NonEmpty
     offering_id: NonEmpty
     tool: Tool | None = None
@@ -146,9 +156,9 @@ class Inbound(BaseModel):
         return self.data.project_id
 
 
-def _first_error(exc: ValidationError) -> str:
+def _first_error(exc: ValidationError, within: tuple[str, ...] = ()) -> str:
     err = exc.errors()[0]
-    where = ".".join(str(p) for p in err["loc"]) or "(root)"
+    where = ".".join(str(p) for p in (*within, *err["loc"])) or "(root)"
     return f"{where}: {err['msg']} ({exc.error_count()} error(s))"
 
 
@@ -175,7 +185,8 @@ def parse_inbound(body: bytes, *, clock_skew: timedelta = CLOCK_SKEW) -> Inbound
     try:
         data = model.model_validate(envelope.data)
     except ValidationError as exc:
-        raise Unreadable(UnreadableCode.INVALID_DATA, _first_error(exc)) from None
+        # The path from the event's root (data.project.id), as the producer wrote it.
+        raise Unreadable(UnreadableCode.INVALID_DATA, _first_error(exc, ("data",))) from None
     return Inbound.model_construct(envelope=envelope, data=data)  # both parts are validated
 
 

@@ -19,6 +19,8 @@ class Outbound(BaseModel):
 
 
 class ProjectActivated(Outbound):
+    """The project is active (Closed Won seen); its offerings are listed."""
+
     type: ClassVar[str] = "project.activated"
     offering_ids: list[str]
 
@@ -34,6 +36,8 @@ class _Linked(Outbound):
 
 
 class TimesheetProvisioned(_Linked):
+    """A tool project was created for the offering (or adopted, ``created`` false)."""
+
     type: ClassVar[str] = "timesheet.provisioned"
     budget_hours: float | None
     created: bool
@@ -43,16 +47,22 @@ class TimesheetProvisioned(_Linked):
 
 
 class TimesheetConnected(_Linked):
+    """The offering was linked to an existing tool project."""
+
     type: ClassVar[str] = "timesheet.connected"
 
 
 class TimesheetSkipped(Outbound):
+    """The offering was not provisioned, and why."""
+
     type: ClassVar[str] = "timesheet.skipped"
     offering_id: str
     reason: SkipReason
 
 
 class TimesheetArchived(Outbound):
+    """The offering's tool project was archived (project On Hold or Completed)."""
+
     type: ClassVar[str] = "timesheet.archived"
     offering_id: str
     tool: Tool
@@ -60,10 +70,15 @@ class TimesheetArchived(Outbound):
 
 
 class TimesheetRestored(TimesheetArchived):
+    """The offering's tool project was restored (project back In Progress)."""
+
     type: ClassVar[str] = "timesheet.restored"
 
 
 class TimesheetFailed(Outbound):
+    """Work on the project or offering failed; ``code`` says why, ``dead_lettered`` whether
+    a person must look."""
+
     type: ClassVar[str] = "timesheet.failed"
     offering_id: str | None
     tool: Tool | None

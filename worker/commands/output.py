@@ -32,6 +32,16 @@ def settings_or_fail():
         raise Fail(str(exc), USAGE) from None
 
 
+def redacted(exc: Exception, amqp_url: str) -> str:
+    """A broker error as one line, the password of ``amqp_url`` replaced: pika's messages
+    can quote the URL they were given."""
+    from pika import URLParameters
+
+    text = f"{type(exc).__name__} {exc}".strip()
+    password = URLParameters(amqp_url).credentials.password
+    return text.replace(password, "***") if password else text
+
+
 def printable(text: str) -> str:
     """Control characters escaped: a cell can come from whatever someone sent, and none of it
     may drive the reader's terminal."""

@@ -3,33 +3,29 @@
 from __future__ import annotations
 
 import pika
-from pydantic import ValidationError
 
-from schemas.envelope import CONTENT_TYPE, MAX_BODY_BYTES, CloudEvent
+from schemas.envelope import CONTENT_TYPE, CloudEvent
 from schemas.errors import Unreadable
-from schemas.json_body import read_json
+from schemas.inbound import Inbound, parse_inbound
 from worker.topology import Topology, connection_parameters
 
 
-class EventFileError(ValueError):
-    """The file is not a CloudEvent we can publish."""
+class EventRefused(ValueError):
+    """The event is not one to publish: the worker would dead-letter it at once (the message
+    is its ``code: reason``, exactly what the dead letter would say), or AMQP cannot carry it."""
 
 
-def read_event(body: bytes) -> CloudEvent:
-    if len(body) > MAX_BODY_BYTES:
-        raise EventFileError(f"event is {len(body)} bytes, over the 256 KiB limit")
+def check_event(body: bytes) -> Inbound:
+    """The event as the worker reads it (``parse_inbound``, the very function its consumer
+    calls), and small enough for AMQP's short strings; ``EventRefused`` otherwise."""
     try:
-        event = CloudEvent.model_validate(read_json(body))
+        inbound = parse_inbound(body)
     except Unreadable as exc:
-        raise EventFileError(exc.message) from None
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(map(str, first["loc"])) + ": " + first["msg"]
-        raise EventFileError(f"not a CloudEvent: {where}") from None
+        raise EventRefused(f"{exc.code}: {exc.message}") from None
     for name in ("id", "type"):  # AMQP short strings: message_id and the routing key
-        if len(getattr(event, name).encode()) > 255:
-            raise EventFileError(f"{name}: over 255 bytes, too long for AMQP")
-    return event
+        if len(getattr(inbound.envelope, name).encode()) > 255:
+            raise EventRefused(f"{name}: over 255 bytes, too long for AMQP")
+    return inbound
 
 
 def inbound_properties(event: CloudEvent, headers: dict | None = None) -> pika.BasicProperties:
@@ -45,8 +41,10 @@ def inbound_properties(event: CloudEvent, headers: dict | None = None) -> pika.B
 def publish_event(amqp_url: str, topology: Topology, body: bytes) -> CloudEvent:
     """Declares the topology, publishes to NS.inbound and waits for the broker's confirm.
 
-    Raises ``EventFileError`` for a bad event and pika errors when the broker refuses."""
-    event = read_event(body)
+    Raises ``EventRefused`` for an event the worker would refuse (nothing is published: a
+    producer's mistake is better caught at its desk than in the dead-letter queue) and pika
+    errors when the broker refuses."""
+    event = check_event(body).envelope
     connection = pika.BlockingConnection(connection_parameters(amqp_url))
     try:
         channel = connection.channel()
