@@ -74,6 +74,11 @@ class Settings(BaseSettings):
         "25/1", alias="SALESFORCE_RATE_LIMIT", pattern=r"^\d+/\d+(\.\d+)?$"
     )
     vendor_timeout: float = Field(30.0, alias="PROVISIONER_VENDOR_TIMEOUT", gt=0)
+    # One budget per vendor account for every worker, in Redis (adapters.shared_pacing);
+    # unset, each process paces alone. While Redis is away each process keeps 1/WORKERS of a
+    # limit (or 1/the number Redis last counted, if more): the processes sharing an account.
+    pacing_url: str | None = Field(None, alias="PROVISIONER_PACING_URL")
+    pacing_workers: int = Field(4, alias="PROVISIONER_PACING_WORKERS", ge=1, le=1024)
 
     @field_validator("retry_delays", mode="before")
     @classmethod
@@ -148,6 +153,15 @@ class Settings(BaseSettings):
             raise ValueError("must be sqlite:///PATH or postgresql://…")
         return value
 
+    @field_validator("pacing_url", mode="before")
+    @classmethod
+    def _pacing(cls, value):
+        if value is None or str(value).strip() == "":
+            return None
+        if urlsplit(str(value).strip()).scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("must be redis://HOST:PORT/DB, rediss://… or unix://PATH")
+        return str(value).strip()
+
     def _credentials(self, tool: str) -> list:
         return [getattr(self, name) for name in CREDENTIALS[tool]]
 
@@ -165,7 +179,7 @@ class Settings(BaseSettings):
             )
             if token is not None
         ]
-        for url in (self.amqp_url, self.database_url):
+        for url in (self.amqp_url, self.database_url, self.pacing_url or ""):
             password = urlsplit(url).password
             if password:
                 found += [password, unquote(password)]
