@@ -176,6 +176,7 @@ class PacingStore:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         socket_timeout: float = SOCKET_TIMEOUT,
+        presence: float = PRESENCE,
     ):
         self.client = redis.Redis.from_url(
             url,
@@ -185,6 +186,7 @@ class PacingStore:
         )
         self.workers = workers  # the share divisor until Redis has told us better
         self.prefix = prefix
+        self.presence = presence
         self.clock = clock
         self.sleep = sleep
         self.worker_id = uuid.uuid4().hex  # this process, as counted among a budget's workers
@@ -201,6 +203,7 @@ class PacingStore:
         self._lock = threading.Lock()
         self._away = False
         self._next_probe = 0.0
+        self.times_away = 0  # how often Redis went away: for the logs' readers, tests, bench
 
     def keys(self, budget: str, *parts: str) -> list[str]:
         return [f"{self.prefix}:{{{budget}}}:{part}" for part in parts]
@@ -235,6 +238,7 @@ class PacingStore:
                 if self._away:
                     return None
                 self._away = True
+                self.times_away += 1
             # The type only: a redis-py message can quote the URL, and with it a password.
             log.warning("pacing_store_unreachable", error=type(exc).__name__, now="local share")
             return None
@@ -272,7 +276,13 @@ class SharedPacer:
                 answer = self.store.run(
                     "acquire",
                     self._keys,
-                    [self.calls, self.window, uuid.uuid4().hex, self.store.worker_id, PRESENCE],
+                    [
+                        self.calls,
+                        self.window,
+                        uuid.uuid4().hex,
+                        self.store.worker_id,
+                        self.store.presence,
+                    ],
                 )
                 if answer is not None:
                     wait, self._seen_workers = float(answer[0]), int(answer[1])
