@@ -158,9 +158,10 @@ class Settings(BaseSettings):
     def _pacing(cls, value):
         if value is None or str(value).strip() == "":
             return None
-        if urlsplit(str(value).strip()).scheme not in ("redis", "rediss", "unix"):
+        text = str(value).strip()
+        if not _redis_url(text):
             raise ValueError("must be redis://HOST:PORT/DB, rediss://… or unix://PATH")
-        return str(value).strip()
+        return text
 
     def _credentials(self, tool: str) -> list:
         return [getattr(self, name) for name in CREDENTIALS[tool]]
@@ -221,6 +222,20 @@ CRM_SETTINGS = {
     "pipedrive": ("pipedrive_api_token", "pipedrive_base_url"),
     "salesforce": ("salesforce_access_token", "salesforce_instance_url"),
 }
+
+
+def _redis_url(text: str) -> bool:
+    """redis://[:password@]host[:port][/db], rediss://… or unix:///path: redis-py's forms."""
+    parts = urlsplit(text)
+    if parts.scheme == "unix":
+        return bool(parts.path)
+    try:
+        parts.port  # noqa: B018 - a port that is no number raises here, not at the first call
+    except ValueError:
+        return False
+    db = parts.path.strip("/")
+    known = parts.scheme in ("redis", "rediss") and bool(parts.hostname)
+    return known and (db == "" or db.isdigit())
 
 
 def load_settings() -> Settings:

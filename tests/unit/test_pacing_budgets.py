@@ -74,8 +74,11 @@ def test_unset_each_process_paces_alone_and_set_the_pacers_share_redis(monkeypat
     assert isinstance(toggl.quota, SharedQuota)  # Toggl's hourly quota, shared too
 
 
-def test_a_pacing_url_that_is_not_redis_exits_2_naming_the_variable(monkeypatch, capsys):
-    monkeypatch.setenv("PROVISIONER_PACING_URL", "http://cache:6379")
+@pytest.mark.parametrize(
+    "url", ["http://cache:6379", "redis://cache:port/0", "redis://cache:6379/zero", "redis:///0"]
+)
+def test_a_pacing_url_that_is_not_redis_exits_2_naming_the_variable(monkeypatch, capsys, url):
+    monkeypatch.setenv("PROVISIONER_PACING_URL", url)
 
     status = cli.main(["run"])
 
@@ -88,3 +91,12 @@ def test_the_pacing_stores_password_is_a_secret_to_redact(monkeypatch):
     monkeypatch.setenv("PROVISIONER_PACING_URL", "redis://:s3cret-pass@cache:6379/0")
 
     assert "s3cret-pass" in load_settings().secrets()
+
+
+@pytest.mark.parametrize(
+    "url", ["redis://127.0.0.1:6379/0", "rediss://:pw@cache:6380", "unix:///run/redis.sock"]
+)
+def test_redis_urls_of_every_form_make_a_store(monkeypatch, url):
+    monkeypatch.setenv("PROVISIONER_PACING_URL", url)
+
+    assert pacing_store(load_settings()) is not None  # no connection made yet
