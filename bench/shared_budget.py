@@ -4,8 +4,9 @@ Harvest account's rate limit, and use it?
 One fake Harvest, in a process of its own like a real vendor, enforces a small limit
 (``--limit``, 20 per 2 s) and answers 429 with Retry-After beyond it. Three real workers
 (``python -m worker.commands run``) share one namespace on the local RabbitMQ and one fresh
-PostgreSQL schema, each with ``HARVEST_RATE_LIMIT`` set to that same limit and
-``PROVISIONER_CONCURRENCY`` 8. ``--provisionings`` projects are activated (no vendor call),
+PostgreSQL schema, each with ``HARVEST_RATE_LIMIT`` set to that same limit,
+``PROVISIONER_CONCURRENCY`` 8 and ``PROVISIONER_PREFETCH`` 8 (the backlog spread over the
+three). ``--provisionings`` projects are activated (no vendor call),
 then their ``in_progress`` events are published at once and timed until the last
 ``timesheet.provisioned``. Three runs, everything else equal:
 
