@@ -8,10 +8,11 @@ number of machines, together stay within the limit. The script reads the server'
 any worker sets a shared "paused until" that every worker's ``acquire`` honours; Toggl's
 hourly quota (``SharedQuota``) is shared the same way.
 
-Keys are ``<prefix>:{<budget>}:<part>``; the braces keep one budget's keys in one slot of a
-Redis Cluster. A budget names the vendor's host and the account the vendor counts against
-(``budget()``), never our namespace: two installations on one Harvest account share
-Harvest's one limit. Every key carries a TTL, so an idle budget leaves nothing behind.
+Keys are ``<prefix>:{<budget>}:<part>``; the braces would keep one budget's keys in one slot
+of a Redis Cluster (the client here speaks to one server). A budget names the vendor's host
+and the account the vendor counts against (``budget()``), never our namespace: two
+installations on one Harvest account share Harvest's one limit. Every key carries a TTL,
+so an idle budget leaves nothing behind.
 
 When Redis does not answer (refused, timed out, an error), nothing fails: each budget goes
 on with a local ``Pacer`` holding a safe share of the limit (``local_share``), one warning
