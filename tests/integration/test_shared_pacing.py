@@ -282,3 +282,14 @@ def test_the_first_local_wait_is_capped_for_hour_long_windows():
     pacer.acquire()
 
     assert FIRST_LOCAL_WAIT_CEILING <= sum(clock.sleeps) <= FIRST_LOCAL_WAIT_CEILING + 0.01
+
+
+def test_the_hourly_quota_goes_on_locally_while_the_store_is_away():
+    store = PacingStore(f"redis://127.0.0.1:{free_port()}/0", prefix="unused")
+    quota = store.pacer(BUDGET, 50, 1.0).hourly_quota(QUOTA_REMAINING, QUOTA_RESETS_IN)
+
+    assert quota.wait_needed() == 0  # nothing known yet: nothing held back
+    quota.answered({QUOTA_REMAINING: "0", QUOTA_RESETS_IN: "30"})
+
+    assert 29 < quota.wait_needed() <= 30  # what the answer said, kept in this process
+    assert store.times_away == 1
