@@ -72,6 +72,11 @@ class Settings(BaseSettings):
     pipedrive_rate: str = Field("20/2", alias="PIPEDRIVE_RATE_LIMIT")
     salesforce_rate: str = Field("25/1", alias="SALESFORCE_RATE_LIMIT")
     vendor_timeout: float = Field(30.0, alias="PROVISIONER_VENDOR_TIMEOUT", gt=0)
+    # One budget per vendor account for every worker, in Redis (adapters.shared_pacing);
+    # unset, each process paces alone. While Redis is away each process keeps 1/WORKERS of a
+    # limit (or 1/the number Redis last counted, if more): the processes sharing an account.
+    pacing_url: str | None = Field(None, alias="PROVISIONER_PACING_URL")
+    pacing_workers: int = Field(4, alias="PROVISIONER_PACING_WORKERS", ge=1, le=1024)
 
     @field_validator("retry_delays", mode="before")
     @classmethod
@@ -172,6 +177,16 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown scheme {scheme!r}: use sqlite:///PATH or postgresql://…")
         return value
 
+    @field_validator("pacing_url", mode="before")
+    @classmethod
+    def _pacing(cls, value):
+        if value is None or str(value).strip() == "":
+            return None
+        text = str(value).strip()
+        if not _redis_url(text):
+            raise ValueError("must be redis://HOST:PORT/DB, rediss://… or unix://PATH")
+        return text
+
     def _credentials(self, tool: str) -> list:
         return [getattr(self, name) for name in CREDENTIALS[tool]]
 
@@ -189,7 +204,7 @@ class Settings(BaseSettings):
             )
             if token is not None
         ]
-        for url in (self.amqp_url, self.database_url):
+        for url in (self.amqp_url, self.database_url, self.pacing_url or ""):
             password = urlsplit(url).password
             if password:
                 found += [password, unquote(password)]
@@ -240,7 +255,7 @@ EMPTY_IS_UNSET = {
     "HARVEST_ACCOUNT_ID", "HARVEST_ACCESS_TOKEN", "TOGGL_API_TOKEN", "TOGGL_WORKSPACE_ID",
     "CLOCKIFY_API_KEY", "CLOCKIFY_WORKSPACE_ID", "HUBSPOT_ACCESS_TOKEN", "HUBSPOT_BASE_URL",
     "PIPEDRIVE_API_TOKEN", "PIPEDRIVE_BASE_URL", "SALESFORCE_INSTANCE_URL",
-    "SALESFORCE_ACCESS_TOKEN",
+    "SALESFORCE_ACCESS_TOKEN", "PROVISIONER_PACING_URL",
 }  # fmt: skip
 WHEN_UNSET = {"PROVISIONER_RULES": "the built-in defaults"}
 
@@ -262,6 +277,20 @@ def _shown_default(value) -> str:
         return "the default"
     shown = ",".join(f"{v:g}" for v in value) if isinstance(value, tuple) else value
     return f"the default ({shown})"
+
+
+def _redis_url(text: str) -> bool:
+    """redis://[:password@]host[:port][/db], rediss://… or unix:///path: redis-py's forms."""
+    parts = urlsplit(text)
+    if parts.scheme == "unix":
+        return bool(parts.path)
+    try:
+        parts.port  # noqa: B018 - a port that is no number raises here, not at the first call
+    except ValueError:
+        return False
+    db = parts.path.strip("/")
+    known = parts.scheme in ("redis", "rediss") and bool(parts.hostname)
+    return known and (db == "" or db.isdigit())
 
 
 def load_settings() -> Settings:
