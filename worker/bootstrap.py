@@ -8,6 +8,7 @@ from adapters.store import SqlStore
 from handlers.ports import CrmReader, TimesheetTool
 from handlers.rules import Rules, load_rules
 from handlers.run import Deps
+from worker import metrics, probes
 from worker.consumer import Consumer
 from worker.crm_reads import SharedDealReads
 from worker.processing import Processor
@@ -24,7 +25,11 @@ def pacer(spec: str) -> Pacer:
 
 def build_tools(settings: Settings) -> dict[str, TimesheetTool]:
     tools: dict[str, TimesheetTool] = {}
-    common = dict(retrying=default_retrying(), read_timeout=settings.vendor_timeout)
+    common = dict(
+        retrying=default_retrying(),
+        read_timeout=settings.vendor_timeout,
+        observer=metrics.VENDOR_CALLS,
+    )
     enabled = settings.enabled_tools()
     if "harvest" in enabled:
         from adapters.harvest import HarvestTool
@@ -63,7 +68,11 @@ def build_tools(settings: Settings) -> dict[str, TimesheetTool]:
 def build_crms(settings: Settings, rules: Rules) -> dict[str, CrmReader]:
     """The CRMs with credentials, each reading the properties the rules name."""
     crms: dict[str, CrmReader] = {}
-    common = dict(retrying=default_retrying(), read_timeout=settings.vendor_timeout)
+    common = dict(
+        retrying=default_retrying(),
+        read_timeout=settings.vendor_timeout,
+        observer=metrics.VENDOR_CALLS,
+    )
     enabled = settings.enabled_crms()
     if "hubspot" in enabled:
         from adapters.hubspot import HubSpotCrm
@@ -130,3 +139,17 @@ def build_consumer(settings: Settings, deps: Deps) -> Consumer:
         max_held_bytes=settings.max_held_bytes,
         flush=deps.store.make_durable,
     )
+
+
+def serve_probes(settings: Settings, consumer: Consumer, store: SqlStore):
+    """/metrics, /healthz and /readyz (``worker.probes``), unless PROVISIONER_METRICS_BIND is
+    off; raises ``OSError`` when the address cannot be bound."""
+    metrics.watch_consumer(consumer)
+    if settings.metrics_address is None:
+        return None
+    looks = probes.Probes(
+        connected=lambda: consumer.connected,
+        turned_at=lambda: consumer.last_turn,
+        store_reachable=store.reachable,
+    )
+    return probes.serve(settings.metrics_address, looks)
