@@ -648,7 +648,8 @@ def _reason(exc: BaseException | None) -> str:
     broker's words, never the URL's password (and the redactor would catch it)."""
     if exc is None:
         return "closed"
-    text = str(exc)
+    # pika's AMQPConnectionError prints as nothing; what failed is in its arguments.
+    text = str(exc) or "; ".join(repr(arg) for arg in exc.args)
     return (f"{type(exc).__name__}: {text}" if text else type(exc).__name__)[:300]
 
 
