@@ -152,4 +152,5 @@ def serve_probes(settings: Settings, consumer: Consumer, store: SqlStore):
         turned_at=lambda: consumer.last_turn,
         store_reachable=store.reachable,
     )
+    metrics.READY.set_function(lambda: looks.readiness() is None)
     return probes.serve(settings.metrics_address, looks)

@@ -135,7 +135,8 @@ VENDOR_CALLS = VendorCalls()
 
 # -- work held by the worker ----------------------------------------------------------------
 """What the worker holds right now, read at scrape time from the lanes (``worker.lanes``)
-and the prefetch window (``worker.window``): nothing is updated on the hot path."""
+and the prefetch window (``worker.window``): nothing is updated on the hot path. And its
+readiness as a number, for alerting on what ``/readyz`` says (``worker.probes``)."""
 LANE_JOBS_RUNNING = Gauge(
     "provisioner_lane_jobs_running",
     "Deliveries a lane is working on now.",
@@ -155,6 +156,12 @@ DELIVERIES_HELD = Gauge(
 PREFETCH_WINDOW = Gauge(
     "provisioner_prefetch_window",
     "The prefetch granted by the current subscription (0: not subscribed).",
+    registry=WORKER,
+)
+
+READY = Gauge(
+    "provisioner_ready",
+    "1 when /readyz answers 200 (broker connected, store reachable), else 0.",
     registry=WORKER,
 )
 

@@ -111,6 +111,7 @@ def test_metrics_count_what_a_scenario_did(bus, harvest, spawn_worker):
     assert value("provisioner_lane_jobs_running") == 0
     assert value("provisioner_lane_jobs_waiting") == 0
     assert value("provisioner_prefetch_window") >= 1
+    assert value("provisioner_ready") == 1
     assert get(origin + "/healthz") == (200, "ok\n")
     assert get(origin + "/readyz") == (200, "ok\n")
 
@@ -123,6 +124,7 @@ def test_readyz_follows_the_broker_connection(bus, spawn_worker):
 
     proxy.stop()  # the broker is gone
     assert wait_answer(origin + "/readyz", 503) == "broker not connected\n"
+    assert scrape(origin)[("provisioner_ready", frozenset())] == 0
     assert get(origin + "/healthz") == (200, "ok\n")  # alive: it reconnects by itself
 
     proxy = TcpProxy(("127.0.0.1", 5672), proxy.port).start()
