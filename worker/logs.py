@@ -137,6 +137,7 @@ def configure(
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 structlog.processors.format_exc_info,
                 redactor,  # last before rendering: it sees the formatted traceback
+                _lead,
                 renderer,
             ],
         )
@@ -155,6 +156,14 @@ def configure(
         logger_factory=structlog.stdlib.LoggerFactory(),
         cache_logger_on_first_use=True,
     )
+
+
+LEAD = ("timestamp", "level", "event", "logger")
+
+
+def _lead(_logger, _method, event_dict: dict) -> dict:
+    """When, how bad and what first: a person reading a JSON line finds them at once."""
+    return {key: event_dict.pop(key) for key in LEAD if key in event_dict} | event_dict
 
 
 def _is_terminal(stream: TextIO) -> bool:
