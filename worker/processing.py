@@ -56,8 +56,12 @@ class Processor:
         so the message is retried later and finally dead-lettered, never left unacked. If
         even the copy that says so cannot be made (a producer's header we cannot read
         back), the broker dead-letters the message itself (``reject``), with x-death."""
+        context = {}
+        if isinstance(parsed, Inbound):  # on every line logged while it is handled
+            context = {"event_id": parsed.envelope.id, "project_id": parsed.project_id}
         try:
-            decision = self._decide(delivery, parsed)
+            with structlog.contextvars.bound_contextvars(**context):
+                decision = self._decide(delivery, parsed)
         except Exception:
             log.exception("decision_failed", event_id=_event_id(delivery, parsed))
             decision = Decision([], "rejected_to_dead_letter", reject=True)
