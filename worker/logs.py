@@ -116,30 +116,26 @@ def configure(
     if form is None:
         form = "console" if _is_terminal(stream) else "json"
     threshold = logging.getLevelName(level)
-    redactor = Redactor(secrets)
     common = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
-    renderer = (
+    tail = [
+        structlog.processors.format_exc_info,
+        Redactor(secrets),  # last before rendering: it sees the formatted traceback
+        _lead,
         structlog.dev.ConsoleRenderer(colors=_is_terminal(stream))
         if form == "console"
-        else structlog.processors.JSONRenderer()
-    )
+        else structlog.processors.JSONRenderer(),
+    ]
     handler = _OurHandler(stream)
     handler.addFilter(QuietConnectAttempts())
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=common,
-            processors=[
-                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                structlog.processors.format_exc_info,
-                redactor,  # last before rendering: it sees the formatted traceback
-                _lead,
-                renderer,
-            ],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *tail],
         )
     )
     root = logging.getLogger()
@@ -150,12 +146,31 @@ def configure(
     for name, floor in CHATTY.items():
         logging.getLogger(name).setLevel(max(threshold, floor))
     logging.captureWarnings(True)  # warnings.warn lines too, as log lines
+    # Our own lines skip the stdlib's LogRecord (half the cost of a line) but are written
+    # under the same handler's lock, so no two lines ever interleave.
+    names = structlog.stdlib.LoggerFactory(ignore_frame_names=[__name__])
     structlog.configure(
-        processors=[*common, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        processors=[*common, *tail],
         wrapper_class=structlog.make_filtering_bound_logger(threshold),
-        logger_factory=structlog.stdlib.LoggerFactory(),
+        logger_factory=lambda *args: _Lines(handler, names(*args).name),
         cache_logger_on_first_use=True,
     )
+
+
+class _Lines:
+    """structlog's logger: writes each rendered line whole, under ``handler``'s lock."""
+
+    def __init__(self, handler: logging.StreamHandler, name: str):
+        self._handler = handler
+        self.name = name  # for add_logger_name
+
+    def msg(self, message: str) -> None:
+        handler = self._handler
+        with handler.lock:
+            handler.stream.write(message + "\n")
+            handler.stream.flush()
+
+    debug = info = warning = error = critical = exception = msg
 
 
 LEAD = ("timestamp", "level", "event", "logger")

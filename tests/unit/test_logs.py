@@ -7,6 +7,8 @@ import base64
 import io
 import json
 import logging
+import sys
+import threading
 
 import pika
 import pytest
@@ -167,3 +169,24 @@ def test_settings_name_every_secret_including_broker_and_database_passwords():
 
     assert {HARVEST, CLOCKIFY, "br@ker-pass", "db-pass-9"} <= found
     assert "1" not in found  # an account id is not a secret
+
+
+def test_lines_from_many_threads_and_both_apis_never_interleave(lines):
+    def chatter(n: int) -> None:
+        for i in range(300):
+            structlog.get_logger().info("ours", thread=n, i=i, pad="x" * 200)
+            logging.getLogger("some.library").warning("theirs %d %d %s", n, i, "y" * 200)
+
+    threads = [threading.Thread(target=chatter, args=(n,)) for n in range(4)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads switch between any two writes
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+
+    written = lines()  # each parses as JSON, or this raises
+    assert len(written) == 4 * 300 * 2
