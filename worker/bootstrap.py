@@ -150,7 +150,7 @@ def serve_probes(settings: Settings, consumer: Consumer, store: SqlStore):
     looks = probes.Probes(
         connected=lambda: consumer.connected,
         turned_at=lambda: consumer.last_turn,
-        store_reachable=store.reachable,
+        store=probes.StoreCheck(store.reachable),
     )
     metrics.READY.set_function(lambda: looks.readiness() is None)
     return probes.serve(settings.metrics_address, looks)

@@ -7,15 +7,16 @@
 |            | (the I/O loop ticks every 0.1 s; between         |                              |
 |            | connection attempts, the reconnect loop)         |                              |
 | /readyz    | the broker connection and channel are open, and  | 503 with the first reason    |
-|            | the store answered ``SELECT 1`` (looked at most  |                              |
-|            | every STORE_CHECK_EVERY s, not per scrape)       |                              |
+|            | the store's last answer to ``SELECT 1`` was yes  |                              |
+|            | (asked at most every STORE_CHECK_EVERY s, not    |                              |
+|            | per scrape; unanswered after STORE_TIMEOUT: no)  |                              |
 | /metrics   | always: ``worker.metrics.WORKER``, text format   |                              |
 
 A broker outage makes the worker unready, not unhealthy: it reconnects by itself, and a
 restart would not help. One thread serves one request at a time with a socket timeout: it
 only reads the consumer's state, so neither a slow client nor a bug here can block or crash
-the consumer; and the store check runs on this thread's one connection (``SqlStore`` keeps a
-connection per thread).
+the consumer. The store is asked from a thread of its own (``StoreCheck``), so a database
+that hangs makes the worker unready, never the probes slow: ``/healthz`` keeps answering.
 """
 
 from __future__ import annotations
@@ -35,7 +36,54 @@ log = structlog.get_logger()
 
 STALL = 60.0  # seconds: more than the longest reconnect backoff (30 s) plus a connect
 STORE_CHECK_EVERY = 5.0  # seconds between looks at the store
+STORE_TIMEOUT = 5.0  # seconds a look may take before the store counts as unreachable
 CLIENT_TIMEOUT = 5.0  # seconds a client may take to send its request
+
+
+class StoreCheck:
+    """Asks ``reachable`` from one thread of its own (one store connection for its life), at
+    most every ``every`` seconds; ``ok()`` never waits for it."""
+
+    def __init__(
+        self,
+        reachable: Callable[[], bool],
+        *,
+        every: float = STORE_CHECK_EVERY,
+        timeout: float = STORE_TIMEOUT,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self._reachable = reachable
+        self._every = every
+        self._timeout = timeout
+        self._clock = clock
+        self._wanted = threading.Event()
+        self._asked_at = clock()
+        self._answered_at: float | None = None
+        self._answer = False
+        self._wanted.set()  # the first look at once
+        threading.Thread(target=self._run, name="store-check", daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            self._wanted.wait()
+            self._wanted.clear()
+            try:
+                answer = bool(self._reachable())
+            except Exception:
+                answer = False
+            self._answer, self._answered_at = answer, self._clock()
+
+    def ok(self) -> bool:
+        now = self._clock()
+        answered = self._answered_at is not None and self._answered_at >= self._asked_at
+        if answered and now - self._asked_at >= self._every:
+            self._asked_at = now
+            self._wanted.set()
+            return self._answer  # the last answer, until the new one comes
+        if not answered:
+            # A look under way: the last answer stands until it has taken too long.
+            return self._answer and now - self._asked_at <= self._timeout
+        return self._answer
 
 
 class Probes:
@@ -46,15 +94,13 @@ class Probes:
         *,
         connected: Callable[[], bool],
         turned_at: Callable[[], float],
-        store_reachable: Callable[[], bool],
+        store: StoreCheck,
         clock: Callable[[], float] = time.monotonic,
     ):
         self._connected = connected
         self._turned_at = turned_at
-        self._store_reachable = store_reachable
+        self._store = store
         self._clock = clock
-        self._store_checked_at: float | None = None
-        self._store_ok = False
 
     def health(self) -> str | None:
         """None when alive, else why not."""
@@ -65,19 +111,9 @@ class Probes:
         """None when ready, else why not."""
         if not self._connected():
             return "broker not connected"
-        if not self._store():
+        if not self._store.ok():
             return "store unreachable"
         return None
-
-    def _store(self) -> bool:
-        now = self._clock()
-        if self._store_checked_at is None or now - self._store_checked_at >= STORE_CHECK_EVERY:
-            try:
-                self._store_ok = bool(self._store_reachable())
-            except Exception:
-                self._store_ok = False
-            self._store_checked_at = now
-        return self._store_ok
 
 
 def wsgi_app(probes: Probes, registry=metrics.WORKER):
