@@ -579,6 +579,7 @@ class Consumer:
         if tag in self._failed_tags:
             self._failed_tags.discard(tag)
             log.warning("publish_refused_requeued", delivery_tag=tag)
+            metrics.DECISIONS_REFUSED.inc()
             self._forget(tag)
             # reject, not nack: a requeue that must count as a delivery, so that a message
             # whose outcome the broker refuses every time meets the delivery limit (RabbitMQ

@@ -48,7 +48,8 @@ def event_type_label(event_type: str | None) -> str:
 ``outcome`` of a finished event is the decision made before its ack (``worker.processing``):
 ``done`` (processed, outcomes published), ``duplicate`` (already processed: outcomes published
 again), ``retried`` (a retry is scheduled), ``dead_lettered``, ``rejected`` (even the
-dead-letter copy could not be written; the broker dead-letters the original)."""
+dead-letter copy could not be written; the broker dead-letters the original). A decision
+the broker then refuses to take is counted again as refused (``worker.consumer``)."""
 EVENTS_RECEIVED = Counter(
     "provisioner_events_received",
     "Deliveries taken from the work queue, by event type (redeliveries count again).",
@@ -71,6 +72,12 @@ DEAD_LETTERS = Counter(
     "provisioner_dead_letters",
     "Deliveries sent to the dead-letter queue, by failure code.",
     ["code"],
+    registry=WORKER,
+)
+DECISIONS_REFUSED = Counter(
+    "provisioner_decisions_refused",
+    "Decisions the broker refused to take (a publish nacked or unroutable): the delivery "
+    "went back to its queue and is worked again.",
     registry=WORKER,
 )
 
