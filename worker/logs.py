@@ -26,6 +26,7 @@ import base64
 import logging
 import re
 import sys
+import threading
 from collections.abc import Iterable
 from typing import Any, TextIO
 
@@ -146,6 +147,7 @@ def configure(
     for name, floor in CHATTY.items():
         logging.getLogger(name).setLevel(max(threshold, floor))
     logging.captureWarnings(True)  # warnings.warn lines too, as log lines
+    sys.excepthook, threading.excepthook = _uncaught, _uncaught_in_thread
     # Our own lines skip the stdlib's LogRecord (half the cost of a line) but are written
     # under the same handler's lock, so no two lines ever interleave.
     names = structlog.stdlib.LoggerFactory(ignore_frame_names=[__name__])
@@ -171,6 +173,21 @@ class _Lines:
             handler.stream.flush()
 
     debug = info = warning = error = critical = exception = msg
+
+
+def _uncaught(exc_type, exc, traceback, thread: str | None = None) -> None:
+    """An exception nothing caught (a bug): one line, with its redacted traceback, instead
+    of the interpreter's raw print."""
+    structlog.get_logger(__name__).critical(
+        "uncaught_exception", thread=thread, exc_info=(exc_type, exc, traceback)
+    )
+
+
+def _uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
+    if args.exc_type is SystemExit:  # as threading's own hook: a thread's quiet way out
+        return
+    thread = args.thread.name if args.thread is not None else None
+    _uncaught(args.exc_type, args.exc_value, args.exc_traceback, thread)
 
 
 LEAD = ("timestamp", "level", "event", "logger")

@@ -29,7 +29,9 @@ def restore_logging():
     """Puts structlog and the root logger back as they were after the test."""
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
+    hooks = sys.excepthook, threading.excepthook
     yield
+    sys.excepthook, threading.excepthook = hooks
     structlog.reset_defaults()
     root.handlers[:] = handlers
     root.setLevel(level)
@@ -190,3 +192,20 @@ def test_lines_from_many_threads_and_both_apis_never_interleave(lines):
 
     written = lines()  # each parses as JSON, or this raises
     assert len(written) == 4 * 300 * 2
+
+
+def test_an_exception_nothing_caught_in_a_thread_is_one_redacted_json_line(lines):
+    def crash():
+        raise KeyError(f"token {HARVEST}")
+
+    thread = threading.Thread(target=crash, name="lane-7")
+    thread.start()
+    thread.join()
+
+    [line] = lines()
+    assert (line["event"], line["level"], line["thread"]) == (
+        "uncaught_exception",
+        "critical",
+        "lane-7",
+    )
+    assert "KeyError" in line["exception"] and HARVEST not in json.dumps(line)
