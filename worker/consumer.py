@@ -119,7 +119,7 @@ class Consumer:
         self.shutdown_grace = shutdown_grace
         self.stopping = False
         self.last_turn = time.monotonic()  # the I/O or reconnect loop last ran (liveness)
-        self._opened = False  # the current connection attempt got as far as open
+        self._opened = False  # the current connection got as far as a channel
         self._lost_reason: str | None = None
         self._channel = None
         self._consumer_tag: str | None = None
@@ -246,11 +246,11 @@ class Consumer:
 
     @guarded
     def _on_connection_open(self, connection) -> None:
-        self._opened = True
         connection.channel(on_open_callback=self._on_channel_open)
 
     @guarded
     def _on_channel_open(self, channel) -> None:
+        self._opened = True  # a connection lost from now on is "lost", not a failed attempt
         self._channel = channel
         channel.add_on_close_callback(self._on_channel_closed)
         channel.add_on_return_callback(self._on_return)

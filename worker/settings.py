@@ -140,6 +140,20 @@ class Settings(BaseSettings):
             raise ValueError("must be an http(s) origin, e.g. https://acme.pipedrive.com")
         return text
 
+    @field_validator("amqp_url")
+    @classmethod
+    def _amqp(cls, value: str) -> str:
+        if not value.startswith(("amqp://", "amqps://")):
+            raise ValueError("must start with amqp:// or amqps://")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database(cls, value: str) -> str:
+        if not value.startswith(("sqlite://", "postgresql://", "postgresql+psycopg://")):
+            raise ValueError("must be sqlite:///PATH or postgresql://…")
+        return value
+
     @field_validator("metrics_bind")
     @classmethod
     def _metrics_bind(cls, value: str) -> str:
@@ -171,20 +185,6 @@ class Settings(BaseSettings):
             return None
         host, _, port = self.metrics_bind.rpartition(":")
         return host.strip("[]"), int(port)
-
-    @field_validator("amqp_url")
-    @classmethod
-    def _amqp(cls, value: str) -> str:
-        if not value.startswith(("amqp://", "amqps://")):
-            raise ValueError("must start with amqp:// or amqps://")
-        return value
-
-    @field_validator("database_url")
-    @classmethod
-    def _database(cls, value: str) -> str:
-        if not value.startswith(("sqlite://", "postgresql://", "postgresql+psycopg://")):
-            raise ValueError("must be sqlite:///PATH or postgresql://…")
-        return value
 
     def _credentials(self, tool: str) -> list:
         return [getattr(self, name) for name in CREDENTIALS[tool]]
