@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import tenacity
 
-from adapters.http import VendorHttp, default_error_text
+from adapters.http import UNOBSERVED, HttpObserver, VendorHttp, default_error_text
 from adapters.pacing import Pacer
 from handlers.ports import ProjectSpec, SetupReport, ToolClient, ToolProject
 from schemas.errors import InvalidReference, TimesheetNotFound, VendorRejected
@@ -75,6 +75,7 @@ class ClockifyTool:
         base_url: str = "https://api.clockify.me/api/v1",
         retrying: tenacity.Retrying,
         pacer: Pacer | None = None,
+        observer: HttpObserver = UNOBSERVED,
         read_timeout: float = 30.0,
         web_url: str = "https://app.clockify.me",
         plan: str = "paid",
@@ -86,6 +87,7 @@ class ClockifyTool:
             headers={"X-Api-Key": api_key},  # raw key, no "Bearer"
             retrying=retrying,
             pacer=pacer,
+            observer=observer,
             timeout=(5.0, read_timeout),
             # Clockify sends no Retry-After. On a free workspace a 429 means the hour is spent:
             # waiting a slot's share of it (two minutes) leaves the retry to the delayed

@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 
 import tenacity
 
-from adapters.http import DEFAULT_TIMEOUT, VendorHttp, default_error_text
+from adapters.http import DEFAULT_TIMEOUT, UNOBSERVED, HttpObserver, VendorHttp, default_error_text
 from adapters.pacing import Pacer
 from handlers.ports import ProjectSpec, SetupReport, ToolClient, ToolProject
 from schemas.errors import (
@@ -76,6 +76,7 @@ class HarvestTool:
         base_url: str = "https://api.harvestapp.com/v2",
         retrying: tenacity.Retrying,
         pacer: Pacer | None = None,
+        observer: HttpObserver = UNOBSERVED,
         read_timeout: float = 30.0,
         web_url: str | None = None,
     ):
@@ -89,6 +90,7 @@ class HarvestTool:
             },
             retrying=retrying,
             pacer=pacer,
+            observer=observer,
             timeout=(DEFAULT_TIMEOUT[0], read_timeout),
         )
         self._web_url = web_url.rstrip("/") if web_url else None

@@ -22,12 +22,17 @@ Retry policy (a ``tenacity.Retrying`` built in the composition root, ``wait_none
 only ``VendorUnavailable`` is retried, and a request that may have been processed (a POST
 that timed out or got a 5xx) is never re-sent here: the message-level retry that follows
 first looks the object up by its marker, so a create is never made twice.
+
+Every request sent, every throttle and every wait our pacing imposed is told to an
+``HttpObserver`` (the worker's is its Prometheus metrics, ``worker.metrics``), so this layer
+counts without knowing who listens.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import requests
 import tenacity
@@ -46,6 +51,35 @@ IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "PATCH", "DELETE"})
 USER_AGENT = "timesheet-provisioner (https://github.com/timesheet-provisioner)"
 DEFAULT_TIMEOUT = (5.0, 30.0)  # connect, read
 HOLD_OFF_CEILING = 60.0  # seconds we pause an account in-process on a Retry-After
+
+
+class HttpObserver(Protocol):
+    """Told about each request to a vendor; must be cheap and must never raise."""
+
+    def answered(self, vendor: str, method: str, status: int | None, seconds: float) -> None:
+        """One request is over: its HTTP status, or None when no answer came."""
+
+    def throttled(self, vendor: str) -> None:
+        """The vendor refused a request for rate (429, a spent quota)."""
+
+    def paced(self, vendor: str, seconds: float) -> None:
+        """Our own pacing held a request back for ``seconds`` before it was sent."""
+
+
+class Unobserved:
+    """The observer of adapters nobody watches (tests, commands)."""
+
+    def answered(self, vendor: str, method: str, status: int | None, seconds: float) -> None:
+        pass
+
+    def throttled(self, vendor: str) -> None:
+        pass
+
+    def paced(self, vendor: str, seconds: float) -> None:
+        pass
+
+
+UNOBSERVED = Unobserved()
 
 
 def retry_after_seconds(value: str | None) -> float | None:
@@ -185,6 +219,7 @@ class VendorHttp:
         is_throttle: Callable[[requests.Response], bool] | None = None,
         quota: HourlyQuota | None = None,
         retry_hint: Callable[[requests.Response], str | None] | None = None,
+        observer: HttpObserver = UNOBSERVED,
     ):
         self.vendor = vendor
         self.base_url = base_url.rstrip("/")
@@ -199,6 +234,7 @@ class VendorHttp:
         # Whether a refusal is a throttle, when its status alone cannot say (Toggl's 402).
         self.is_throttle = is_throttle or (lambda r: r.status_code in self.throttle_statuses)
         self.quota = quota
+        self.observer = observer
         # The header a throttle's wait is read from (Toggl: a 429's or the quota's).
         self.retry_hint = retry_hint or (
             lambda r: next(
@@ -226,19 +262,22 @@ class VendorHttp:
         where = f"{self.vendor} {method} {url.removeprefix(self.base_url).split('?')[0]}"
         if self.quota:
             self._within_quota(where)
-        if self.pacer:
-            self.pacer.acquire()
+        if self.pacer and (waited := self.pacer.acquire()):
+            self.observer.paced(self.vendor, waited)
+        started = time.monotonic()
         try:
             response = self.session.request(
                 method, url, params=params, json=json, timeout=self.timeout
             )
         except (requests.RequestException, ValueError) as exc:
+            self.observer.answered(self.vendor, method, None, time.monotonic() - started)
             if self.quota:
                 self.quota.answered(None)
             raise _translate(exc, idempotent, where, self.timeout) from None
+        status = response.status_code
+        self.observer.answered(self.vendor, method, status, time.monotonic() - started)
         if self.quota:
             self.quota.answered(response.headers)
-        status = response.status_code
         if status < 400 or status in ok_statuses:
             return VendorAnswer(response, idempotent, where)
         raise self._failure(idempotent, where, response)
@@ -255,11 +294,13 @@ class VendorHttp:
                 err.safe_to_retry = False
                 raise err
             self.pacer.sleep(wait)
+            self.observer.paced(self.vendor, wait)
 
     def _failure(self, idempotent: bool, where: str, response: requests.Response):
         status = response.status_code
         text = self.error_text(response)
         if self.is_throttle(response):
+            self.observer.throttled(self.vendor)
             hint = retry_after_seconds(self.retry_hint(response))
             if hint is not None and self.pacer:
                 self.pacer.hold_off(min(hint, HOLD_OFF_CEILING))

@@ -24,7 +24,7 @@ from typing import Any
 import tenacity
 
 from adapters.deal_mapping import LineItem, emails, snapshot
-from adapters.http import DEFAULT_TIMEOUT, VendorHttp
+from adapters.http import DEFAULT_TIMEOUT, UNOBSERVED, HttpObserver, VendorHttp
 from adapters.pacing import Pacer
 from handlers.ports import CrmFields, DealSnapshot, StageFacts
 from schemas.errors import CrmRecordNotFound
@@ -45,6 +45,7 @@ class HubSpotCrm:
         base_url: str = "https://api.hubapi.com",
         retrying: tenacity.Retrying,
         pacer: Pacer | None = None,
+        observer: HttpObserver = UNOBSERVED,
         read_timeout: float = 30.0,
     ):
         self.http = VendorHttp(
@@ -53,6 +54,7 @@ class HubSpotCrm:
             headers={"Authorization": f"Bearer {access_token}"},
             retrying=retrying,
             pacer=pacer,
+            observer=observer,
             timeout=(DEFAULT_TIMEOUT[0], read_timeout),
         )
         self.fields = fields

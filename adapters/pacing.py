@@ -39,8 +39,10 @@ class Pacer:
         self._starts: deque[float] = deque()
         self._lock = threading.Lock()
 
-    def acquire(self) -> None:
-        """Blocks until one more request may start, then counts it."""
+    def acquire(self) -> float:
+        """Blocks until one more request may start, then counts it; returns the seconds it
+        slept (0.0: the request went at once)."""
+        slept = 0.0
         while True:
             with self._lock:
                 now = self._clock()
@@ -48,9 +50,10 @@ class Pacer:
                     self._starts.popleft()
                 if len(self._starts) < self.calls:
                     self._starts.append(now)
-                    return
-                wait = self.window - (now - self._starts[0])
-            self._sleep(max(wait, 0.001))
+                    return slept
+                wait = max(self.window - (now - self._starts[0]), 0.001)
+            self._sleep(wait)
+            slept += wait
 
     def hold_off(self, seconds: float) -> None:
         """The server said to wait (Retry-After): no request starts for ``seconds``."""

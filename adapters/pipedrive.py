@@ -20,7 +20,7 @@ from typing import Any
 import tenacity
 
 from adapters.deal_mapping import LineItem, emails, snapshot
-from adapters.http import DEFAULT_TIMEOUT, VendorHttp
+from adapters.http import DEFAULT_TIMEOUT, UNOBSERVED, HttpObserver, VendorHttp
 from adapters.pacing import Pacer
 from handlers.ports import CrmFields, DealSnapshot, StageFacts
 from schemas.errors import CrmRecordNotFound
@@ -40,6 +40,7 @@ class PipedriveCrm:
         fields: CrmFields,
         retrying: tenacity.Retrying,
         pacer: Pacer | None = None,
+        observer: HttpObserver = UNOBSERVED,
         read_timeout: float = 30.0,
     ):
         self.http = VendorHttp(
@@ -48,6 +49,7 @@ class PipedriveCrm:
             headers={"x-api-token": api_token},
             retrying=retrying,
             pacer=pacer,
+            observer=observer,
             timeout=(DEFAULT_TIMEOUT[0], read_timeout),
             retry_after_headers=("Retry-After", "x-ratelimit-reset"),
         )

@@ -23,7 +23,7 @@ import requests
 import tenacity
 
 from adapters.deal_mapping import LineItem, emails, snapshot
-from adapters.http import DEFAULT_TIMEOUT, VendorHttp
+from adapters.http import DEFAULT_TIMEOUT, UNOBSERVED, HttpObserver, VendorHttp
 from adapters.pacing import Pacer
 from handlers.ports import CrmFields, DealSnapshot, StageFacts
 from schemas.errors import CrmRecordNotFound, Unreadable, VendorRejected
@@ -69,6 +69,7 @@ class SalesforceCrm:
         fields: CrmFields,
         retrying: tenacity.Retrying,
         pacer: Pacer | None = None,
+        observer: HttpObserver = UNOBSERVED,
         read_timeout: float = 30.0,
     ):
         self.http = VendorHttp(
@@ -77,6 +78,7 @@ class SalesforceCrm:
             headers={"Authorization": f"Bearer {access_token}"},
             retrying=retrying,
             pacer=pacer,
+            observer=observer,
             timeout=(DEFAULT_TIMEOUT[0], read_timeout),
             error_text=error_text,
             is_throttle=is_throttle,

@@ -240,6 +240,12 @@ class SqlStore:
     def make_durable(self) -> None:
         self.dialect.make_durable()
 
+    def reachable(self) -> bool:
+        """The database answers a trivial query on this thread's connection (readiness)."""
+        with self._session() as conn:
+            conn.execute("SELECT 1").fetchone()
+        return True
+
     # -- projects -------------------------------------------------------------------------
     def project(self, project_id: str) -> ProjectState | None:
         row = self._one("project", {"project_id": project_id})

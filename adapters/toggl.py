@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import tenacity
 
-from adapters.http import VendorHttp
+from adapters.http import UNOBSERVED, HttpObserver, VendorHttp
 from adapters.pacing import HourlyQuota, Pacer
 from handlers.ports import ProjectSpec, SetupReport, ToolClient, ToolProject
 from schemas.errors import InvalidReference, TimesheetNotFound, VendorRejected
@@ -66,6 +66,7 @@ class TogglTool:
         base_url: str = "https://api.track.toggl.com/api/v9",
         retrying: tenacity.Retrying,
         pacer: Pacer | None = None,
+        observer: HttpObserver = UNOBSERVED,
         read_timeout: float = 30.0,
     ):
         if not _DIGITS.fullmatch(str(workspace_id)):
@@ -78,6 +79,7 @@ class TogglTool:
             headers={"Authorization": f"Basic {basic}"},
             retrying=retrying,
             pacer=pacer,
+            observer=observer,
             timeout=(5.0, read_timeout),
             # The default error text already reads Toggl's JSON-string bodies (and an object's
             # ``message``/``error``, or plain text), so there is no Toggl-specific reader.

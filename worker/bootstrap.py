@@ -7,6 +7,7 @@ from adapters.store import SqlStore
 from handlers.ports import CrmReader, TimesheetTool
 from handlers.rules import Rules, load_rules
 from handlers.run import Deps
+from worker import metrics, probes
 from worker.consumer import Consumer
 from worker.crm_reads import SharedDealReads
 from worker.pacing import PacingStore, pacers, pacing_store
@@ -20,7 +21,11 @@ CLOCKIFY_PLAN_RATES = {"free": "30/3600", "paid": "50/1"}
 def build_tools(settings: Settings, shared: PacingStore | None = None) -> dict[str, TimesheetTool]:
     pace = pacers(settings, shared)
     tools: dict[str, TimesheetTool] = {}
-    common = dict(retrying=default_retrying(), read_timeout=settings.vendor_timeout)
+    common = dict(
+        retrying=default_retrying(),
+        read_timeout=settings.vendor_timeout,
+        observer=metrics.VENDOR_CALLS,
+    )
     enabled = settings.enabled_tools()
     if "harvest" in enabled:
         from adapters.harvest import HarvestTool
@@ -64,7 +69,11 @@ def build_crms(
     """The CRMs with credentials, each reading the properties the rules name."""
     pace = pacers(settings, shared)
     crms: dict[str, CrmReader] = {}
-    common = dict(retrying=default_retrying(), read_timeout=settings.vendor_timeout)
+    common = dict(
+        retrying=default_retrying(),
+        read_timeout=settings.vendor_timeout,
+        observer=metrics.VENDOR_CALLS,
+    )
     enabled = settings.enabled_crms()
     if "hubspot" in enabled:
         from adapters.hubspot import HubSpotCrm
@@ -132,3 +141,18 @@ def build_consumer(settings: Settings, deps: Deps) -> Consumer:
         max_held_bytes=settings.max_held_bytes,
         flush=deps.store.make_durable,
     )
+
+
+def serve_probes(settings: Settings, consumer: Consumer, store: SqlStore):
+    """/metrics, /healthz and /readyz (``worker.probes``), unless PROVISIONER_METRICS_BIND is
+    off; raises ``OSError`` when the address cannot be bound."""
+    metrics.watch_consumer(consumer)
+    if settings.metrics_address is None:
+        return None
+    looks = probes.Probes(
+        connected=lambda: consumer.connected,
+        turned_at=lambda: consumer.last_turn,
+        store=probes.StoreCheck(store.reachable),
+    )
+    metrics.READY.set_function(lambda: looks.readiness() is None)
+    return probes.serve(settings.metrics_address, looks)

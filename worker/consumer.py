@@ -51,6 +51,7 @@ from pika.spec import Basic
 
 from schemas.errors import Unreadable, UnreadableCode
 from schemas.inbound import parse_inbound
+from worker import metrics
 from worker.durability import DurableHandOff
 from worker.lanes import Lanes
 from worker.messages import COPY_ID, Decision, Delivery
@@ -117,6 +118,9 @@ class Consumer:
         self.heartbeat = heartbeat
         self.shutdown_grace = shutdown_grace
         self.stopping = False
+        self.last_turn = time.monotonic()  # the I/O or reconnect loop last ran (liveness)
+        self._opened = False  # the current connection got as far as a channel
+        self._lost_reason: str | None = None
         self._channel = None
         self._consumer_tag: str | None = None
         self._resubscribing = False
@@ -155,10 +159,15 @@ class Consumer:
 
     # -- lifecycle --------------------------------------------------------------------------
     def run(self) -> None:
-        """Consumes until ``stop()``; reconnects with backoff whenever the connection drops."""
+        """Consumes until ``stop()``; reconnects with backoff whenever the connection drops.
+        One log line per failed attempt (its number and why) and one per connection lost:
+        pika's own lines about a failed connect are quieted (``worker.logs``)."""
         backoff = 0.5
+        attempt = 0
         while not self.stopping:
             started = time.monotonic()
+            attempt += 1
+            self._opened, self._lost_reason = False, None
             try:
                 declare_all(self.amqp_url, self.topology)
                 connection = pika.SelectConnection(
@@ -173,16 +182,36 @@ class Consumer:
                 )
                 self._switch_to(connection)
                 connection.ioloop.start()
+                reason = self._lost_reason
             except AMQPError as exc:
-                log.warning("broker_unreachable", error=type(exc).__name__)
+                reason = _reason(exc)
             if self.stopping:
                 break
             backoff = 0.5 if time.monotonic() - started > 30 else min(backoff * 2, 30)
-            log.warning("reconnecting", in_seconds=backoff)
-            time.sleep(backoff)
+            if self._opened:
+                attempt = 0
+                log.warning("connection_lost", reason=reason, reconnect_in=backoff)
+            else:
+                log.warning(
+                    "broker_connect_failed", attempt=attempt, reason=reason, retry_in=backoff
+                )
+            self._pause(backoff)
         self.lanes.close()
         self._durable.close()
         log.info("worker_stopped")
+
+    def _pause(self, seconds: float) -> None:
+        """Sleeps between attempts, still turning (liveness) and ending early on stop()."""
+        deadline = time.monotonic() + seconds
+        while not self.stopping and (now := time.monotonic()) < deadline:
+            self.last_turn = now
+            time.sleep(min(deadline - now, 0.5))
+
+    @property
+    def connected(self) -> bool:
+        """The broker connection and our channel are open (the readiness probe)."""
+        connection, channel = self._connection, self._channel
+        return bool(connection and connection.is_open and channel and channel.is_open)
 
     def _switch_to(self, connection: pika.SelectConnection) -> None:
         """Makes ``connection`` the current one; decisions made for older ones are dropped
@@ -224,6 +253,7 @@ class Consumer:
 
     @guarded
     def _on_channel_open(self, channel) -> None:
+        self._opened = True  # a connection lost from now on is "lost", not a failed attempt
         self._channel = channel
         channel.add_on_close_callback(self._on_channel_closed)
         channel.add_on_return_callback(self._on_return)
@@ -237,6 +267,7 @@ class Consumer:
     def _tick(self) -> None:
         """Resizes the window when it has moved, resumes a paused subscription."""
         connection = self._connection
+        self.last_turn = time.monotonic()
         if connection is None or not connection.is_open or self.stopping:
             return
         if self._channel is not None and self._channel.is_open and not self._resubscribing:
@@ -370,8 +401,7 @@ class Consumer:
                 connection.ioloop.stop()
 
     def _on_connection_lost(self, connection, reason=None) -> None:
-        if not self.stopping:
-            log.warning("connection_lost", reason=str(reason))
+        self._lost_reason = _reason(reason)  # ``run`` logs it, once per attempt
         self._channel = None
         connection.ioloop.stop()
 
@@ -414,6 +444,7 @@ class Consumer:
             log.exception("parse_crashed", delivery_tag=tag)
             parsed = Unreadable(UnreadableCode.INVALID_DATA, f"unreadable ({type(exc).__name__})")
             key = ("unreadable", tag)
+        metrics.event_received(None if isinstance(parsed, Unreadable) else parsed.type)
         self._deliveries += 1
         self._unacked.append(tag)
         self._sizes[tag] = len(body)
@@ -551,6 +582,7 @@ class Consumer:
         if tag in self._failed_tags:
             self._failed_tags.discard(tag)
             log.warning("publish_refused_requeued", delivery_tag=tag)
+            metrics.DECISIONS_REFUSED.inc()
             self._forget(tag)
             # reject, not nack: a requeue that must count as a delivery, so that a message
             # whose outcome the broker refuses every time meets the delivery limit (RabbitMQ
@@ -613,6 +645,16 @@ def _take_every_delivery(channel, on_message) -> None:
         on_message(channel, method_frame.method, header_frame.properties, body)
 
     channel._on_deliver = on_deliver
+
+
+def _reason(exc: BaseException | None) -> str:
+    """Why a connection failed or closed, for the log: pika's text names the host and the
+    broker's words, never the URL's password (and the redactor would catch it)."""
+    if exc is None:
+        return "closed"
+    # pika's AMQPConnectionError prints as nothing; what failed is in its arguments.
+    text = str(exc) or "; ".join(repr(arg) for arg in exc.args)
+    return (f"{type(exc).__name__}: {text}" if text else type(exc).__name__)[:300]
 
 
 def _writable(decision: Decision) -> bool:

@@ -20,6 +20,7 @@ class Lanes:
         self._waiting: dict[Hashable, deque[Job]] = {}  # a key is here while it has a job running
         self._lock = threading.Lock()
         self._pending = 0
+        self._running = 0
         self._idle = threading.Condition(self._lock)
         # Daemon threads: at shutdown, a vendor call still running must not keep the process
         # alive; its message is unacked, so the broker hands it out again.
@@ -42,11 +43,14 @@ class Lanes:
     def _work(self) -> None:
         while (item := self._ready.get()) is not None:
             key, job = item
+            with self._lock:
+                self._running += 1
             try:
                 job()
             except Exception:
                 log.exception("lane_job_failed")
             with self._lock:
+                self._running -= 1
                 self._pending -= 1
                 following = self._waiting[key].popleft() if self._waiting[key] else None
                 if following is None:
@@ -58,7 +62,12 @@ class Lanes:
 
     @property
     def pending(self) -> int:
+        """Jobs submitted and not finished: running, or waiting for their lane."""
         return self._pending
+
+    @property
+    def running(self) -> int:
+        return self._running
 
     def wait_idle(self, timeout: float) -> bool:
         with self._lock:

@@ -1,5 +1,12 @@
-"""structlog set-up: one JSON object per line on stderr, with the message context bound by
-the consumer (event_id, type, project_id).
+"""The one log pipeline: every line on stderr, ours (structlog) and every library's (pika,
+uvicorn, urllib3: the stdlib ``logging``), goes through the same structlog processors and the
+same renderer. JSON, one object a line, by default; human-readable lines with
+``LOG_FORMAT=console``, or when stderr is a terminal and LOG_FORMAT is unset.
+
+structlog hands its event dicts to the stdlib ``logging`` (``ProcessorFormatter``), so one
+handler with one lock writes every line whole, whichever thread logs it. Lines carry the
+context bound with ``structlog.contextvars`` (the consumer binds ``event_id``, ``type``,
+``project_id`` for the time a lane works a message), library lines included.
 
 Never log credentials. Settings hold them as ``SecretStr`` and adapters never log requests,
 but an exception's text can still quote one (``requests`` puts the header value in
@@ -7,6 +14,10 @@ but an exception's text can still quote one (``requests`` puts the header value 
 formatting, so tracebacks are redacted too. It knows each secret in the forms it takes on the
 wire: the raw value (Clockify's ``X-Api-Key``, Harvest's ``Bearer <token>``), Toggl's HTTP
 Basic ``base64(<token>:api_token)``, and the escaped form a ``repr`` in a traceback shows.
+
+pika reports one failed connection attempt in six to eight lines at ERROR (each layer of its
+connection workflow says it again); those are dropped (``QuietConnectAttempts``), and the
+consumer logs one line per attempt with its number and reason.
 """
 
 from __future__ import annotations
@@ -15,6 +26,7 @@ import base64
 import logging
 import re
 import sys
+import threading
 from collections.abc import Iterable
 from typing import Any, TextIO
 
@@ -60,39 +72,134 @@ class Redactor:
     def __call__(self, _logger, _method, event_dict: dict) -> dict:
         return {key: self.redact(value) for key, value in event_dict.items()}
 
+
+class QuietConnectAttempts(logging.Filter):
+    """Drops pika's lines about a connection attempt that failed: the caller reports the
+    attempt once. pika's lines about an established connection that broke are kept."""
+
+    QUIET_LOGGERS = (
+        "pika.adapters.utils.connection_workflow",  # every layer of a failed connect
+        "pika.adapters.blocking_connection",  # the same failure, again, then raised to us
+    )
+    QUIET_MESSAGES = (
+        "Socket failed to connect",
+        "Full-stack connection workflow failed",
+        "Self-initiated stack bring-up failed",
+        "Connection closed while authenticating",
+    )
+
     def filter(self, record: logging.LogRecord) -> bool:
-        """For the stdlib loggers (pika, urllib3): the whole rendered message, redacted."""
-        try:
-            record.msg = self.redact(record.getMessage())
-            record.args = None
-            if record.exc_info:
-                traceback = logging.Formatter().formatException(record.exc_info)
-                record.exc_text, record.exc_info = self.redact(traceback), None
-        except Exception:  # noqa: BLE001 - a log call must never raise; drop the line instead
+        if not record.name.startswith("pika"):
+            return True
+        if record.name.startswith(self.QUIET_LOGGERS):
             return False
-        return True
+        return not str(record.msg).startswith(self.QUIET_MESSAGES)
+
+
+# Libraries whose INFO lines are their routine (pika: every channel opened and closed).
+CHATTY = {"pika": logging.WARNING}
+
+
+class _OurHandler(logging.StreamHandler):
+    """The handler ``configure`` installs, so that configuring again replaces it."""
 
 
 def configure(
-    level: str = "INFO", *, secrets: Iterable[str] = (), stream: TextIO | None = None
+    level: str = "INFO",
+    *,
+    secrets: Iterable[str] = (),
+    stream: TextIO | None = None,
+    form: str | None = None,
 ) -> None:
-    """``secrets``: every configured secret value (``Settings.secrets()``)."""
+    """``secrets``: every configured secret value (``Settings.secrets()``); ``form``:
+    ``json``, ``console``, or None for console on a terminal and JSON otherwise."""
     stream = stream or sys.stderr
-    redactor = Redactor(secrets)
-    logging.basicConfig(stream=stream, level=logging.WARNING, format="%(message)s")
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(redactor)
-    logging.getLogger("pika").setLevel(logging.WARNING)
+    if form is None:
+        form = "console" if _is_terminal(stream) else "json"
+    threshold = logging.getLevelName(level)
+    common = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    tail = [
+        structlog.processors.format_exc_info,
+        Redactor(secrets),  # last before rendering: it sees the formatted traceback
+        _lead,
+        structlog.dev.ConsoleRenderer(colors=_is_terminal(stream))
+        if form == "console"
+        else structlog.processors.JSONRenderer(),
+    ]
+    handler = _OurHandler(stream)
+    handler.addFilter(QuietConnectAttempts())
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=common,
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *tail],
+        )
+    )
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _OurHandler)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(threshold)
+    for name, floor in CHATTY.items():
+        logging.getLogger(name).setLevel(max(threshold, floor))
+    logging.captureWarnings(True)  # warnings.warn lines too, as log lines
+    sys.excepthook, threading.excepthook = _uncaught, _uncaught_in_thread
+    # Our own lines skip the stdlib's LogRecord (half the cost of a line) but are written
+    # under the same handler's lock, so no two lines ever interleave.
+    names = structlog.stdlib.LoggerFactory(ignore_frame_names=[__name__])
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            redactor,  # last before rendering: it sees the formatted traceback
-            structlog.processors.JSONRenderer(),
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
-        logger_factory=structlog.PrintLoggerFactory(stream),
+        processors=[*common, *tail],
+        wrapper_class=structlog.make_filtering_bound_logger(threshold),
+        logger_factory=lambda *args: _Lines(handler, names(*args).name),
         cache_logger_on_first_use=True,
     )
+
+
+class _Lines:
+    """structlog's logger: writes each rendered line whole, under ``handler``'s lock."""
+
+    def __init__(self, handler: logging.StreamHandler, name: str):
+        self._handler = handler
+        self.name = name  # for add_logger_name
+
+    def msg(self, message: str) -> None:
+        handler = self._handler
+        with handler.lock:
+            handler.stream.write(message + "\n")
+            handler.stream.flush()
+
+    debug = info = warning = error = critical = exception = msg
+
+
+def _uncaught(exc_type, exc, traceback, thread: str | None = None) -> None:
+    """An exception nothing caught (a bug): one line, with its redacted traceback, instead
+    of the interpreter's raw print."""
+    structlog.get_logger(__name__).critical(
+        "uncaught_exception", thread=thread, exc_info=(exc_type, exc, traceback)
+    )
+
+
+def _uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
+    if args.exc_type is SystemExit:  # as threading's own hook: a thread's quiet way out
+        return
+    thread = args.thread.name if args.thread is not None else None
+    _uncaught(args.exc_type, args.exc_value, args.exc_traceback, thread)
+
+
+LEAD = ("timestamp", "level", "event", "logger")
+
+
+def _lead(_logger, _method, event_dict: dict) -> dict:
+    """When, how bad and what first: a person reading a JSON line finds them at once."""
+    return {key: event_dict.pop(key) for key in LEAD if key in event_dict} | event_dict
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # no isatty, or closed
+        return False

@@ -32,6 +32,7 @@ from handlers.run import Deps, Run, StepFailure, failed_event
 from schemas.errors import FailureCode, Permanent, ProvisionerError, Transient, Unreadable
 from schemas.inbound import Inbound
 from schemas.outbound import Outbound
+from worker import metrics
 from worker.messages import Decision, Delivery, Publish, failure_copy, outcome_message
 from worker.topology import Topology
 
@@ -55,11 +56,18 @@ class Processor:
         so the message is retried later and finally dead-lettered, never left unacked. If
         even the copy that says so cannot be made (a producer's header we cannot read
         back), the broker dead-letters the message itself (``reject``), with x-death."""
+        context = {}
+        if isinstance(parsed, Inbound):  # on every line logged while it is handled
+            context = {"event_id": parsed.envelope.id, "project_id": parsed.project_id}
         try:
-            return self._decide(delivery, parsed)
+            with structlog.contextvars.bound_contextvars(**context):
+                decision = self._decide(delivery, parsed)
         except Exception:
             log.exception("decision_failed", event_id=_event_id(delivery, parsed))
-            return Decision([], "rejected_to_dead_letter", reject=True)
+            decision = Decision([], "rejected_to_dead_letter", reject=True)
+        event_type = parsed.type if isinstance(parsed, Inbound) else None
+        metrics.event_finished(event_type, decision.log, decision.fields)
+        return decision
 
     def _decide(self, delivery: Delivery, parsed: Inbound | Unreadable) -> Decision:
         # The consumer acks only once the commits behind the decision are on disk

@@ -78,6 +78,12 @@ class Settings(BaseSettings):
     pacing_url: str | None = Field(None, alias="PROVISIONER_PACING_URL")
     pacing_workers: int = Field(4, alias="PROVISIONER_PACING_WORKERS", ge=1, le=1024)
 
+    # /metrics, /healthz and /readyz of ``provisioner run`` (``worker.probes``); "off": none.
+    metrics_bind: str = Field("127.0.0.1:9464", alias="PROVISIONER_METRICS_BIND")
+    # ``worker.logs``: JSON lines, or console lines (unset: console on a terminal).
+    log_level: str = Field("INFO", alias="LOG_LEVEL")
+    log_format: Literal["json", "console"] | None = Field(None, alias="LOG_FORMAT")
+
     @field_validator("retry_delays", mode="before")
     @classmethod
     def _delays(cls, value):
@@ -187,6 +193,38 @@ class Settings(BaseSettings):
             raise ValueError("must be redis://HOST:PORT/DB, rediss://… or unix://PATH")
         return text
 
+    @field_validator("metrics_bind")
+    @classmethod
+    def _metrics_bind(cls, value: str) -> str:
+        value = value.strip()
+        if value.lower() == "off":
+            return "off"
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit() or not 0 <= int(port) < 65536:
+            raise ValueError("must be HOST:PORT (e.g. 127.0.0.1:9464) or off")
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _log_level(cls, value):
+        level = str(value).strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+        return level
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _log_format(cls, value):
+        return None if value is None or str(value).strip() == "" else str(value).strip().lower()
+
+    @property
+    def metrics_address(self) -> tuple[str, int] | None:
+        """Where to serve /metrics and the probes; None when off."""
+        if self.metrics_bind == "off":
+            return None
+        host, _, port = self.metrics_bind.rpartition(":")
+        return host.strip("[]"), int(port)
+
     def _credentials(self, tool: str) -> list:
         return [getattr(self, name) for name in CREDENTIALS[tool]]
 
@@ -231,6 +269,8 @@ class Settings(BaseSettings):
                 problems.append(f"{aliases} go together (only some are set)")
         return problems
 
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 # A tool is enabled when both of its credentials are set.
 CREDENTIALS = {

@@ -4,6 +4,7 @@ worker's SQLite journal and links, reduced to the plain values of ``tests.chaos.
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 from pathlib import Path
@@ -47,14 +48,18 @@ def vendor_clients(harvest: FakeHarvest, toggl: FakeToggl, clockify: FakeClockif
 
 
 def escaped_exceptions(log: Path) -> list[str]:
-    """The last line of every traceback printed raw (not as a JSON log line): an exception
-    that escaped to pika or the interpreter. Not the one pika logs itself before it raises a
-    failed connection attempt to its caller (the worker handles that: broker_unreachable)."""
+    """The last line of every traceback of an exception that escaped to pika or the
+    interpreter: logged by pika or as ``uncaught_exception`` (``worker.logs``), or printed
+    raw. Not the one pika logs itself before it raises a failed connection attempt to its
+    caller (the worker handles that: broker_connect_failed)."""
     if not log.exists():
         return []
     found, in_traceback, last = [], False, ""
     for line in log.read_text(errors="replace").splitlines():
-        if line.startswith("Traceback (most recent call last)"):
+        if line.startswith("{"):
+            if escaped := _escaped_in_json(line):
+                found.append(escaped)
+        elif line.startswith("Traceback (most recent call last)"):
             in_traceback = not last.startswith(PIKA_CONNECT_FAILED)
         elif in_traceback and not line.startswith((" ", "\t")):
             found.append(line.strip()[:200])
@@ -63,6 +68,20 @@ def escaped_exceptions(log: Path) -> list[str]:
     if in_traceback:
         found.append(last.strip()[:200])
     return found
+
+
+def _escaped_in_json(line: str) -> str | None:
+    try:
+        entry = json.loads(line)
+    except ValueError:
+        return None
+    traceback = entry.get("exception") if isinstance(entry, dict) else None
+    if not isinstance(traceback, str) or not traceback.strip():
+        return None
+    by_pika = str(entry.get("logger", "")).startswith("pika")
+    if by_pika or entry.get("event") == "uncaught_exception":
+        return traceback.strip().splitlines()[-1].strip()[:200]
+    return None
 
 
 def journal(db: Path) -> tuple[set[tuple[str, str]], list[StoredLink]]:

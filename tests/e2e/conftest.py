@@ -48,6 +48,8 @@ def worker_env(namespace, tmp_path, harvest, amqp_url) -> dict[str, str]:
         "HARVEST_ACCESS_TOKEN": harvest.token,
         "HARVEST_BASE_URL": f"{harvest.origin}/v2",
         "HARVEST_RATE_LIMIT": "1000/1",
+        # Any free port: workers of parallel tests (and test runs) never collide on 9464.
+        "PROVISIONER_METRICS_BIND": "127.0.0.1:0",
     }
 
 
@@ -71,6 +73,7 @@ class ThreadWorker:
     def __init__(self, env: dict[str, str]):
         # The worker's log lines go to the process's real stderr (pytest shows them with a
         # failure), never into the sys.stdout that a test reads a command's output from.
+        structlog.reset_defaults()  # whatever an earlier test configured (worker.logs)
         structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.__stderr__))
         self.settings = Settings(**env)
         self.deps = bootstrap.build_deps(self.settings)

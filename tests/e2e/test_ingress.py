@@ -16,6 +16,7 @@ import time
 import uuid
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
 from tests import crm_webhooks as crm
@@ -369,15 +370,28 @@ def test_provisioner_ingress_runs_as_a_process_and_stops_on_sigterm(ingress_env,
             body,
         )
         assert request(port, "POST", "/webhooks/hubspot", body, headers)[0] == 200
+        assert request(port, "GET", "/wp-login.php")[0] == 404
+        status, _, text = request(port, "GET", "/metrics")
         process.send_signal(signal.SIGTERM)
         assert process.wait(20) == 0
     finally:
         if process.poll() is None:
             process.kill()
-    logs = [
-        json.loads(line) for line in process.stderr.read().splitlines() if line.startswith(b"{")
-    ]
+    assert status == 200
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text.decode())
+        for sample in family.samples
+    }
+    requests_by = "provisioner_ingress_requests_total"
+    assert samples[(requests_by, (("route", "/webhooks/hubspot"), ("status", "200")))] == 1
+    assert samples[(requests_by, (("route", "other"), ("status", "404")))] == 1  # not its path
+    assert samples[("provisioner_ingress_published_total", (("route", "/webhooks/hubspot"),))] == 1
+    stderr = process.stderr.read()
+    logs = [json.loads(line) for line in stderr.splitlines()]  # every line, uvicorn's too
     assert {"ingress_starting", "broker_connected", "request"} <= {line["event"] for line in logs}
+    assert "uvicorn.error" in {line.get("logger") for line in logs}
+    assert ingress_env["HUBSPOT_CLIENT_SECRET"].encode() not in stderr
     assert len(tap.wait_for(1)) == 1
 
 

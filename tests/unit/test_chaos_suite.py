@@ -137,3 +137,20 @@ def test_a_raw_traceback_in_the_worker_log_counts_as_an_escaped_exception(tmp_pa
     )
 
     assert escaped_exceptions(log) == ["RecursionError: maximum recursion depth exceeded"]
+
+
+def test_an_exception_logged_by_pika_or_uncaught_counts_as_escaped_ours_does_not(tmp_path):
+    log = tmp_path / "worker.log"
+    log.write_text(
+        '{"event": "processing_failed", "logger": "worker.processing", '
+        '"exception": "Traceback ...\\nValueError: handled"}\n'
+        '{"event": "protocol.data_received() failed", "logger": "pika.adapters.base_connection",'
+        ' "exception": "Traceback ...\\nRecursionError: maximum recursion depth exceeded"}\n'
+        '{"event": "uncaught_exception", "logger": "worker.logs", "thread": "worker-0", '
+        '"exception": "Traceback ...\\nKeyError: 7"}\n'
+    )
+
+    assert escaped_exceptions(log) == [
+        "RecursionError: maximum recursion depth exceeded",
+        "KeyError: 7",
+    ]

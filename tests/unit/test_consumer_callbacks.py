@@ -7,6 +7,7 @@ from __future__ import annotations
 import pika
 
 from tests.unit.test_consumer_reconnect import Connection
+from worker import metrics
 from worker.consumer import Consumer
 from worker.messages import Decision, Publish
 from worker.topology import Topology
@@ -82,3 +83,21 @@ def test_a_copy_whose_headers_pika_cannot_write_is_rejected_not_published():
     built._publish_then_ack(built.generation, 5, Decision([copy], "dead_lettered"))
 
     assert [c[0] for c in channel.calls] == ["basic_reject"]
+
+
+def test_a_decision_the_broker_refuses_is_requeued_and_counted():
+    built, channel, _ = consumer()
+    built._unacked.append(5)
+    built._sizes[5] = 10
+    built.window.delivered(10)
+    refused = metrics.WORKER.get_sample_value("provisioner_decisions_refused_total")
+    outcome = Publish("t.events", "project.activated", b"{}", pika.BasicProperties())
+    built._publish_then_ack(built.generation, 5, Decision([outcome], "processed"))
+
+    class Frame:
+        method = pika.spec.Basic.Nack(delivery_tag=1)
+
+    built._on_confirm(Frame())
+
+    assert ("basic_reject", (5,), {"requeue": True}) in channel.calls
+    assert metrics.WORKER.get_sample_value("provisioner_decisions_refused_total") == refused + 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 
 import pika
+from structlog.testing import capture_logs
 
 from schemas.errors import Unreadable
 from worker.consumer import Consumer
@@ -114,3 +115,32 @@ def test_lanes_finishing_together_wake_the_loop_once():
 
     assert len(consumer._decided) == 8
     assert connection.ioloop.handed == [consumer._drain_decided]
+
+
+def test_each_failed_connect_is_one_line_with_its_number_and_reason(monkeypatch):
+    built = Consumer(
+        amqp_url="amqp://guest:guest@127.0.0.1:9/",
+        topology=Topology("t", (1.0,)),
+        processor=None,
+        concurrency=1,
+    )
+    refused = ConnectionRefusedError(111, "Connection refused")
+
+    def refuse(_url, _topology):
+        raise pika.exceptions.AMQPConnectionError(refused)
+
+    pauses: list[float] = []
+
+    def pause(seconds: float) -> None:
+        pauses.append(seconds)
+        built.stopping = len(pauses) == 3
+
+    monkeypatch.setattr("worker.consumer.declare_all", refuse)
+    monkeypatch.setattr(built, "_pause", pause)
+    with capture_logs() as lines:
+        built.run()
+
+    failed = [line for line in lines if line["event"] == "broker_connect_failed"]
+    assert [(line["attempt"], line["retry_in"]) for line in failed] == [(1, 1), (2, 2), (3, 4)]
+    assert all("Connection refused" in line["reason"] for line in failed)
+    assert [line["event"] for line in lines] == ["broker_connect_failed"] * 3 + ["worker_stopped"]

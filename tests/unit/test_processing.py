@@ -6,6 +6,7 @@ import json
 import sqlite3
 
 import pika
+import structlog
 from structlog.testing import capture_logs
 
 from schemas.errors import Unreadable
@@ -140,3 +141,22 @@ def unreadable(body: bytes):
         return parse_inbound(body)
     except Unreadable as exc:
         return exc
+
+
+def test_lines_logged_while_an_event_is_handled_carry_its_event_and_project(tmp_path, monkeypatch):
+    world = World(tmp_path)
+    project = b.project()
+    world.send(b.closed_won(project))
+    event = b.status_changed(project, "in_progress")
+
+    def logging_lookup(name):  # an adapter that logs, as a library would
+        structlog.get_logger().warning("vendor_slow", tool="harvest")
+        return []
+
+    monkeypatch.setattr(world.tool, "clients_named", logging_lookup)
+    with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as lines:
+        world.send(event)
+
+    [slow] = [line for line in lines if line["event"] == "vendor_slow"]
+    assert (slow["event_id"], slow["project_id"]) == (event["id"], project["id"])
+    assert structlog.contextvars.get_contextvars() == {}  # unbound once handled

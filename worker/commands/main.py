@@ -24,7 +24,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from worker.commands.db import too_new
 
     settings = settings_or_fail()
-    logs.configure(secrets=settings.secrets())
+    logs.configure(settings.log_level, secrets=settings.secrets(), form=settings.log_format)
     arenas_limited = memory.limit_malloc_arenas()  # before any thread starts
     # Every start-up check before the broker is dialled: exit 2, one line naming the setting.
     startup.rules_or_fail(settings)
@@ -39,6 +39,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise Fail(f"state store: {exc}") from None
     structlog.get_logger().info("process", pinned_to=pinned, malloc_arenas_limited=arenas_limited)
     consumer = bootstrap.build_consumer(settings, deps)
+    try:
+        bootstrap.serve_probes(settings, consumer, deps.store)
+    except OSError as exc:
+        raise Fail(
+            f"PROVISIONER_METRICS_BIND: cannot serve there ({exc.strerror})", USAGE
+        ) from None
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: consumer.stop())
     consumer.run()

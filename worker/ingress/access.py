@@ -4,7 +4,8 @@ must never turn a notification into a 500 it gives up on), logged with its trace
 
 The line holds method, path, status, duration and what the route put in the request's
 state (published, ignored, signature version, the refusal reason); never a body, a query
-string, a header or a secret."""
+string, a header or a secret. It also counts the request (``worker.metrics``), by route: a
+path the ingress does not serve counts as ``other``, so a scanner adds no label values."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import time
 
 import structlog
 
+from worker import metrics
 from worker.ingress.refusals import RETRY_AFTER_SECONDS
 
 log = structlog.get_logger("ingress.access")
@@ -21,8 +23,9 @@ _UNAVAILABLE = b"the ingress failed; retry later\n"
 
 
 class AccessLog:
-    def __init__(self, app):
+    def __init__(self, app, routes: frozenset[str] = frozenset()):
         self.app = app
+        self.routes = routes
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -45,6 +48,9 @@ class AccessLog:
                 await _unavailable(send)
         finally:
             state = scope.get("state") or {}
+            path = scope.get("path")
+            route = path if path in self.routes else metrics.OTHER
+            metrics.INGRESS_REQUESTS.labels(route, str(status)).inc()
             log.info(
                 "request",
                 method=scope.get("method"),

@@ -18,11 +18,13 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import structlog
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from worker import metrics
 from worker.ingress import hubspot, pipedrive, salesforce, standard_webhooks
 from worker.ingress.access import AccessLog
 from worker.ingress.deal_events import Outgoing
@@ -147,6 +149,7 @@ def build_app(settings: IngressSettings, publisher: ConfirmingPublisher) -> Acce
                 state["reason"] = "internal error"
                 return _unavailable("the ingress failed; retry later")
             state["published"], state["ignored"] = len(accepted.outgoing), accepted.ignored
+            metrics.INGRESS_PUBLISHED.labels(request.url.path).inc(len(accepted.outgoing))
             stats["published"] += len(accepted.outgoing)
             stats["ignored"] += accepted.ignored
             return accepted.response or JSONResponse(
@@ -164,6 +167,9 @@ def build_app(settings: IngressSettings, publisher: ConfirmingPublisher) -> Acce
         if publisher.ready:
             return JSONResponse({"status": "ready"})
         return _unavailable("the broker is not connected", json_body={"status": "not_ready"})
+
+    async def metrics_text(_request: Request) -> Response:
+        return Response(generate_latest(metrics.INGRESS), media_type=CONTENT_TYPE_LATEST)
 
     @asynccontextmanager
     async def lifespan(_app):
@@ -185,12 +191,13 @@ def build_app(settings: IngressSettings, publisher: ConfirmingPublisher) -> Acce
     ]
     routes.append(Route("/healthz", healthz, methods=["GET"]))
     routes.append(Route("/readyz", readyz, methods=["GET"]))
+    routes.append(Route("/metrics", metrics_text, methods=["GET"]))
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
         exception_handlers={Exception: _last_resort},
     )
-    return AccessLog(app)
+    return AccessLog(app, frozenset(route.path for route in routes))
 
 
 def _unavailable(reason: str, json_body: dict | None = None) -> Response:

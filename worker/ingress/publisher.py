@@ -85,6 +85,7 @@ class ConfirmingPublisher:
         self._blocked = False
         self._stopping = False
         self._backoff = BACKOFF_FIRST
+        self._attempt = 0  # connection attempts since the last success, for the log
         self._next_seq = 1
         self._in_flight: dict[int, _InFlight] = {}  # publish sequence number -> its request
         self.published = 0
@@ -111,6 +112,7 @@ class ConfirmingPublisher:
     def _connect(self) -> None:
         if self._stopping:
             return
+        self._attempt += 1
         params = connection_parameters(
             self.amqp_url, self.heartbeat, f"provisioner-ingress {self.topology.namespace}"
         )
@@ -143,10 +145,17 @@ class ConfirmingPublisher:
         self._next_seq = 1
         self._blocked = False
         self._backoff = BACKOFF_FIRST
+        self._attempt = 0
         log.info("broker_connected", namespace=self.topology.namespace)
 
     def _on_open_error(self, _connection, error: BaseException) -> None:
-        log.warning("broker_unreachable", error=type(error).__name__)
+        # One line an attempt: pika's own lines about it are quieted (``worker.logs``).
+        log.warning(
+            "broker_connect_failed",
+            attempt=self._attempt,
+            reason=type(error).__name__,
+            retry_in=self._backoff,
+        )
         self._retry_later()
 
     def _on_closed(self, _connection, reason: BaseException) -> None:

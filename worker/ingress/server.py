@@ -1,5 +1,6 @@
 """uvicorn, set up for senders on the internet: no server header, no uvicorn access log
-(ours is structured), a cap on open connections (over it uvicorn answers 503), a short
+(ours is structured, ``worker.ingress.access``; uvicorn's other lines go through the same
+pipeline, ``worker.logs``), a cap on open connections (over it uvicorn answers 503), a short
 keep-alive, a deadline on the request head (``slow_clients``) and on the body (the app),
 and ``X-Forwarded-Proto`` trusted only from the local proxy (uvicorn's
 default), which is what HubSpot's signed URL needs behind a TLS-terminating proxy."""
@@ -50,7 +51,7 @@ def build_server(settings: IngressSettings) -> uvicorn.Server:
 def serve(settings: IngressSettings) -> None:
     """Runs until SIGTERM or SIGINT; uvicorn drains requests in flight, then the publisher
     closes its connection."""
-    logs.configure(secrets=settings.secrets())
+    logs.configure(settings.log_level, secrets=settings.secrets(), form=settings.log_format)
     structlog.get_logger("ingress").info(
         "ingress_starting",
         bind=settings.bind,
