@@ -83,7 +83,7 @@ def cmd_db_upgrade(_args: argparse.Namespace) -> int:
 def _or_fail(work, url: str):
     from adapters import migrate
     from adapters.sql import DRIVER_ERRORS
-    from worker.commands.clients import _without_secrets
+    from worker.commands.startup import database_problem
 
     try:
         return work()
@@ -92,4 +92,4 @@ def _or_fail(work, url: str):
     except migrate.MigrationError as exc:
         raise Fail(f"state store: {exc}", FAILED) from None
     except DRIVER_ERRORS as exc:
-        raise Fail(f"state store: {_without_secrets(exc, url)}", FAILED) from None
+        raise Fail(f"state store: {database_problem(exc, url)}", FAILED) from None
