@@ -47,7 +47,8 @@ def event(record: DeadLetterAudit, letter: DeadLetter, *, exchange: str, source:
     }
     if letter.event_id:
         envelope["causationid"] = letter.event_id
-    envelope["data"] = record.model_dump(mode="json")
+    # pydantic's own JSON of the data, spliced in: one serialisation per letter.
+    body = f'{json.dumps(envelope)[:-1]}, "data": {record.model_dump_json()}}}'
     properties = pika.BasicProperties(
         content_type=CONTENT_TYPE,
         message_id=event_id,
@@ -55,23 +56,22 @@ def event(record: DeadLetterAudit, letter: DeadLetter, *, exchange: str, source:
         delivery_mode=2,
         app_id="timesheet-provisioner",
     )
-    return Publish(exchange, record.type, json.dumps(envelope).encode(), properties)
+    return Publish(exchange, record.type, body.encode(), properties)
 
 
 def line(record: DeadLetterAudit) -> str:
     """The stderr audit line: ``dlq_replayed``/``dlq_discarded`` and the record's fields."""
-    fields = record.model_dump(mode="json")
     out = {
         "event": record.type.replace(".", "_"),
-        "id": fields["dead_letter_id"],
-        "event_id": fields["event_id"],
-        "type": fields["event_type"],
-        "code": fields["error_code"],
-        "replays": fields["replays"],
+        "id": record.dead_letter_id,
+        "event_id": record.event_id,
+        "type": record.event_type,
+        "code": record.error_code,
+        "replays": record.replays,
     }
-    if "routing_key" in fields:
-        out["routing_key"] = fields["routing_key"]
-    return json.dumps(out | {"by": fields["by"], "at": _iso(record.at)})
+    if isinstance(record, DeadLetterReplayed):
+        out["routing_key"] = record.routing_key
+    return json.dumps(out | {"by": record.by, "at": _iso(record.at)})
 
 
 def operator() -> str:

@@ -39,7 +39,7 @@ from worker.commands import dead_letters as dl
 from worker.commands.dead_letters import DeadLetter
 from worker.messages import Publish
 
-WINDOW = 2000  # publishes awaiting their confirm at once
+WINDOW = 4000  # publishes awaiting their confirm at once (a replay needs two a letter)
 PREFETCH_CAP = 20_000  # letters held at once (the ones not chosen stay held until the end)
 IDLE = 2.0  # seconds without a delivery after which the queue is taken as read
 
@@ -88,6 +88,11 @@ class Mover:
         self._reading = True
         self._closing = False
         self._last_delivery = 0.0
+        # Acks: ``_floor`` and below are acked (or due); ``_finished`` are done above a gap.
+        self._floor = 0
+        self._finished: set[int] = set()
+        self._ack_due = False
+        self._single_acks = False
 
     def run(self) -> Outcome:
         self._connection = SelectConnection(
@@ -133,9 +138,11 @@ class Mover:
         self.outcome.read += 1
         if self.outcome.read >= self.outcome.expected:
             self._stop_reading()
-        letter = dl.read(method.delivery_tag, properties, body)
+        letter = dl.read(method.delivery_tag, properties, body, source=False)
         planned = self.plan(letter)
-        if planned is not None:
+        if planned is None:
+            self._ack_singly()  # a held letter: a multiple ack past it would take it too
+        else:
             self._backlog.append(_Pending(letter, planned[1], planned[0]))
             self._pump()
         self._maybe_finish()
@@ -175,6 +182,7 @@ class Mover:
             pending.remaining -= 1
             if pending.remaining == 0:
                 self._finish_letter(pending)
+        self._ack_due_letters()
         self._pump()
         self._maybe_finish()
 
@@ -192,10 +200,35 @@ class Mover:
     def _finish_letter(self, pending: _Pending) -> None:
         if pending.failed:
             self.outcome.left += 1
+            self._ack_singly()  # it stays: a multiple ack past it would take it too
             return
-        self._channel.basic_ack(pending.letter.tag)
         self.outcome.done.append((pending.letter, pending.info))
         self.on_done(pending.letter, pending.info)
+        tag = pending.letter.tag
+        if self._single_acks:
+            self._channel.basic_ack(tag)
+            return
+        # While every letter so far is chosen and none failed, one multiple ack covers the
+        # letters finished without a gap (confirms from two queues finish them out of order).
+        self._finished.add(tag)
+        while self._floor + 1 in self._finished:
+            self._floor += 1
+            self._finished.remove(self._floor)
+            self._ack_due = True
+
+    def _ack_due_letters(self) -> None:
+        if self._ack_due:
+            self._ack_due = False
+            self._channel.basic_ack(self._floor, multiple=True)
+
+    def _ack_singly(self) -> None:
+        """From now on one ack a letter; the finished letters still waiting are acked now."""
+        if not self._single_acks:
+            self._ack_due_letters()
+            self._single_acks = True
+            for tag in sorted(self._finished):
+                self._channel.basic_ack(tag)
+            self._finished.clear()
 
     # -- the end -------------------------------------------------------------------------------
     def _stop(self, reason: str) -> None:
