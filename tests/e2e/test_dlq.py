@@ -18,6 +18,7 @@ import pytest
 
 from tests import builders as b
 from worker.commands import main as cli
+from worker.commands import moving
 from worker.messages import (
     ATTEMPTS,
     COPY_ID,
@@ -29,8 +30,9 @@ from worker.messages import (
     ORIGINAL_EXCHANGE,
     ORIGINAL_ROUTING_KEY,
     REPLAYS,
+    Publish,
 )
-from worker.topology import DELIVERY_LIMIT
+from worker.topology import DELIVERY_LIMIT, connection_parameters
 
 
 @pytest.fixture
@@ -438,6 +440,12 @@ def test_replay_killed_halfway_loses_no_message(bus, worker_env, tmp_path):
     assert 100 <= len(moved) < len(events) and kept
     audited = {a["event_id"] for a in json_lines(audit_log.read_text())}
     assert audited and audited <= moved  # an audit line only for what really moved
+    # The audit event goes out, confirmed, before the ack: every letter that left the
+    # dead-letter queue has one on NS.events.
+    events_seen = {
+        o["data"]["event_id"] for o in bus.settle(quiet=1.0) if o["type"] == "dlq.replayed"
+    }
+    assert {e["id"] for e in events} - kept <= events_seen
 
 
 def test_a_namespace_without_a_dead_letter_queue_fails_and_declares_nothing(dlq, monkeypatch):
@@ -521,3 +529,225 @@ def test_the_worker_dead_letters_unreadable_bodies_at_the_first_delivery(dlq, bu
         "not_json",
         "invalid_data",
     }
+
+
+# -- on-call at scale (issue 14, item 5) ------------------------------------------------------
+def test_two_lists_at_once_see_the_same_letters_and_hold_none_of_them(bus, worker_env, tmp_path):
+    ids = put_dead_letters(bus, [b.closed_won(b.project()) for _ in range(500)])
+    command = [sys.executable, "-m", "worker.commands", "dlq", "list", "--json"]
+    env = {**os.environ, **worker_env}
+    files = [(tmp_path / f"{i}.out", tmp_path / f"{i}.err") for i in range(2)]
+    lists = []
+    for out, err in files:  # files, not pipes: 500 lines would fill a pipe and stall it
+        with out.open("wb") as stdout, err.open("wb") as stderr:
+            lists.append(subprocess.Popen(command, env=env, stdout=stdout, stderr=stderr))
+    # Ready messages while both read: a list that held letters unacked would take them away.
+    ready = []
+    deadline = time.monotonic() + 120
+    while any(p.poll() is None for p in lists):
+        assert time.monotonic() < deadline, "the lists never ended"
+        ready.append(bus.queue_depth(bus.topology.dead_letter))
+
+    errors = [err.read_text() for _, err in files]
+    assert [p.returncode for p in lists] == [0, 0], errors
+    assert len(ready) > 3 and min(ready) == 500  # not one letter held, at any sample
+    seen = [[letter["id"] for letter in json_lines(out.read_text())] for out, _ in files]
+    assert seen[0] == seen[1] == ids  # all of them, in the queue's order, in both
+    assert errors == ["", ""]  # the journal and the queue agree
+
+
+def test_list_says_when_the_queue_was_changed_by_hand(dlq, bus):
+    for _ in range(3):
+        put_dead_letter(bus)
+    by_hand = b.closed_won(b.project())
+    bus.channel.basic_publish("", bus.topology.dead_letter, b.body(by_hand))  # past the journal
+    unknown = dlq("list", "--json")
+    bus.channel.queue_purge(bus.topology.dead_letter)
+    purged = dlq("list")
+
+    assert unknown[0] == 0 and unknown[2].count("\n") == 1 and len(json_lines(unknown[1])) == 3
+    assert "holds 4 messages, the journal lists 3: 1 came in without the journal" in unknown[2]
+    assert purged[0] == 0 and purged[2].count("\n") == 1
+    assert "holds 0 messages, the journal lists 3" in purged[2]
+    assert "someone took letters without dlq (a purge" in purged[2]
+
+
+def test_list_filters_by_code_type_age_and_count(dlq, bus):
+    old = put_dead_letter(bus, code="vendor_auth", failed_ago=timedelta(hours=3))
+    deal = put_dead_letter(bus, b.closed_won(b.project()), code="client_ambiguous")
+    recent = [put_dead_letter(bus, code="vendor_auth") for _ in range(3)]
+
+    def listed(*args: str) -> list[str]:
+        status, out, err = dlq("list", "--json", *args)
+        assert (status, err) == (0, "")
+        return [letter["id"] for letter in json_lines(out)]
+
+    cutoff = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    assert listed("--code", "vendor_auth") == [old, *recent]
+    assert listed("--type", "deal.*") == [deal]
+    assert listed("--type", "timesheet.*", "--since", "1h") == recent
+    assert listed("--since", cutoff) == [deal, *recent]
+    assert listed("--code", "vendor_auth", "--limit", "2") == [old, recent[0]]
+    status, out, _ = dlq("list", "--code", "vendor_auth", "--limit", "2")
+    assert status == 0 and out.splitlines()[-1] == f"2 of 5 in {bus.topology.dead_letter}"
+    assert dlq("list", "--code", "nothing_like_it")[1] == "no dead letter matches\n"
+    assert dlq("list", "--since", "yesterday")[0] == 2
+    assert dlq("list", "--limit", "0")[0] == 2
+
+
+def test_every_dlq_command_speaks_json_one_object_a_line(dlq, bus):
+    event = b.provision_requested(b.project(), "O-1")
+    first = put_dead_letter(bus, event, code="vendor_unavailable")
+    second = put_dead_letter(bus, code="vendor_auth")
+    third = put_dead_letter(bus, code="vendor_auth")
+
+    def objects(*args: str, status: int = 0) -> list[dict]:
+        got, out, _ = dlq(*args, "--json")
+        assert got == status
+        lines = out.splitlines()
+        parsed = [json.loads(line) for line in lines]  # every line, not just the objects
+        assert all(isinstance(p, dict) for p in parsed)
+        return parsed
+
+    listed = objects("list")
+    [grouped, _] = objects("list", "--group")
+    [shown] = objects("show", first[:10])
+    *would, would_summary = objects("replay", "--all", "--dry-run")
+    would_drop = objects("discard", second, status=2)
+    replayed, replay_summary = objects("replay", first)
+    *dropped, drop_summary = objects("discard", "--all", "--yes")
+
+    assert [x["id"] for x in listed] == [first, second, third]
+    assert listed[0]["event_id"] == event["id"]
+    assert (grouped["code"], grouped["count"]) == ("vendor_auth", 2)
+    assert shown["id"] == first and json.loads(shown["body"]) == event
+    assert shown["headers"][ERROR_CODE] == "vendor_unavailable" and shown["history"]
+    assert [w["action"] for w in would] == ["would_replay"] * 3
+    assert would_summary["summary"] == "would_replay" and would_summary["count"] == 3
+    assert [(w["action"], w["id"]) for w in would_drop] == [("would_discard", second)]
+    assert replayed == {
+        "action": "replayed",
+        "id": first,
+        "event_id": event["id"],
+        "type": event["type"],
+        "code": "vendor_unavailable",
+        "replays": 1,
+        "routing_key": event["type"],
+    }
+    assert replay_summary == {
+        "summary": "replayed",
+        "count": 1,
+        "by_code": {"vendor_unavailable": 1},
+        "queue": bus.topology.inbound,
+        "stopped": None,
+        "left": 0,
+    }
+    assert [d["id"] for d in dropped] == [second, third]
+    assert drop_summary["count"] == 2 and drop_summary["by_code"] == {"vendor_auth": 2}
+    assert bus.dead_letters() == []
+
+
+def test_discard_all_with_a_code_says_first_then_drops_only_that_code(dlq, bus):
+    auth = [put_dead_letter(bus, code="vendor_auth") for _ in range(3)]
+    kept = put_dead_letter(bus, code="client_ambiguous")
+
+    refused = dlq("discard", "--all", "--code", "vendor_auth")
+    after_refusal = [h[COPY_ID] for h, _ in bus.dead_letters()]
+    status, out, err = dlq("discard", "--all", "--code", "vendor_auth", "--yes")
+
+    assert refused[0] == 2 and "add --yes to drop these 3" in refused[2]
+    assert [line.split()[2] for line in refused[1].splitlines()] == auth
+    assert after_refusal == [*auth, kept]
+    assert status == 0 and out.splitlines()[-1].startswith("dropped 3 (vendor_auth 3) from")
+    assert [h[COPY_ID] for h, _ in bus.dead_letters()] == [kept]
+    assert [a["id"] for a in json_lines(err)] == auth
+    discarded = bus.wait_for(3, type="dlq.discarded")
+    assert [e["data"]["dead_letter_id"] for e in discarded] == auth
+    assert dlq("list", "--json")[1].count("\n") == 1  # the journal took the removals too
+
+
+def test_every_replay_is_an_audit_event_on_the_events_exchange(dlq, bus, worker_env):
+    event = b.provision_requested(b.project(), "O-1")
+    letter = put_dead_letter(bus, event, code="vendor_unavailable", replays=2)
+
+    status, _, _ = dlq("replay", letter)
+
+    [audit] = bus.wait_for(1, type="dlq.replayed")
+    [properties] = [
+        p for p, o in zip(bus.outcome_properties, bus.outcomes, strict=True) if o is audit
+    ]
+    assert status == 0
+    assert audit["source"] == "timesheet-provisioner" and audit["specversion"] == "1.0"
+    assert audit["causationid"] == event["id"] and audit["subject"] == letter
+    assert properties.type == "dlq.replayed" and properties.message_id == audit["id"]
+    data = audit["data"]
+    assert (data["dead_letter_id"], data["event_id"], data["event_type"]) == (
+        letter,
+        event["id"],
+        event["type"],
+    )
+    assert (data["error_code"], data["routing_key"], data["replays"]) == (
+        "vendor_unavailable",
+        event["type"],
+        3,
+    )
+    assert data["by"] and datetime.fromisoformat(data["at"]) <= datetime.now(UTC)
+    from schemas.outbound import OUTBOUND_TYPES
+
+    OUTBOUND_TYPES["dlq.replayed"].model_validate(data)  # the registered model reads it
+
+
+@pytest.fixture
+def full_audit_queue(bus):
+    """A classic queue on NS.events that takes 5 replay audit events, then makes the broker
+    nack (``reject-publish``). A classic queue refuses exactly at its limit; the quorum work
+    queue would admit a pipelined burst before it starts refusing."""
+    queue = f"{bus.topology.namespace}.audit-full"
+    arguments = {"x-max-length": 5, "x-overflow": "reject-publish", "x-queue-type": "classic"}
+    bus.channel.queue_declare(queue, arguments=arguments)
+    bus.channel.queue_bind(queue, bus.topology.events, "dlq.replayed")
+    yield queue
+    bus.channel.queue_delete(queue)
+
+
+def test_replay_stops_at_a_nack_and_leaves_everything_unconfirmed_dead_lettered(
+    dlq, bus, full_audit_queue
+):
+    events = [b.closed_won(b.project()) for _ in range(20)]
+    put_dead_letters(bus, events)
+
+    status, out, err = dlq("replay", "--all", "--json")
+
+    *moved, summary = json_lines(out)
+    assert status == 1 and err.splitlines()[-1].startswith("provisioner: stopped: ")
+    assert "basic.nack" in err and "15 chosen stay dead-lettered" in err
+    assert len(moved) == summary["count"] == 5 and summary["left"] == 15
+    kept = {p.message_id for _, p, _ in take_all(bus, bus.topology.dead_letter)}
+    copies = [p.message_id for _, p, _ in take_all(bus, bus.topology.work_queue)]
+    audited = [p.message_id for _, p, _ in take_all(bus, full_audit_queue)]
+    assert len(kept) == 15 and kept.isdisjoint(m["event_id"] for m in moved)
+    assert kept | {m["event_id"] for m in moved} == {e["id"] for e in events}  # none lost
+    assert len(audited) == 5  # an audit event for each letter acked, and only those
+    # Copies of the 15 may be in the work queue too: a duplicate, never a loss.
+    assert {m["event_id"] for m in moved} <= set(copies)
+
+
+def test_a_returned_publish_stops_the_mover_and_moves_nothing(bus, worker_env):
+    # replay declares the topology, so NS.inbound always routes; the engine under it is
+    # given an exchange with no queue bound instead.
+    ids = put_dead_letters(bus, [b.closed_won(b.project()) for _ in range(10)])
+    nowhere = f"{bus.topology.namespace}.nowhere"
+    bus.channel.exchange_declare(nowhere, "topic", auto_delete=True)
+
+    def plan(letter):
+        return [Publish(nowhere, "x", letter.body, letter.properties)], None
+
+    try:
+        params = connection_parameters(worker_env["AMQP_URL"])
+        outcome = moving.Mover(params, bus.topology.dead_letter, plan).run()
+    finally:
+        bus.channel.exchange_delete(nowhere)
+
+    assert "could not route" in outcome.stopped and "NO_ROUTE" in outcome.stopped
+    assert outcome.done == [] and outcome.left == 10 and outcome.error is None
+    assert [h[COPY_ID] for h, _ in bus.dead_letters()] == ids  # all there, in order
