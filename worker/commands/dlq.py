@@ -252,6 +252,14 @@ def _move(args, settings: Settings, action: str, plan, where: str, *, declare: b
         for letter in moved:
             print(f"dropped {_describe(letter)}")
         print(f"dropped {_tally(moved)} from {where}")
+    if not outcome.stopped and outcome.read < outcome.expected:
+        output.problems(
+            [
+                f"note: read {outcome.read} of the {outcome.expected} letters the queue held "
+                f"at the start (another dlq command took some, or over {moving.PREFETCH_CAP} "
+                "not chosen came first); run it again for the rest"
+            ]
+        )
     if outcome.error is not None and outcome.stopped is None:
         raise Fail(f"lost the broker: {_redacted(outcome.error, settings)}")
     if outcome.stopped:

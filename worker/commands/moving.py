@@ -249,7 +249,8 @@ class Mover:
         # PREFETCH_CAP letters not chosen fill the prefetch. The rest wait for another run.
         if self._closing:
             return
-        if self._reading and self._now() - self._last_delivery > IDLE:
+        waiting = self._backlog or self._publishes  # a busy broker is not an empty queue
+        if self._reading and not waiting and self._now() - self._last_delivery > IDLE:
             self._stop_reading()
         self._maybe_finish()
         if not self._closing:
