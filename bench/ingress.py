@@ -172,7 +172,12 @@ def purge(topology: Topology) -> None:
 def delete(topology: Topology) -> None:
     connection = pika.BlockingConnection(connection_parameters(AMQP_URL))
     channel = connection.channel()
-    for queue in (topology.work_queue, topology.dead_letter, *map(topology.retry_queue, DELAYS)):
+    for queue in (
+        topology.work_queue,
+        topology.dead_letter,
+        topology.dead_letter_journal,
+        *map(topology.retry_queue, DELAYS),
+    ):
         channel.queue_delete(queue)
     for exchange in (topology.inbound, topology.events, topology.dead_letter_exchange):
         channel.exchange_delete(exchange)

@@ -86,7 +86,12 @@ def namespace(url: str):
 def delete_namespace(url: str, t: Topology) -> None:
     connection = pika.BlockingConnection(connection_parameters(url))
     channel = connection.channel()
-    for queue in [t.work_queue, t.dead_letter, *(t.retry_queue(d) for d in t.retry_delays)]:
+    for queue in [
+        t.work_queue,
+        t.dead_letter,
+        t.dead_letter_journal,
+        *(t.retry_queue(d) for d in t.retry_delays),
+    ]:
         channel.queue_delete(queue)
     for exchange in (t.inbound, t.events, t.dead_letter_exchange):
         channel.exchange_delete(exchange)

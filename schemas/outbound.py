@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -89,7 +90,33 @@ class TimesheetFailed(Outbound):
     dead_lettered: bool
 
 
-OUTBOUND_TYPES: dict[str, type[Outbound]] = {
+class DeadLetterAudit(BaseModel):
+    """What a person did to a dead letter with ``provisioner dlq``: published before the dead
+    letter is acked, so the record exists for every letter that left the queue. The event's
+    ``causationid`` is the dead letter's own event id."""
+
+    model_config = ConfigDict(frozen=True)
+    type: ClassVar[str]
+
+    by: str  # the OS user who ran the command
+    at: datetime
+    dead_letter_id: str  # the id ``dlq list`` shows (x-copy-id, or message id + body hash)
+    event_id: str | None
+    event_type: str | None
+    error_code: str
+    replays: int  # round trips through NS.inbound, this one included for a replay
+
+
+class DeadLetterReplayed(DeadLetterAudit):
+    type: ClassVar[str] = "dlq.replayed"
+    routing_key: str  # the key it was published to NS.inbound with
+
+
+class DeadLetterDiscarded(DeadLetterAudit):
+    type: ClassVar[str] = "dlq.discarded"
+
+
+OUTBOUND_TYPES: dict[str, type[Outbound] | type[DeadLetterAudit]] = {
     m.type: m
     for m in (
         ProjectActivated,
@@ -99,5 +126,7 @@ OUTBOUND_TYPES: dict[str, type[Outbound]] = {
         TimesheetArchived,
         TimesheetRestored,
         TimesheetFailed,
+        DeadLetterReplayed,
+        DeadLetterDiscarded,
     )
 }

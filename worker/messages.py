@@ -118,8 +118,12 @@ def failure_copy(
     code: str,
     message: str,
     attempts: int,
+    exchange: str = "",
 ) -> Publish:
-    """The inbound message, body and properties untouched, with headers that say why."""
+    """The inbound message, body and properties untouched, with headers that say why.
+
+    A retry copy goes straight to its queue (``exchange`` empty); a dead letter goes through
+    the dead-letter exchange, so that the dead-letter journal gets it too."""
     now = datetime.now(UTC).isoformat()
     headers = delivery.headers
     # The headers are the producer's too: only a list of text is a history we can extend.
@@ -157,4 +161,4 @@ def failure_copy(
         user_id=p.user_id,
         app_id=p.app_id,
     )
-    return Publish("", queue, delivery.body, properties, mandatory=True)
+    return Publish(exchange, queue, delivery.body, properties, mandatory=True)

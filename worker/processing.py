@@ -183,7 +183,12 @@ class Processor:
 
     def _dead_letter(self, delivery, code, message, attempts, events) -> Decision:
         copy = failure_copy(
-            delivery, queue=self.topology.dead_letter, code=code, message=message, attempts=attempts
+            delivery,
+            queue=self.topology.dead_letter,  # the routing key: the fanout ignores it
+            exchange=self.topology.dead_letter_exchange,
+            code=code,
+            message=message,
+            attempts=attempts,
         )
         return Decision(events + [copy], "dead_lettered", {"code": code, "attempts": attempts})
 

@@ -18,6 +18,13 @@ default queue type is quorum would give it a delivery limit, and browsing it (ev
 ``stream_queue`` feature flag, ``x-dead-letter-strategy: at-least-once`` and
 ``x-overflow: reject-publish``: the broker then keeps a message until the target queue has
 confirmed it, instead of dropping it if that queue cannot take it.
+
+The dead-letter journal (``NS.dead-letter.journal``, ours) is a stream bound to the
+dead-letter exchange, next to ``NS.dead-letter``: every dead letter, the worker's and the
+broker's, lands in both. It is also bound to ``NS.events`` for ``dlq.replayed`` and
+``dlq.discarded``, so the audit event of each replay or discard lands there too, after the
+letter it removes. Reading a stream takes nothing away, so ``dlq list`` reads the journal
+(letters minus removals) and never holds the queue (``worker.commands.journal``).
 """
 
 from __future__ import annotations
@@ -40,6 +47,16 @@ SAFE_DEAD_LETTERING = {
     "x-dead-letter-strategy": "at-least-once",
     "x-overflow": "reject-publish",
 }
+# Long enough that a dead letter nobody looked at for weeks is still listed; a letter older
+# than this (or past the size cap) leaves the journal but stays in the queue, and ``dlq list``
+# says that the two disagree. Small segments let retention drop old letters in small steps.
+JOURNAL_ARGUMENTS = {
+    "x-queue-type": "stream",
+    "x-max-age": "90D",
+    "x-max-length-bytes": 2_000_000_000,
+    "x-stream-max-segment-size-bytes": 50_000_000,
+}
+AUDIT_TYPES = ("dlq.replayed", "dlq.discarded")  # routing keys of the dlq audit events
 
 
 @dataclass(frozen=True)
@@ -67,6 +84,10 @@ class Topology:
     def dead_letter_exchange(self) -> str:
         return f"{self.namespace}.dead-letter.exchange"
 
+    @property
+    def dead_letter_journal(self) -> str:
+        return f"{self.namespace}.dead-letter.journal"
+
     def retry_queue(self, delay: float) -> str:
         return f"{self.namespace}.retry.{int(delay * 1000)}ms"
 
@@ -83,6 +104,7 @@ class Topology:
         channel.exchange_declare(self.dead_letter_exchange, "fanout", durable=True)
         channel.queue_declare(self.dead_letter, durable=True, arguments={"x-queue-type": "classic"})
         channel.queue_bind(self.dead_letter, self.dead_letter_exchange)
+        self.declare_journal(channel)
         channel = _declare_work_queue(
             channel,
             self.work_queue,
@@ -104,6 +126,14 @@ class Topology:
                     "x-dead-letter-routing-key": self.work_queue,
                 },
             )
+
+    def declare_journal(self, channel: BlockingChannel) -> None:
+        """The journal and its bindings: new things only, so an older installation gains
+        them on the next start of a worker or a dlq command, and nothing it has changes."""
+        channel.queue_declare(self.dead_letter_journal, durable=True, arguments=JOURNAL_ARGUMENTS)
+        channel.queue_bind(self.dead_letter_journal, self.dead_letter_exchange)
+        for key in AUDIT_TYPES:
+            channel.queue_bind(self.dead_letter_journal, self.events, routing_key=key)
 
 
 def _declare_work_queue(channel: BlockingChannel, name: str, arguments: dict) -> BlockingChannel:

@@ -135,7 +135,13 @@ class TrialBroker:
         def delete(channel) -> None:
             t = self.topology
             retries = sorted({t.retry_queue(d) for d in t.retry_delays})
-            for queue in [t.work_queue, t.dead_letter, self.outcomes_queue, *retries]:
+            for queue in [
+                t.work_queue,
+                t.dead_letter,
+                t.dead_letter_journal,
+                self.outcomes_queue,
+                *retries,
+            ]:
                 channel.queue_delete(queue)
             for exchange in (t.inbound, t.events, t.dead_letter_exchange):
                 channel.exchange_delete(exchange)

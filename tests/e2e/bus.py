@@ -118,7 +118,7 @@ class Bus:
         ch = self.channel
         t = self.topology
         retries = {t.retry_queue(d) for d in (*t.retry_delays, *extra_delays)}
-        for queue in [t.work_queue, t.dead_letter, *sorted(retries)]:
+        for queue in [t.work_queue, t.dead_letter, t.dead_letter_journal, *sorted(retries)]:
             ch.queue_delete(queue)
         for exchange in (t.inbound, t.events, t.dead_letter_exchange):
             ch.exchange_delete(exchange)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import pytest
 
 from tests import builders as b
 from worker.commands import main as cli
+from worker.commands import moving
 from worker.messages import (
     ATTEMPTS,
     COPY_ID,
@@ -29,8 +31,9 @@ from worker.messages import (
     ORIGINAL_EXCHANGE,
     ORIGINAL_ROUTING_KEY,
     REPLAYS,
+    Publish,
 )
-from worker.topology import DELIVERY_LIMIT
+from worker.topology import DELIVERY_LIMIT, connection_parameters
 
 
 @pytest.fixture
@@ -57,8 +60,10 @@ def put_dead_letter(
     failed_ago: timedelta = timedelta(minutes=5),
     replays: int | None = None,
     message: str = "the tool said no",
+    channel=None,
 ) -> str:
-    """A dead letter as the worker writes it, straight into NS.dead-letter; returns its id."""
+    """A dead letter as the worker writes it, through the dead-letter exchange (so into
+    NS.dead-letter and the journal); returns its id."""
     event = event or b.provision_requested(b.project(), "O-1", tool="harvest")
     copy_id = uuid.uuid4().hex
     failed = (datetime.now(UTC) - failed_ago).isoformat()
@@ -82,8 +87,24 @@ def put_dead_letter(
         delivery_mode=2,
         headers=headers,
     )
-    bus.channel.basic_publish("", bus.topology.dead_letter, body or b.body(event), properties)
+    exchange = bus.topology.dead_letter_exchange
+    channel = channel or bus.channel
+    channel.basic_publish(exchange, bus.topology.dead_letter, body or b.body(event), properties)
     return copy_id
+
+
+def put_dead_letters(bus, events: list[dict], **fields) -> list[str]:
+    """Many dead letters at once: published without waiting for each confirm, then awaited
+    in the queue's count; returns their ids."""
+    fast = bus.connection.channel()
+    before = bus.queue_depth(bus.topology.dead_letter)
+    ids = [put_dead_letter(bus, event, channel=fast, **fields) for event in events]
+    deadline = time.monotonic() + 60
+    while bus.queue_depth(bus.topology.dead_letter) < before + len(events):
+        assert time.monotonic() < deadline, "the dead letters never all arrived"
+        bus.connection.process_data_events(time_limit=0.05)
+    fast.close()
+    return ids
 
 
 def take_all(bus, queue: str) -> list[tuple[pika.spec.Basic.GetOk, pika.BasicProperties, bytes]]:
@@ -129,12 +150,14 @@ def test_list_shows_what_the_worker_dead_lettered_and_leaves_it_in_place(dlq, bu
 
     assert status == 0
     header, *rows, footer = out.splitlines()
-    assert header.split() == ["ID", "TYPE", "CODE", "ATTEMPTS", "FIRST", "FAILURE", "AGE"]
-    by_code = {row.split()[2]: row.split() for row in rows}
+    assert header.split() == [
+        *("ID", "EVENT", "ID", "TYPE", "CODE", "ATTEMPTS", "FIRST", "FAILURE", "AGE")
+    ]
+    by_code = {row.split()[3]: row.split() for row in rows}
     assert set(by_code) == {"not_json", "unknown_type"}
-    assert by_code["unknown_type"][1] == "invoice.paid"
-    assert by_code["not_json"][1] == "deal.closed_won"
-    assert by_code["not_json"][3] == "1" and by_code["not_json"][-1].endswith("s")
+    assert by_code["unknown_type"][1:3] == [unknown["id"], "invoice.paid"]
+    assert by_code["not_json"][1:3] == ["-", "deal.closed_won"]  # no message id, no body id
+    assert by_code["not_json"][4] == "1" and by_code["not_json"][-1].endswith("s")
     copy_ids = {headers[COPY_ID] for headers, _ in letters}
     assert {row[0] for row in by_code.values()} == {i[:12] for i in copy_ids}
     assert footer == f"2 in {bus.topology.dead_letter}"
@@ -255,6 +278,7 @@ def test_broker_dead_letters_read_as_delivery_limit_exceeded(dlq, bus):
     _, out, _ = dlq("list", "--json")
     [letter] = json_lines(out)
     status, shown, _ = dlq("show", letter["id"])
+    [in_full] = json_lines(dlq("show", letter["id"], "--json")[1])
 
     assert letter["code"] == "delivery_limit_exceeded"
     assert letter["id"].startswith(f"{event['id']}.")  # no copy id: message id + body hash
@@ -264,7 +288,11 @@ def test_broker_dead_letters_read_as_delivery_limit_exceeded(dlq, bus):
         DELIVERY_LIMIT,
     )
     assert f"after {DELIVERY_LIMIT} deliveries" in letter["message"]  # the reason, in words
-    assert letter["first_failed_at"] and letter["age_seconds"] < 60
+    # The journal's copy has lost x-death and its time (a stream on RabbitMQ 3.10 keeps no
+    # array header); show reads the queue itself and has both.
+    assert letter["first_failed_at"] is None and letter["age_seconds"] is None
+    assert in_full["first_failed_at"] and in_full["age_seconds"] < 60
+    assert in_full["code"] == "delivery_limit_exceeded" and in_full["history"]
     assert status == 0 and f"broker: delivery_limit from {bus.topology.work_queue} x1" in shown
     assert "killed or crashed while holding it" in shown
 
@@ -349,9 +377,8 @@ def test_bad_usage_exits_2_and_touches_nothing(dlq, bus):
     assert dlq("replay")[0] == 2
     assert dlq("replay", letter, "--all")[0] == 2
     assert dlq("replay", letter, "--code", "vendor_auth")[0] == 2
-    with pytest.raises(SystemExit) as exited:
-        dlq("discard", "--yes")
-    assert exited.value.code == 2
+    assert dlq("discard", "--yes")[0] == 2
+    assert dlq("discard", letter, "--all", "--yes")[0] == 2
     assert len(bus.dead_letters()) == 1
 
 
@@ -382,11 +409,10 @@ def test_a_replayed_poison_message_comes_back_once_with_one_replay(dlq, bus, sta
 
 
 def test_replay_killed_halfway_loses_no_message(bus, worker_env, tmp_path):
-    # No padding or slowdown needed: each publish waits for the quorum queue's confirm, so
-    # 500 take long enough to stop at about 100 (measured: 101-109 moved at the kill).
-    events = [b.closed_won(b.project()) for _ in range(500)]
-    for event in events:
-        put_dead_letter(bus, event)
+    # Replay pipelines its confirms (thousands a second), so it needs thousands to be killed
+    # halfway; no slowdown is added.
+    events = [b.closed_won(b.project()) for _ in range(5000)]
+    put_dead_letters(bus, events)
     audit_log = tmp_path / "replay.err"
     with audit_log.open("wb") as stderr:  # a file, not a pipe: a full pipe would stall it
         replay = subprocess.Popen(
@@ -396,10 +422,11 @@ def test_replay_killed_halfway_loses_no_message(bus, worker_env, tmp_path):
             stderr=stderr,
         )
         deadline = time.monotonic() + 60
-        while bus.queue_depth(bus.topology.work_queue) < 100:
+        # Killed once it has acked (and audited) 100: mid-run, with publishes in flight.
+        while audit_log.read_bytes().count(b"\n") < 100:
             assert replay.poll() is None, "replay ended before it could be killed"
             assert time.monotonic() < deadline, "replay never moved 100 messages"
-            time.sleep(0.01)
+            time.sleep(0.005)
         replay.send_signal(signal.SIGKILL)
         replay.wait()
 
@@ -411,9 +438,15 @@ def test_replay_killed_halfway_loses_no_message(bus, worker_env, tmp_path):
     moved, kept = event_ids(bus.topology.work_queue), event_ids(bus.topology.dead_letter)
     assert len(kept) == remaining
     assert moved | kept == {e["id"] for e in events}  # duplicates allowed, losses not
-    assert 100 <= len(moved) < 500 and kept
+    assert 100 <= len(moved) < len(events) and kept
     audited = {a["event_id"] for a in json_lines(audit_log.read_text())}
     assert audited and audited <= moved  # an audit line only for what really moved
+    # The audit event goes out, confirmed, before the ack: every letter that left the
+    # dead-letter queue has one on NS.events.
+    events_seen = {
+        o["data"]["event_id"] for o in bus.settle(quiet=1.0) if o["type"] == "dlq.replayed"
+    }
+    assert {e["id"] for e in events} - kept <= events_seen
 
 
 def test_a_namespace_without_a_dead_letter_queue_fails_and_declares_nothing(dlq, monkeypatch):
@@ -457,7 +490,7 @@ def test_every_dlq_command_works_with_bodies_json_cannot_read(dlq, bus):
 
     for status, _out, err in (listed, as_json, grouped, grouped_json, shown_nested, shown_huge):
         assert (status, err) == (0, "")
-    assert {row.split()[2] for row in listed[1].splitlines()[1:-1]} == {"not_json", "invalid_data"}
+    assert {row.split()[3] for row in listed[1].splitlines()[1:-1]} == {"not_json", "invalid_data"}
     assert {line["id"] for line in json_lines(as_json[1])} == {nested, huge}
     assert {(g["code"], g["count"]) for g in json_lines(grouped_json[1])} == {
         ("not_json", 1),
@@ -497,3 +530,252 @@ def test_the_worker_dead_letters_unreadable_bodies_at_the_first_delivery(dlq, bu
         "not_json",
         "invalid_data",
     }
+
+
+# -- on-call at scale (issue 14, item 5) ------------------------------------------------------
+def test_two_lists_at_once_see_the_same_letters_and_hold_none_of_them(bus, worker_env, tmp_path):
+    ids = put_dead_letters(bus, [b.closed_won(b.project()) for _ in range(500)])
+    command = [sys.executable, "-m", "worker.commands", "dlq", "list", "--json"]
+    env = {**os.environ, **worker_env}
+    files = [(tmp_path / f"{i}.out", tmp_path / f"{i}.err") for i in range(2)]
+    lists = []
+    for out, err in files:  # files, not pipes: 500 lines would fill a pipe and stall it
+        with out.open("wb") as stdout, err.open("wb") as stderr:
+            lists.append(subprocess.Popen(command, env=env, stdout=stdout, stderr=stderr))
+    # Ready messages while both read: a list that held letters unacked would take them away.
+    ready = []
+    deadline = time.monotonic() + 120
+    while any(p.poll() is None for p in lists):
+        assert time.monotonic() < deadline, "the lists never ended"
+        ready.append(bus.queue_depth(bus.topology.dead_letter))
+
+    errors = [err.read_text() for _, err in files]
+    assert [p.returncode for p in lists] == [0, 0], errors
+    assert len(ready) > 3 and min(ready) == 500  # not one letter held, at any sample
+    seen = [[letter["id"] for letter in json_lines(out.read_text())] for out, _ in files]
+    assert seen[0] == seen[1] == ids  # all of them, in the queue's order, in both
+    assert errors == ["", ""]  # the journal and the queue agree
+
+
+def test_list_says_when_the_queue_was_changed_by_hand(dlq, bus):
+    for _ in range(3):
+        put_dead_letter(bus)
+    by_hand = b.closed_won(b.project())
+    bus.channel.basic_publish("", bus.topology.dead_letter, b.body(by_hand))  # past the journal
+    unknown = dlq("list", "--json")
+    bus.channel.queue_purge(bus.topology.dead_letter)
+    purged = dlq("list")
+
+    assert unknown[0] == 0 and unknown[2].count("\n") == 1 and len(json_lines(unknown[1])) == 3
+    assert "holds 4 messages, the journal lists 3: 1 came in without the journal" in unknown[2]
+    assert purged[0] == 0 and purged[2].count("\n") == 1
+    assert "holds 0 messages, the journal lists 3" in purged[2]
+    assert "someone took letters without dlq (a purge" in purged[2]
+
+
+def test_list_filters_by_code_type_age_and_count(dlq, bus):
+    old = put_dead_letter(bus, code="vendor_auth", failed_ago=timedelta(hours=3))
+    deal = put_dead_letter(bus, b.closed_won(b.project()), code="client_ambiguous")
+    recent = [put_dead_letter(bus, code="vendor_auth") for _ in range(3)]
+
+    def listed(*args: str) -> list[str]:
+        status, out, err = dlq("list", "--json", *args)
+        assert (status, err) == (0, "")
+        return [letter["id"] for letter in json_lines(out)]
+
+    cutoff = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    assert listed("--code", "vendor_auth") == [old, *recent]
+    assert listed("--type", "deal.*") == [deal]
+    assert listed("--type", "timesheet.*", "--since", "1h") == recent
+    assert listed("--since", cutoff) == [deal, *recent]
+    assert listed("--code", "vendor_auth", "--limit", "2") == [old, recent[0]]
+    status, out, _ = dlq("list", "--code", "vendor_auth", "--limit", "2")
+    assert status == 0 and out.splitlines()[-1] == f"2 of 5 in {bus.topology.dead_letter}"
+    assert dlq("list", "--code", "nothing_like_it")[1] == "no dead letter matches\n"
+    assert dlq("list", "--since", "yesterday")[0] == 2
+    assert dlq("list", "--limit", "0")[0] == 2
+
+
+def test_every_dlq_command_speaks_json_one_object_a_line(dlq, bus):
+    event = b.provision_requested(b.project(), "O-1")
+    first = put_dead_letter(bus, event, code="vendor_unavailable")
+    second = put_dead_letter(bus, code="vendor_auth")
+    third = put_dead_letter(bus, code="vendor_auth")
+
+    def objects(*args: str, status: int = 0) -> list[dict]:
+        got, out, _ = dlq(*args, "--json")
+        assert got == status
+        lines = out.splitlines()
+        parsed = [json.loads(line) for line in lines]  # every line, not just the objects
+        assert all(isinstance(p, dict) for p in parsed)
+        return parsed
+
+    listed = objects("list")
+    [grouped, _] = objects("list", "--group")
+    [shown] = objects("show", first[:10])
+    *would, would_summary = objects("replay", "--all", "--dry-run")
+    would_drop = objects("discard", second, status=2)
+    replayed, replay_summary = objects("replay", first)
+    *dropped, drop_summary = objects("discard", "--all", "--yes")
+
+    assert [x["id"] for x in listed] == [first, second, third]
+    assert listed[0]["event_id"] == event["id"]
+    assert (grouped["code"], grouped["count"]) == ("vendor_auth", 2)
+    assert shown["id"] == first and json.loads(shown["body"]) == event
+    assert shown["headers"][ERROR_CODE] == "vendor_unavailable" and shown["history"]
+    assert [w["action"] for w in would] == ["would_replay"] * 3
+    assert would_summary["summary"] == "would_replay" and would_summary["count"] == 3
+    assert [(w["action"], w["id"]) for w in would_drop] == [("would_discard", second)]
+    assert replayed == {
+        "action": "replayed",
+        "id": first,
+        "event_id": event["id"],
+        "type": event["type"],
+        "code": "vendor_unavailable",
+        "replays": 1,
+        "routing_key": event["type"],
+    }
+    assert replay_summary == {
+        "summary": "replayed",
+        "count": 1,
+        "by_code": {"vendor_unavailable": 1},
+        "queue": bus.topology.inbound,
+        "stopped": None,
+        "left": 0,
+    }
+    assert [d["id"] for d in dropped] == [second, third]
+    assert drop_summary["count"] == 2 and drop_summary["by_code"] == {"vendor_auth": 2}
+    assert bus.dead_letters() == []
+
+
+def test_discard_all_with_a_code_says_first_then_drops_only_that_code(dlq, bus):
+    auth = [put_dead_letter(bus, code="vendor_auth") for _ in range(3)]
+    kept = put_dead_letter(bus, code="client_ambiguous")
+
+    refused = dlq("discard", "--all", "--code", "vendor_auth")
+    after_refusal = [h[COPY_ID] for h, _ in bus.dead_letters()]
+    status, out, err = dlq("discard", "--all", "--code", "vendor_auth", "--yes")
+
+    assert refused[0] == 2 and "add --yes to drop these 3" in refused[2]
+    assert [line.split()[2] for line in refused[1].splitlines()] == auth
+    assert after_refusal == [*auth, kept]
+    assert status == 0 and out.splitlines()[-1].startswith("dropped 3 (vendor_auth 3) from")
+    assert [h[COPY_ID] for h, _ in bus.dead_letters()] == [kept]
+    assert [a["id"] for a in json_lines(err)] == auth
+    discarded = bus.wait_for(3, type="dlq.discarded")
+    assert [e["data"]["dead_letter_id"] for e in discarded] == auth
+    assert dlq("list", "--json")[1].count("\n") == 1  # the journal took the removals too
+
+
+def test_every_replay_is_an_audit_event_on_the_events_exchange(dlq, bus, worker_env):
+    event = b.provision_requested(b.project(), "O-1")
+    letter = put_dead_letter(bus, event, code="vendor_unavailable", replays=2)
+
+    status, _, _ = dlq("replay", letter)
+
+    [audit] = bus.wait_for(1, type="dlq.replayed")
+    [properties] = [
+        p for p, o in zip(bus.outcome_properties, bus.outcomes, strict=True) if o is audit
+    ]
+    assert status == 0
+    assert audit["source"] == "timesheet-provisioner" and audit["specversion"] == "1.0"
+    assert audit["causationid"] == event["id"] and audit["subject"] == letter
+    assert properties.type == "dlq.replayed" and properties.message_id == audit["id"]
+    data = audit["data"]
+    assert (data["dead_letter_id"], data["event_id"], data["event_type"]) == (
+        letter,
+        event["id"],
+        event["type"],
+    )
+    assert (data["error_code"], data["routing_key"], data["replays"]) == (
+        "vendor_unavailable",
+        event["type"],
+        3,
+    )
+    assert data["by"] and datetime.fromisoformat(data["at"]) <= datetime.now(UTC)
+    from schemas.outbound import OUTBOUND_TYPES
+
+    OUTBOUND_TYPES["dlq.replayed"].model_validate(data)  # the registered model reads it
+
+
+@pytest.fixture
+def full_audit_queue(bus):
+    """A classic queue on NS.events that takes 5 replay audit events, then makes the broker
+    nack (``reject-publish``). A classic queue refuses exactly at its limit; the quorum work
+    queue would admit a pipelined burst before it starts refusing."""
+    queue = f"{bus.topology.namespace}.audit-full"
+    arguments = {"x-max-length": 5, "x-overflow": "reject-publish", "x-queue-type": "classic"}
+    bus.channel.queue_declare(queue, arguments=arguments)
+    bus.channel.queue_bind(queue, bus.topology.events, "dlq.replayed")
+    yield queue
+    bus.channel.queue_delete(queue)
+
+
+def test_replay_stops_at_a_nack_and_leaves_everything_unconfirmed_dead_lettered(
+    dlq, bus, full_audit_queue
+):
+    events = [b.closed_won(b.project()) for _ in range(20)]
+    put_dead_letters(bus, events)
+
+    status, out, err = dlq("replay", "--all", "--json")
+
+    *moved, summary = json_lines(out)
+    assert status == 1 and err.splitlines()[-1].startswith("provisioner: stopped: ")
+    assert "basic.nack" in err and "15 chosen stay dead-lettered" in err
+    assert len(moved) == summary["count"] == 5 and summary["left"] == 15
+    kept = {p.message_id for _, p, _ in take_all(bus, bus.topology.dead_letter)}
+    copies = [p.message_id for _, p, _ in take_all(bus, bus.topology.work_queue)]
+    audited = [p.message_id for _, p, _ in take_all(bus, full_audit_queue)]
+    assert len(kept) == 15 and kept.isdisjoint(m["event_id"] for m in moved)
+    assert kept | {m["event_id"] for m in moved} == {e["id"] for e in events}  # none lost
+    assert len(audited) == 5  # an audit event for each letter acked, and only those
+    # Copies of the 15 may be in the work queue too: a duplicate, never a loss.
+    assert {m["event_id"] for m in moved} <= set(copies)
+
+
+def test_a_returned_publish_stops_the_mover_and_moves_nothing(bus, worker_env):
+    # replay declares the topology, so NS.inbound always routes; the engine under it is
+    # given an exchange with no queue bound instead.
+    ids = put_dead_letters(bus, [b.closed_won(b.project()) for _ in range(10)])
+    nowhere = f"{bus.topology.namespace}.nowhere"
+    bus.channel.exchange_declare(nowhere, "topic", auto_delete=True)
+
+    def plan(letter):
+        return [Publish(nowhere, "x", letter.body, letter.properties)], None
+
+    try:
+        params = connection_parameters(worker_env["AMQP_URL"])
+        outcome = moving.Mover(params, bus.topology.dead_letter, plan).run()
+    finally:
+        bus.channel.exchange_delete(nowhere)
+
+    assert "could not route" in outcome.stopped and "NO_ROUTE" in outcome.stopped
+    assert outcome.done == [] and outcome.left == 10 and outcome.error is None
+    assert [h[COPY_ID] for h, _ in bus.dead_letters()] == ids  # all there, in order
+
+
+def test_two_replays_at_once_share_the_letters_and_move_each_once(bus, worker_env, tmp_path):
+    events = [b.closed_won(b.project()) for _ in range(1000)]
+    put_dead_letters(bus, events)
+    command = [sys.executable, "-m", "worker.commands", "dlq", "replay", "--all", "--json"]
+    env = {**os.environ, **worker_env}
+    files = [(tmp_path / f"{i}.out", tmp_path / f"{i}.err") for i in range(2)]
+    replays = []
+    for out, err in files:
+        with out.open("wb") as stdout, err.open("wb") as stderr:
+            replays.append(subprocess.Popen(command, env=env, stdout=stdout, stderr=stderr))
+    for replay in replays:
+        replay.wait(timeout=120)
+
+    summaries = [json_lines(out.read_text())[-1] for out, _ in files]
+    moved = [p.message_id for _, p, _ in take_all(bus, bus.topology.work_queue)]
+    assert [r.returncode for r in replays] == [0, 0]
+    assert sum(s["count"] for s in summaries) == 1000
+    assert sorted(moved) == sorted(e["id"] for e in events)  # each once: none twice, none lost
+    assert bus.queue_depth(bus.topology.dead_letter) == 0
+    # Each counted what was ready at its start, and may have been handed only a share of it
+    # (the other's prefetch took the rest): then it says so, and complains of nothing else.
+    for (_, err), summary in zip(files, summaries, strict=True):
+        notes = [line for line in err.read_text().splitlines() if not line.startswith("{")]
+        for line in notes:
+            assert re.fullmatch(rf"provisioner: note: read {summary['count']} of the \d+ .*", line)

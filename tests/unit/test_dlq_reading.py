@@ -9,8 +9,9 @@ from datetime import UTC, datetime, timedelta
 import pika
 import pytest
 
+from schemas.outbound import OUTBOUND_TYPES
+from worker.commands import audit, dlq, journal, output
 from worker.commands import dead_letters as dl
-from worker.commands import dlq, output
 from worker.topology import DELIVERY_LIMIT
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
@@ -152,3 +153,91 @@ def test_text_from_a_body_that_cannot_be_printed_is_made_printable(capsys):
     assert "\x1b" not in out and "\\x1b[2J" in out
     assert "\ud800" not in found.source and "\x1b" not in shown
     out.encode("utf-8")
+
+
+# -- the journal (issue 14, item 5) -------------------------------------------------------------
+def journal_entry(offset: int, copy_id: str, **props):
+    return (offset, pika.BasicProperties(headers={"x-copy-id": copy_id}, **props), b"{}")
+
+
+def removal(offset: int, copy_id: str, kind: str = "dlq.replayed"):
+    body = json.dumps({"type": kind, "data": {"dead_letter_id": copy_id}}).encode()
+    return (offset, pika.BasicProperties(type=kind), body)
+
+
+def test_the_journal_is_its_letters_minus_one_letter_for_each_removal():
+    entries = [
+        journal_entry(0, "a"),
+        journal_entry(1, "b"),
+        journal_entry(2, "a"),  # an identical copy shares the id
+        removal(3, "a"),
+        removal(4, "b", "dlq.discarded"),
+        journal_entry(5, "c"),
+        removal(6, "zzz"),  # a removal of a letter the journal never had removes nothing
+        (7, pika.BasicProperties(type="dlq.replayed"), b"not json"),
+    ]
+
+    assert [x.id for x in journal._fold(entries)] == ["a", "c"]
+
+
+def test_the_view_says_how_the_journal_and_the_queue_disagree():
+    letters = [letter(i, headers={"x-copy-id": str(i)}) for i in range(3)]
+
+    assert journal.View(letters, 3, "ns.dead-letter").disagreement() is None
+    fewer = journal.View(letters, 1, "ns.dead-letter").disagreement()
+    more = journal.View(letters, 5, "ns.dead-letter").disagreement()
+    assert (
+        fewer.startswith("ns.dead-letter holds 1 messages, the journal lists 3")
+        and "purge" in fewer
+    )
+    assert "2 came in without the journal" in more
+
+
+def test_the_journal_copy_of_a_broker_dead_letter_reads_its_reason_from_first_death():
+    limit = letter(
+        headers={"x-first-death-reason": "delivery_limit", "x-first-death-queue": "ns.worker"}
+    )
+    after_retry = letter(
+        headers={"x-first-death-reason": "expired", "x-first-death-queue": "ns.retry.10000ms"}
+    )
+
+    assert (limit.code, limit.attempts) == ("delivery_limit_exceeded", DELIVERY_LIMIT)
+    assert after_retry.code == "broker_dead_lettered" and "dlq show" in after_retry.message
+
+
+@pytest.mark.parametrize(
+    ("text", "ago"),
+    [("45s", 45), ("30m", 1800), ("2h", 7200), ("3d", 3 * 86400), ("1w", 7 * 86400)],
+)
+def test_since_takes_a_duration(text, ago):
+    assert dlq._since(text, NOW) == NOW - timedelta(seconds=ago)
+
+
+def test_since_takes_a_timestamp_and_refuses_anything_else():
+    assert dlq._since("2026-11-29T10:00:00Z", NOW) == NOW - timedelta(hours=2)
+    assert dlq._since("2026-11-29T10:00:00", NOW) == NOW - timedelta(hours=2)  # read as UTC
+    with pytest.raises(output.Fail) as failed:
+        dlq._since("yesterday", NOW)
+    assert failed.value.status == output.USAGE
+
+
+def test_audit_events_are_registered_outbound_types_with_the_dead_letter_as_cause():
+    found = letter(
+        headers={"x-copy-id": "c-1", "x-error-code": "vendor_auth", "x-replays": 1},
+        message_id="e-1",
+        type="deal.closed_won",
+    )
+    record = audit.replayed(found, routing_key="deal.closed_won", by="oncall")
+    published = audit.event(record, found, exchange="ns.events", source="provisioner-prod")
+    body = json.loads(published.body)
+
+    assert OUTBOUND_TYPES["dlq.replayed"] is type(record)
+    assert "dlq.discarded" in OUTBOUND_TYPES
+    assert (published.exchange, published.routing_key) == ("ns.events", "dlq.replayed")
+    assert (body["source"], body["causationid"], body["subject"]) == (
+        "provisioner-prod",
+        "e-1",
+        "c-1",
+    )
+    assert body["data"]["replays"] == 2 and body["data"]["by"] == "oncall"
+    assert json.loads(audit.line(record))["event"] == "dlq_replayed"

@@ -28,7 +28,7 @@ class Result:
 
     @property
     def events(self) -> list[dict]:
-        return [json.loads(p.body) for p in self.decision.publishes if p.exchange]
+        return [json.loads(p.body) for p in self.decision.publishes if not p.mandatory]
 
     def of(self, type_: str) -> list[dict]:
         return [e["data"] for e in self.events if e["type"] == type_]
@@ -38,7 +38,7 @@ class Result:
 
     @property
     def copy(self):
-        copies = [p for p in self.decision.publishes if not p.exchange]
+        copies = [p for p in self.decision.publishes if p.mandatory]
         return copies[0] if copies else None
 
     @property

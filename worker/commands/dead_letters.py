@@ -7,10 +7,12 @@ consumer). The broker puts a message there itself when it passes the work queue'
 limit; those carry the broker's ``x-death`` and never our ``x-error-*`` verdict (the worker
 strips ``x-death`` from its own copies, so its presence is the broker's mark).
 
-Browsing is ``basic.get`` with manual ack on one channel until the queue is empty: every
-message stays with the broker, unacked, until the caller acks the chosen ones or closes the
-channel, and a closed channel puts the rest back where they were, in order. Nothing here
-acks; ``worker.commands.dlq`` does, and only after it has done what the person asked.
+``read`` takes a letter from the queue or from the dead-letter journal (``journal``), whose
+copy of a broker dead letter lacks x-death on RabbitMQ 3.10 (see ``_journal_verdict``).
+``browse`` holds the queue itself: ``basic.get`` with manual ack on one channel until the
+queue is empty, every message unacked until the channel closes and puts the rest back where
+they were, in order. Only ``dlq show`` uses it, for the moment of one look; ``dlq list``
+reads the journal and holds nothing. Nothing here acks.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ from worker.messages import (
 )
 from worker.topology import DELIVERY_LIMIT
 
+FIRST_DEATH_REASON = "x-first-death-reason"  # the broker's, next to x-death
+FIRST_DEATH_QUEUE = "x-first-death-queue"
 SHORT_ID = 12  # characters of an id shown in tables (longer where needed to stay unique)
 DELIVERY_LIMIT_CODE = "delivery_limit_exceeded"
 BODY_SHOWN = 4000  # characters of a body ``dlq show`` prints before it cuts
@@ -105,15 +109,24 @@ def browse(channel: BlockingChannel, queue: str) -> list[DeadLetter]:
     return letters
 
 
-def read(tag: int, properties: pika.BasicProperties, body: bytes) -> DeadLetter:
+def read(
+    tag: int, properties: pika.BasicProperties, body: bytes, *, source: bool = True
+) -> DeadLetter:
+    """A letter as the dlq commands see it. Without ``source`` the body is parsed only when
+    the properties lack the event id or type: a replay has no use for the rest of it, and
+    parsing every body cost a replay of 10,000 letters about a second."""
     headers = dict(properties.headers or {})
-    event = _cloud_event(body)
+    needed = source or not (properties.message_id and properties.type)
+    event = _cloud_event(body) if needed else {}
     deaths = [d for d in headers.get("x-death") or [] if isinstance(d, dict)]
     if deaths:
         code, message, attempts = _broker_verdict(deaths)
         death_times = [t for d in deaths if (t := _when(d.get("time")))]
         first = _when(headers.get(FIRST_FAILED_AT)) or min(death_times, default=None)
         last = max(death_times, default=None)
+    elif not headers.get(ERROR_CODE) and (reason := _text(headers.get(FIRST_DEATH_REASON))):
+        code, message, attempts = _journal_verdict(reason, _text(headers.get(FIRST_DEATH_QUEUE)))
+        first = last = _when(headers.get(FIRST_FAILED_AT))
     else:
         code = _text(headers.get(ERROR_CODE)) or "unknown"
         message = _text(headers.get(ERROR_MESSAGE)) or ""
@@ -263,6 +276,21 @@ def _broker_verdict(deaths: list[dict]) -> tuple[str, str, int]:
     attempts = DELIVERY_LIMIT if reason == "delivery_limit" else 0
     attempts = max(attempts, sum(_int(d.get("count")) for d in deaths))
     return code, message, attempts
+
+
+def _journal_verdict(reason: str, queue: str) -> tuple[str, str, int]:
+    """The broker's verdict from the journal's copy of one of its dead letters. A stream on
+    RabbitMQ 3.10 keeps no array or table header, so x-death (the reasons and their times) is
+    gone there; the broker's x-first-death-* strings stay. A first death in a retry queue
+    (it expired back to the work queue, as planned) says nothing of the death that brought
+    the message here; ``dlq show`` reads the queue itself, where x-death is whole."""
+    if ".retry." in queue:
+        message = (
+            "the broker dead-lettered it from the work queue after a retry; the journal "
+            "cannot say why: dlq show has the broker's reason"
+        )
+        return "broker_dead_lettered", message, 0
+    return _broker_verdict([{"reason": reason, "queue": queue, "count": 1}])
 
 
 def _body_text(body: bytes) -> str:

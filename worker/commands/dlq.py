@@ -1,35 +1,40 @@
 """``provisioner dlq``: the on-call engineer's tools for NS.dead-letter.
 
-``list`` and ``show`` only look (``dead_letters`` browses without removing). ``replay``
-and ``discard`` change the queue, and each message they touch leaves one JSON audit line on
-stderr saying who did what to which event.
+``list`` and ``show`` only look, and they look at the dead-letter journal (``journal``): a
+stream that gets every dead letter and every removal, which any number of people can read at
+once without taking a single letter from the queue. (Browsing the queue itself, as this did
+before, held every letter unacked for the length of a listing, so a colleague's ``dlq list``
+at the same moment saw fewer or none.) ``list`` compares the journal with the queue's own
+count and says when they disagree.
 
-Replay never loses a message: it publishes to NS.inbound with publisher confirms and
-``mandatory``, and acks the dead letter only once the broker has confirmed the copy. A crash
-in between leaves the message in both places; the worker's idempotency (``source``, ``id``)
-makes the duplicate harmless. Dead letters not chosen go back in order when the channel
-closes.
+``replay`` and ``discard`` act on the queue itself (``moving``): publishes with pipelined
+confirms, each letter acked only once the broker has confirmed its copy (replay) and its
+audit event (both). Every letter they take leaves a ``dlq.replayed`` / ``dlq.discarded``
+CloudEvent on NS.events and the same record as one JSON line on stderr (``audit``).
+
+``--json`` on every command puts one JSON object a line on stdout; notes and errors go to
+stderr, one line each.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import copy
-import getpass
-import json
+import fnmatch
+import re
 import sys
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pika
-from pika.adapters.blocking_connection import BlockingChannel
-from pika.exceptions import AMQPError, ChannelClosedByBroker, NackError, UnroutableError
+from pika.exceptions import AMQPError, ChannelClosedByBroker
 
 from worker.bootstrap import topology as topology_of
+from worker.commands import audit, journal, moving, output
 from worker.commands import dead_letters as dl
-from worker.commands import output
 from worker.commands.dead_letters import DeadLetter
 from worker.commands.output import OK, USAGE, Fail, settings_or_fail
 from worker.messages import (
@@ -42,6 +47,7 @@ from worker.messages import (
     LAST_FAILED_AT,
     ORIGINAL_ROUTING_KEY,
     REPLAYS,
+    Publish,
 )
 from worker.settings import Settings
 from worker.topology import Topology, connection_parameters
@@ -67,13 +73,20 @@ def register(sub) -> None:
     dlq = sub.add_parser("dlq", help="work the dead letters in NS.dead-letter")
     cmds = dlq.add_subparsers(dest="dlq_command", required=True)
 
-    listing = cmds.add_parser("list", help="dead letters: id, type, code, attempts, age")
-    listing.add_argument("--json", action="store_true", help="one JSON object a line")
+    listing = cmds.add_parser("list", help="dead letters: id, event id, type, code, attempts, age")
+    _json_option(listing)
     listing.add_argument("--group", action="store_true", help="counts by code and type")
+    listing.add_argument("--code", help="only dead letters with this error code")
+    listing.add_argument("--type", metavar="GLOB", help="only event types matching, e.g. 'deal.*'")
+    listing.add_argument(
+        "--since", metavar="WHEN", help="dead-lettered since: 30m, 2h, 3d, or an ISO timestamp"
+    )
+    listing.add_argument("--limit", type=int, metavar="N", help="the first N (oldest first)")
     listing.set_defaults(func=cmd_list)
 
     show = cmds.add_parser("show", help="one dead letter in full: body and headers")
     show.add_argument("id", help="its id, or a unique prefix of it")
+    _json_option(show)
     show.set_defaults(func=cmd_show)
 
     replay = cmds.add_parser("replay", help="move dead letters back to NS.inbound")
@@ -81,108 +94,182 @@ def register(sub) -> None:
     replay.add_argument("--all", action="store_true", help="every dead letter (see --code)")
     replay.add_argument("--code", help="with --all: only dead letters with this error code")
     replay.add_argument("--dry-run", action="store_true", help="say what would move; move none")
+    _json_option(replay)
     replay.set_defaults(func=cmd_replay)
 
     discard = cmds.add_parser("discard", help="drop dead letters, after saying which")
-    discard.add_argument("ids", nargs="+", metavar="ID", help="ids or unique prefixes")
+    discard.add_argument("ids", nargs="*", metavar="ID", help="ids or unique prefixes")
+    discard.add_argument("--all", action="store_true", help="every dead letter (see --code)")
+    discard.add_argument("--code", help="with --all: only dead letters with this error code")
     discard.add_argument("--yes", action="store_true", help="really drop them")
+    _json_option(discard)
     discard.set_defaults(func=cmd_discard)
+
+
+def _json_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="one JSON object a line on stdout")
 
 
 # -- commands -------------------------------------------------------------------------------
 def cmd_list(args: argparse.Namespace) -> int:
     settings = settings_or_fail()
     now = datetime.now(UTC)
-    with _dead_letters(settings) as (_, letters):
-        if not letters:
-            # With --json stdout stays machine-readable: zero objects, the note on stderr.
-            print(_empty(settings), file=sys.stderr if args.json else sys.stdout)
-        elif args.group:
-            _print_groups(letters, as_json=args.json)
-        elif args.json:
-            for letter in letters:
-                print(json.dumps(letter.summary(now)))
-        else:
-            _print_table(letters, now, settings)
+    since = _since(args.since, now) if args.since else None
+    if args.limit is not None and args.limit < 1:
+        raise Fail("--limit must be 1 or more", USAGE)
+    view = _view(settings)
+    letters = [
+        letter
+        for letter in view.letters
+        if (not args.code or letter.code == args.code)
+        and (not args.type or fnmatch.fnmatchcase(letter.type or "", args.type))
+        and (since is None or (letter.last_failed_at and letter.last_failed_at >= since))
+    ][: args.limit]
+    if note := view.disagreement():
+        output.problems([f"note: {note}"])
+    if not letters:
+        # With --json stdout stays machine-readable: zero objects, the note on stderr.
+        empty = _empty(settings) if not view.letters else "no dead letter matches"
+        print(empty, file=sys.stderr if args.json else sys.stdout)
+    elif args.group:
+        _print_groups(letters, as_json=args.json)
+    elif args.json:
+        output.json_lines(letter.summary(now) for letter in letters)
+    else:
+        _print_table(letters, now, settings, of=len(view.letters))
     return OK
 
 
 def cmd_show(args: argparse.Namespace) -> int:
     settings = settings_or_fail()
-    with _dead_letters(settings) as (_, letters):
-        for letter in _select(letters, [args.id]):
-            print(dl.render(letter, datetime.now(UTC)))
+    now = datetime.now(UTC)
+    # The queue itself, held for the moment of the look: the journal's copy of a broker dead
+    # letter has lost x-death on RabbitMQ 3.10 (``dead_letters._journal_verdict``).
+    with _held_queue(settings) as letters:
+        found = _select(letters, [args.id])
+    for letter in found:
+        if args.json:
+            output.json_lines([_in_full(letter, now)])
+        else:
+            print(dl.render(letter, now))
     return OK
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    if args.all == bool(args.ids):
-        raise Fail("name the dead letters to replay (ID…), or --all, not both", USAGE)
-    if args.code and not args.all:
-        raise Fail("--code narrows --all; with ids, name exactly the ones to replay", USAGE)
+    _check_choice(args, "replay")
     settings = settings_or_fail()
     topology = topology_of(settings)
-    with _dead_letters(settings, declare=True) as (channel, letters):
-        chosen = _select(letters, args.ids) if args.ids else letters
-        if args.code:
-            chosen = [letter for letter in chosen if letter.code == args.code]
-        if not chosen:
-            print(f"nothing to replay{f' with code {args.code}' if args.code else ''}")
+    if args.dry_run:
+        chosen = _chosen_now(settings, args)
+        rows = [
+            _row("would_replay", letter, routing_key=_routing_key(letter, topology))
+            for letter in chosen
+        ]
+        if args.json:
+            output.json_lines([*rows, _summary("would_replay", chosen, topology.inbound)])
             return OK
-        if args.dry_run:
-            for letter in chosen:
-                print(f"would replay {_describe(letter)} -> {_routing_key(letter, topology)}")
-            print(f"would move {_tally(chosen)} to {topology.inbound}; moved nothing (dry run)")
-            return OK
-        moved = _replay(channel, chosen, topology)
-    print(f"moved {_tally(moved)} to {topology.inbound}")
-    return OK
+        for row, letter in zip(rows, chosen, strict=True):
+            print(f"would replay {_describe(letter)} -> {row['routing_key']}")
+        print(f"would move {_tally(chosen)} to {topology.inbound}; moved nothing (dry run)")
+        return OK
+    by = audit.operator()
+
+    def plan(letter: DeadLetter):
+        key = _routing_key(letter, topology)
+        record = audit.replayed(letter, routing_key=key, by=by)
+        copy_ = Publish(topology.inbound, key, letter.body, _replay_properties(letter))
+        return [
+            copy_,
+            audit.event(record, letter, exchange=topology.events, source=settings.source),
+        ], record
+
+    return _move(args, settings, "replayed", plan, topology.inbound, declare=True)
 
 
 def cmd_discard(args: argparse.Namespace) -> int:
+    _check_choice(args, "discard")
     settings = settings_or_fail()
-    with _dead_letters(settings) as (channel, letters):
-        chosen = _select(letters, args.ids)
-        if not args.yes:
+    topology = topology_of(settings)
+    if not args.yes:
+        chosen = _chosen_now(settings, args)
+        if args.json:
+            output.json_lines([_row("would_discard", letter) for letter in chosen])
+        else:
             for letter in chosen:
                 print(f"would drop {_describe(letter)}")
-            raise Fail(f"dropped nothing: add --yes to drop these {len(chosen)}", USAGE)
-        for letter in chosen:
-            channel.basic_ack(letter.tag)
-            _audit("dlq_discarded", letter, replays=letter.replays)
+        raise Fail(f"dropped nothing: add --yes to drop these {len(chosen)}", USAGE)
+    by = audit.operator()
+
+    def plan(letter: DeadLetter):
+        record = audit.discarded(letter, by=by)
+        return [
+            audit.event(record, letter, exchange=topology.events, source=settings.source)
+        ], record
+
+    return _move(args, settings, "discarded", plan, topology.dead_letter)
+
+
+def _check_choice(args: argparse.Namespace, verb: str) -> None:
+    if args.all == bool(args.ids):
+        raise Fail(f"name the dead letters to {verb} (ID…), or --all, not both", USAGE)
+    if args.code and not args.all:
+        raise Fail(f"--code narrows --all; with ids, name exactly the ones to {verb}", USAGE)
+
+
+# -- replay and discard -----------------------------------------------------------------------
+def _move(args, settings: Settings, action: str, plan, where: str, *, declare: bool = False) -> int:
+    """Runs ``plan`` over the queue with pipelined confirms; prints what happened."""
+    topology = topology_of(settings)
+    wanted = _wanted_ids(settings, args.ids) if args.ids else None
+
+    def chosen(letter: DeadLetter):
+        if wanted is not None and letter.id not in wanted:
+            return None
+        if args.code and letter.code != args.code:
+            return None
+        return plan(letter)
+
+    ready = _ready(settings, declare=declare)
+    progress = _Progress(len(wanted) if wanted else ready)
+
+    def done(letter: DeadLetter, record) -> None:
+        progress.line(audit.line(record))
+        if args.json:
+            output.json_lines(
+                [_row(action, letter, routing_key=getattr(record, "routing_key", None))]
+            )
+        progress.advance()
+
+    mover = moving.Mover(_params(settings), topology.dead_letter, chosen, done)
+    outcome = mover.run()
+    progress.done()
+    moved = [letter for letter, _ in outcome.done]
+    if args.json:
+        output.json_lines([_summary(action, moved, where, outcome)])
+    elif action == "replayed":
+        print(f"moved {_tally(moved)} to {where}")
+    else:
+        for letter in moved:
             print(f"dropped {_describe(letter)}")
-    print(f"dropped {_tally(chosen)} from {topology_of(settings).dead_letter}")
+        print(f"dropped {_tally(moved)} from {where}")
+    if not outcome.stopped and outcome.read < outcome.expected:
+        output.problems(
+            [
+                f"note: read {outcome.read} of the {outcome.expected} letters the queue held "
+                f"at the start (another dlq command took some, or over {moving.PREFETCH_CAP} "
+                "not chosen came first); run it again for the rest"
+            ]
+        )
+    if outcome.error is not None and outcome.stopped is None:
+        raise Fail(f"lost the broker: {_redacted(outcome.error, settings)}")
+    if outcome.stopped:
+        raise Fail(f"stopped: {outcome.stopped}; {outcome.left} chosen stay dead-lettered")
+    if wanted is not None and (missing := wanted - {letter.id for letter in moved}):
+        raise Fail(f"not in {topology.dead_letter} any more: {', '.join(sorted(missing))}")
     return OK
 
 
-# -- replay -----------------------------------------------------------------------------------
-def _replay(channel: BlockingChannel, chosen: list[DeadLetter], topology: Topology) -> list:
-    """Publishes each with confirms, then acks it; stops at the first refusal."""
-    channel.confirm_delivery()
-    progress = _Progress(len(chosen))
-    moved: list[DeadLetter] = []
-    for letter in chosen:
-        key = _routing_key(letter, topology)
-        try:
-            # Blocks until the broker confirms; raises if it nacks or cannot route the copy.
-            channel.basic_publish(
-                topology.inbound, key, letter.body, _replay_properties(letter), mandatory=True
-            )
-        except (NackError, UnroutableError) as exc:
-            progress.done()
-            print(f"moved {_tally(moved)} to {topology.inbound}")
-            raise Fail(
-                f"stopped at {_describe(letter)}: broker {type(exc).__name__}; "
-                f"it and the {len(chosen) - len(moved) - 1} after it stay dead-lettered"
-            ) from None
-        channel.basic_ack(letter.tag)
-        moved.append(letter)
-        progress.line(_audit_line("dlq_replayed", letter, replays=letter.replays + 1, key=key))
-        progress.advance()
-    progress.done()
-    return moved
-
-
+# -- what a replay publishes -------------------------------------------------------------------
 def _routing_key(letter: DeadLetter, topology: Topology) -> str:
     # A message that went round a retry queue came back under the work queue's name; that
     # key means nothing on NS.inbound, where the contract routes by event type.
@@ -204,44 +291,30 @@ def _replay_properties(letter: DeadLetter) -> pika.BasicProperties:
     return properties
 
 
-# -- the broker -------------------------------------------------------------------------------
-@contextlib.contextmanager
-def _dead_letters(
-    settings: Settings, *, declare: bool = False
-) -> Iterator[tuple[BlockingChannel, list[DeadLetter]]]:
-    """A channel holding every dead letter unacked; closing it returns those not acked.
-
-    Only replay declares the topology: a read with a mistyped namespace should say so, not
-    create an empty installation under that name."""
-    topology = topology_of(settings)
-    queue = topology.dead_letter
-    params = connection_parameters(settings.amqp_url)
-    try:
-        connection = pika.BlockingConnection(params)
-    except AMQPError as exc:
-        where = f"{params.host}:{params.port}"
-        raise Fail(f"broker unreachable at {where}: {_redacted(exc, settings)}") from None
-    try:
-        channel = connection.channel()
-        if declare:
-            topology.declare(channel)
-        yield channel, dl.browse(channel, queue)
-    except ChannelClosedByBroker as exc:
-        if exc.reply_code == 404:
-            raise Fail(f"{queue} does not exist: is PROVISIONER_NAMESPACE right?") from None
-        raise Fail(f"the broker refused: {_redacted(exc, settings)}") from None
-    except AMQPError as exc:
-        raise Fail(f"lost the broker: {_redacted(exc, settings)}") from None
-    finally:
-        with contextlib.suppress(AMQPError):
-            if connection.is_open:
-                connection.close()
+# -- choosing -----------------------------------------------------------------------------------
+def _chosen_now(settings: Settings, args: argparse.Namespace) -> list[DeadLetter]:
+    """What a dry run or an unconfirmed discard names: read from the journal, never held."""
+    if args.ids:
+        return _find(settings, args.ids)
+    view = _view(settings)
+    return [letter for letter in view.letters if not args.code or letter.code == args.code]
 
 
-def _redacted(exc: Exception, settings: Settings) -> str:
-    text = f"{type(exc).__name__} {exc}".strip()
-    password = pika.URLParameters(settings.amqp_url).credentials.password
-    return text.replace(password, "***") if password else text
+def _wanted_ids(settings: Settings, prefixes: list[str]) -> set[str]:
+    return {letter.id for letter in _find(settings, prefixes)}
+
+
+def _find(settings: Settings, prefixes: list[str]) -> list[DeadLetter]:
+    """The letters ``prefixes`` name, from the journal; a prefix the journal does not know is
+    looked up in the queue itself (a letter from before the journal, say), which holds the
+    queue for the moment of that look."""
+    view = _view(settings)
+    known = [p for p in prefixes if any(x.id.startswith(p) for x in view.letters)]
+    found = _select(view.letters, known) if known else []
+    if unknown := [p for p in prefixes if p not in known]:
+        with _held_queue(settings) as letters:
+            found += _select(letters, unknown)
+    return found
 
 
 def _select(letters: list[DeadLetter], wanted: list[str]) -> list[DeadLetter]:
@@ -249,6 +322,79 @@ def _select(letters: list[DeadLetter], wanted: list[str]) -> list[DeadLetter]:
         return dl.select(letters, wanted)
     except dl.SelectionError as exc:
         raise Fail(str(exc)) from None
+
+
+def _since(text: str, now: datetime) -> datetime:
+    if match := re.fullmatch(r"(\d+)([smhdw])", text.strip()):
+        unit = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[match[2]]
+        return now - timedelta(seconds=int(match[1]) * unit)
+    try:
+        when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise Fail(
+            f"--since {text!r}: not a duration (30m, 2h, 3d) or an ISO time", USAGE
+        ) from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+# -- the broker -------------------------------------------------------------------------------
+def _params(settings: Settings) -> pika.URLParameters:
+    return connection_parameters(settings.amqp_url, name="provisioner dlq")
+
+
+@contextlib.contextmanager
+def _connection(settings: Settings) -> Iterator[pika.BlockingConnection]:
+    """A connection whose broker errors end the command in one line, without the password."""
+    queue = topology_of(settings).dead_letter
+    params = _params(settings)
+    try:
+        connection = pika.BlockingConnection(params)
+    except AMQPError as exc:
+        where = f"{params.host}:{params.port}"
+        raise Fail(f"broker unreachable at {where}: {_redacted(exc, settings)}") from None
+    try:
+        yield connection
+    except ChannelClosedByBroker as exc:
+        if exc.reply_code == 404:
+            raise Fail(f"{queue} does not exist: is PROVISIONER_NAMESPACE right?") from None
+        raise Fail(f"the broker refused: {_redacted(exc, settings)}") from None
+    except (AMQPError, journal.JournalError) as exc:
+        raise Fail(f"lost the broker: {_redacted(exc, settings)}") from None
+    finally:
+        with contextlib.suppress(AMQPError):
+            if connection.is_open:
+                connection.close()
+
+
+def _view(settings: Settings) -> journal.View:
+    with _connection(settings) as connection:
+        return journal.read(connection, topology_of(settings))
+
+
+@contextlib.contextmanager
+def _held_queue(settings: Settings) -> Iterator[list[DeadLetter]]:
+    """Every letter in the queue itself, held unacked until the block ends."""
+    with _connection(settings) as connection:
+        yield dl.browse(connection.channel(), topology_of(settings).dead_letter)
+
+
+def _ready(settings: Settings, *, declare: bool) -> int:
+    """Letters now ready in the queue. Only replay declares the topology: a discard with a
+    mistyped namespace should say so, not create an empty installation under that name."""
+    topology = topology_of(settings)
+    with _connection(settings) as connection:
+        channel = connection.channel()
+        channel.queue_declare(topology.dead_letter, passive=True)
+        if declare:
+            topology.declare(channel)
+        topology.declare_journal(channel)
+        return channel.queue_declare(topology.dead_letter, passive=True).method.message_count
+
+
+def _redacted(exc: object, settings: Settings) -> str:
+    text = f"{type(exc).__name__} {exc}".strip()
+    password = pika.URLParameters(settings.amqp_url).credentials.password
+    return text.replace(password, "***") if password else text
 
 
 # -- output -----------------------------------------------------------------------------------
@@ -266,76 +412,84 @@ def _tally(letters: list[DeadLetter]) -> str:
     return f"{len(letters)} ({detail})" if letters else "0"
 
 
-def _print_table(letters: list[DeadLetter], now: datetime, settings: Settings) -> None:
+def _row(action: str, letter: DeadLetter, *, routing_key: str | None = None) -> dict:
+    """``--json`` of replay and discard: one object per dead letter acted on."""
+    row = {
+        "action": action,
+        "id": letter.id,
+        "event_id": letter.event_id,
+        "type": letter.type,
+        "code": letter.code,
+        "replays": letter.replays + (action.endswith("replayed") or action == "would_replay"),
+    }
+    if routing_key is not None:
+        row["routing_key"] = routing_key
+    return row
+
+
+def _summary(action: str, letters: list[DeadLetter], where: str, outcome=None) -> dict:
+    """``--json``'s last object: how many, by code, and why a run stopped early."""
+    summary = {
+        "summary": action,
+        "count": len(letters),
+        "by_code": dict(Counter(letter.code for letter in letters).most_common()),
+        "queue": where,
+    }
+    if outcome is not None:
+        summary |= {"stopped": outcome.stopped, "left": outcome.left}
+    return summary
+
+
+def _in_full(letter: DeadLetter, now: datetime) -> dict:
+    """``dlq show --json``: the summary, properties, headers, history and the body."""
+    props = {k: v for k, v in vars(letter.properties).items() if v is not None and k != "headers"}
+    shown = letter.summary(now) | {
+        "properties": dl.plain(props),
+        "headers": dl.plain(letter.headers),
+        "history": letter.history,
+    }
+    try:
+        shown["body"] = letter.body.decode("utf-8")
+    except UnicodeDecodeError:  # bytes JSON cannot carry: base64, said so by the key
+        shown["body_base64"] = base64.b64encode(letter.body).decode()
+    return shown
+
+
+def _print_table(letters: list[DeadLetter], now: datetime, settings: Settings, *, of: int) -> None:
     short = dl.short_ids(letters)
     rows = [
         (
             short[letter.id],
-            letter.type or "-",
+            letter.event_id,
+            letter.type,
             letter.code,
-            str(letter.attempts),
+            letter.attempts,
             output.when(letter.first_failed_at),
             dl.human_age(letter.age_seconds(now)),
         )
         for letter in letters
     ]
-    output.table(("ID", "TYPE", "CODE", "ATTEMPTS", "FIRST FAILURE", "AGE"), rows)
-    print(f"{len(letters)} in {topology_of(settings).dead_letter}")
+    output.table(("ID", "EVENT ID", "TYPE", "CODE", "ATTEMPTS", "FIRST FAILURE", "AGE"), rows)
+    shown = f"{len(letters)} of {of}" if len(letters) != of else str(of)
+    print(f"{shown} in {topology_of(settings).dead_letter}")
 
 
 def _print_groups(letters: list[DeadLetter], *, as_json: bool) -> None:
     found = dl.groups(letters)
     if as_json:
-        for g in found:
-            times = {k: dl.iso(g[k]) for k in ("first_failed_at", "last_failed_at")}
-            print(json.dumps({**g, **times}))
+        output.json_lines(found)
         return
     rows = [
-        (
-            str(g["count"]),
-            g["code"],
-            g["type"],
-            output.when(g["first_failed_at"]),
-            output.when(g["last_failed_at"]),
-        )
-        for g in found
+        (g["count"], g["code"], g["type"], g["first_failed_at"], g["last_failed_at"]) for g in found
     ]
     output.table(("COUNT", "CODE", "TYPE", "FIRST FAILURE", "LAST FAILURE"), rows)
-
-
-# -- audit and progress -----------------------------------------------------------------------
-def _audit(event: str, letter: DeadLetter, **fields) -> None:
-    print(_audit_line(event, letter, **fields), file=sys.stderr, flush=True)
-
-
-def _audit_line(event: str, letter: DeadLetter, *, replays: int, key: str | None = None) -> str:
-    """One JSON object: which message, what was done, by whom. Never the broker URL."""
-    record = {
-        "event": event,
-        "id": letter.id,
-        "event_id": letter.event_id,
-        "type": letter.type,
-        "code": letter.code,
-        "replays": replays,
-    }
-    if key is not None:
-        record["routing_key"] = key
-    record |= {"by": _operator(), "at": dl.iso(datetime.now(UTC))}
-    return json.dumps(record)
-
-
-def _operator() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # a container user with no passwd entry
-        return "unknown"
 
 
 class _Progress:
     """``[#####.....] 120/500`` redrawn in place on stderr, for long replays at a terminal."""
 
     def __init__(self, total: int):
-        self.total, self.count = total, 0
+        self.total, self.count = max(total, 1), 0
         self.shown = total > PROGRESS_FROM and sys.stderr.isatty()
 
     def line(self, text: str) -> None:
@@ -354,6 +508,6 @@ class _Progress:
 
     def _draw(self) -> None:
         if self.shown:
-            filled = 30 * self.count // self.total
+            filled = min(30 * self.count // self.total, 30)
             bar = "#" * filled + "." * (30 - filled)
             print(f"\r[{bar}] {self.count}/{self.total}", end="", file=sys.stderr, flush=True)

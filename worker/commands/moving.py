@@ -1,0 +1,288 @@
+"""Taking dead letters out of NS.dead-letter with pipelined confirms: replay and discard.
+
+One engine for both. It consumes the queue (up to the count it held at the start, so letters
+that arrive meanwhile wait for the next run), asks ``plan`` what each letter needs published
+(a replay: the copy to NS.inbound and its audit event; a discard: its audit event; nothing:
+the letter stays), and publishes with ``mandatory`` on a channel in confirm mode. Up to
+``window`` publishes await their confirm at once; a letter is acked only when the broker has
+confirmed every publish it needed. Waiting for each confirm in turn made a replay about
+600 letters a second; the window lets the quorum queue commit thousands in one go.
+
+The broker saying no stops the run cleanly:
+
+| the broker                                  | the run                                          |
+|---------------------------------------------|--------------------------------------------------|
+| confirms every publish of a letter          | acks the letter (and reports it done)            |
+| nacks a publish, or returns it unroutable   | that letter stays; nothing new is published; the |
+|                                             | confirms in flight are awaited; the rest stay    |
+| the connection dies (or we are killed)      | every letter not yet acked goes back to the      |
+|                                             | queue: nothing is lost, some may be in both      |
+
+A letter in both places after a crash is harmless: the worker dedupes by (source, id).
+Letters ``plan`` did not choose are held until the end and return in place when the
+connection closes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pika
+from pika.adapters.select_connection import SelectConnection
+from pika.spec import Basic
+
+from worker.commands import dead_letters as dl
+from worker.commands.dead_letters import DeadLetter
+from worker.messages import Publish
+
+WINDOW = 4000  # publishes awaiting their confirm at once (a replay needs two a letter)
+PREFETCH_CAP = 20_000  # letters held at once (the ones not chosen stay held until the end)
+IDLE = 2.0  # seconds without a delivery after which the queue is taken as read
+
+Plan = Callable[[DeadLetter], tuple[list[Publish], Any] | None]
+
+
+@dataclass
+class Outcome:
+    done: list[tuple[DeadLetter, Any]] = field(default_factory=list)  # acked, with plan's info
+    stopped: str | None = None  # why the run ended early: the broker refused something
+    left: int = 0  # chosen letters that stay dead-lettered because of the stop
+    expected: int = 0  # letters in the queue at the start
+    read: int = 0  # letters this run saw
+    error: Exception | None = None  # the connection or channel failed
+
+
+@dataclass
+class _Pending:
+    letter: DeadLetter
+    info: Any
+    publishes: list[Publish]
+    remaining: int = 0  # publishes sent and not yet confirmed
+    failed: bool = False
+
+
+class Mover:
+    """``Mover(params, queue, plan, on_done).run()`` -> ``Outcome``; one run per instance."""
+
+    def __init__(
+        self,
+        params: pika.ConnectionParameters,
+        queue: str,
+        plan: Plan,
+        on_done: Callable[[DeadLetter, Any], None] = lambda letter, info: None,
+        *,
+        window: int = WINDOW,
+    ):
+        self.params, self.queue, self.plan, self.on_done = params, queue, plan, on_done
+        self.window = window
+        self.outcome = Outcome()
+        self._backlog: deque[_Pending] = deque()
+        self._publishes: dict[int, tuple[_Pending, tuple]] = {}  # seq -> (letter, return key)
+        self._returned: set[tuple] = set()
+        self._seq = 0
+        self._consumer: str | None = None
+        self._reading = True
+        self._closing = False
+        self._last_delivery = 0.0
+        # Acks: ``_floor`` and below are acked (or due); ``_finished`` are done above a gap.
+        self._floor = 0
+        self._finished: set[int] = set()
+        self._ack_due = False
+        self._single_acks = False
+
+    def run(self) -> Outcome:
+        self._connection = SelectConnection(
+            self.params,
+            on_open_callback=self._on_open,
+            on_open_error_callback=self._on_failed,
+            on_close_callback=self._on_closed,
+        )
+        self._connection.ioloop.start()
+        return self.outcome
+
+    # -- set-up --------------------------------------------------------------------------------
+    def _on_open(self, connection) -> None:
+        connection.channel(on_open_callback=self._on_channel)
+
+    def _on_channel(self, channel) -> None:
+        self._channel = channel
+        channel.add_on_close_callback(self._on_channel_closed)
+        channel.add_on_return_callback(self._on_return)
+        channel.confirm_delivery(self._on_confirm, callback=self._on_confirm_mode)
+
+    def _on_confirm_mode(self, _frame) -> None:
+        self._channel.queue_declare(self.queue, passive=True, callback=self._on_count)
+
+    def _on_count(self, frame) -> None:
+        self.outcome.expected = frame.method.message_count
+        if not self.outcome.expected:
+            self._close()
+            return
+        prefetch = min(self.outcome.expected, PREFETCH_CAP)
+        self._channel.basic_qos(prefetch_count=prefetch, callback=self._on_qos)
+
+    def _on_qos(self, _frame) -> None:
+        self._last_delivery = self._now()
+        self._consumer = self._channel.basic_consume(self.queue, self._on_delivery)
+        self._connection.ioloop.call_later(IDLE, self._check_idle)
+
+    # -- the flow ------------------------------------------------------------------------------
+    def _on_delivery(self, _channel, method, properties, body) -> None:
+        if not self._reading:
+            return  # past the count, or stopping: held, and returned when we close
+        self._last_delivery = self._now()
+        self.outcome.read += 1
+        if self.outcome.read >= self.outcome.expected:
+            self._stop_reading()
+        letter = dl.read(method.delivery_tag, properties, body, source=False)
+        planned = self.plan(letter)
+        if planned is None:
+            self._ack_singly()  # a held letter: a multiple ack past it would take it too
+        else:
+            self._backlog.append(_Pending(letter, planned[1], planned[0]))
+            self._pump()
+        self._maybe_finish()
+
+    def _pump(self) -> None:
+        while self._backlog and len(self._publishes) < self.window and not self.outcome.stopped:
+            pending = self._backlog.popleft()
+            pending.remaining = len(pending.publishes)
+            for publish in pending.publishes:
+                self._seq += 1
+                key = (publish.exchange, publish.routing_key, publish.properties.message_id)
+                self._publishes[self._seq] = (pending, key)
+                self._channel.basic_publish(
+                    publish.exchange,
+                    publish.routing_key,
+                    publish.body,
+                    publish.properties,
+                    mandatory=True,
+                )
+
+    def _on_return(self, _channel, method, properties, _body) -> None:
+        # RabbitMQ sends basic.return before the basic.ack of the same publish.
+        self._returned.add((method.exchange, method.routing_key, properties.message_id))
+        where = f"{method.exchange or 'the default exchange'} key {method.routing_key!r}"
+        self._stop(f"the broker could not route a publish to {where} ({method.reply_text})")
+
+    def _on_confirm(self, frame) -> None:
+        method = frame.method
+        confirmed = isinstance(method, Basic.Ack)
+        if not confirmed:
+            self._stop("the broker refused a publish (basic.nack): a queue could not take it")
+        for seq in self._settled(method.delivery_tag, method.multiple):
+            pending, key = self._publishes.pop(seq)
+            if not confirmed or key in self._returned:
+                self._returned.discard(key)
+                pending.failed = True
+            pending.remaining -= 1
+            if pending.remaining == 0:
+                self._finish_letter(pending)
+        self._ack_due_letters()
+        self._pump()
+        self._maybe_finish()
+
+    def _settled(self, tag: int, multiple: bool) -> list[int]:
+        if not multiple:
+            return [tag] if tag in self._publishes else []
+        # Sequence numbers were inserted in order, so the first key is the lowest in flight.
+        settled = []
+        for seq in self._publishes:
+            if seq > tag:
+                break
+            settled.append(seq)
+        return settled
+
+    def _finish_letter(self, pending: _Pending) -> None:
+        if pending.failed:
+            self.outcome.left += 1
+            self._ack_singly()  # it stays: a multiple ack past it would take it too
+            return
+        self.outcome.done.append((pending.letter, pending.info))
+        self.on_done(pending.letter, pending.info)
+        tag = pending.letter.tag
+        if self._single_acks:
+            self._channel.basic_ack(tag)
+            return
+        # While every letter so far is chosen and none failed, one multiple ack covers the
+        # letters finished without a gap (confirms from two queues finish them out of order).
+        self._finished.add(tag)
+        while self._floor + 1 in self._finished:
+            self._floor += 1
+            self._finished.remove(self._floor)
+            self._ack_due = True
+
+    def _ack_due_letters(self) -> None:
+        if self._ack_due:
+            self._ack_due = False
+            self._channel.basic_ack(self._floor, multiple=True)
+
+    def _ack_singly(self) -> None:
+        """From now on one ack a letter; the finished letters still waiting are acked now."""
+        if not self._single_acks:
+            self._ack_due_letters()
+            self._single_acks = True
+            for tag in sorted(self._finished):
+                self._channel.basic_ack(tag)
+            self._finished.clear()
+
+    # -- the end -------------------------------------------------------------------------------
+    def _stop(self, reason: str) -> None:
+        if self.outcome.stopped is None:
+            self.outcome.stopped = reason
+        self._stop_reading()
+        self.outcome.left += len(self._backlog)
+        self._backlog.clear()
+
+    def _stop_reading(self) -> None:
+        if self._reading:
+            self._reading = False
+            if self._consumer is not None and self._channel.is_open:
+                self._channel.basic_cancel(self._consumer)
+
+    def _check_idle(self) -> None:
+        # Fewer letters than the count came: another dlq command took some, or more than
+        # PREFETCH_CAP letters not chosen fill the prefetch. The rest wait for another run.
+        if self._closing:
+            return
+        waiting = self._backlog or self._publishes  # a busy broker is not an empty queue
+        if self._reading and not waiting and self._now() - self._last_delivery > IDLE:
+            self._stop_reading()
+        self._maybe_finish()
+        if not self._closing:
+            self._connection.ioloop.call_later(IDLE / 4, self._check_idle)
+
+    def _maybe_finish(self) -> None:
+        if not self._reading and not self._backlog and not self._publishes:
+            self._close()
+
+    def _close(self) -> None:
+        if not self._closing:
+            self._closing = True
+            if self._connection.is_open:
+                self._connection.close()  # letters not acked go back to the queue, in place
+
+    def _on_channel_closed(self, _channel, reason) -> None:
+        if not self._closing:
+            self.outcome.error = reason
+            self._stop(f"the channel closed: {reason}")
+            self.outcome.left += len({id(p) for p, _ in self._publishes.values()})
+            self._publishes.clear()
+            self._close()
+
+    def _on_failed(self, _connection, error) -> None:
+        self.outcome.error = error
+        self._connection.ioloop.stop()
+
+    def _on_closed(self, _connection, reason) -> None:
+        if not self._closing and self.outcome.error is None:
+            self.outcome.error = reason
+        self._connection.ioloop.stop()
+
+    @staticmethod
+    def _now() -> float:
+        return time.monotonic()
