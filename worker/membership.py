@@ -14,6 +14,7 @@ workers that briefly disagree about who owns what cost a standby subscription, n
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 import zlib
@@ -112,7 +113,5 @@ class Membership:
         self.member = None
         self.members = frozenset()
         if conn is not None:
-            try:
+            with contextlib.suppress(psycopg.Error):
                 conn.close()  # the session ends, and the lock with it
-            except psycopg.Error:
-                pass
