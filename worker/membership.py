@@ -73,6 +73,9 @@ class Membership:
                 # what we have, and the broker keeps each partition with one of us.
                 log.warning("membership_lost", error=type(exc).__name__)
                 self._drop()
+            except Exception:  # a bug must not end the thread: the next look starts afresh
+                log.exception("membership_look_failed")
+                self._drop()
             self._stopped.wait(EVERY)
         self._drop()
 

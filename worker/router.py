@@ -125,6 +125,8 @@ class IntakeRouter:
                 connection.ioloop.start()
             except AMQPError as exc:
                 log.warning("router_broker_unreachable", error=type(exc).__name__)
+            except Exception:  # a bug must not end the thread: this process would never route
+                log.exception("router_failed")
             if self.stopping:
                 break
             backoff = 0.5 if time.monotonic() - started > 30 else min(backoff * 2, 30)
