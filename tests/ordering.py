@@ -21,12 +21,6 @@ from dataclasses import dataclass, field
 from tests import builders as b
 
 LIFECYCLE = ("deal.closed_won", "in_progress", "on_hold", "in_progress")
-OUTCOMES = (
-    "project.activated",
-    "timesheet.provisioned",
-    "timesheet.archived",
-    "timesheet.restored",
-)
 
 
 @dataclass
@@ -47,15 +41,26 @@ class Scenario:
 
 
 def lifecycle(steps: Iterable[str] = LIFECYCLE) -> tuple[list[dict], list[str]]:
-    """One project's events in order (one offering, sold), and the outcome of each."""
+    """One project's events in order (one offering, sold), and the outcome of each: the
+    first in_progress provisions, on_hold archives, a later in_progress restores. Any
+    sequence of those steps after a closed_won works (``LIFECYCLE`` plus on_hold makes five
+    events a project, say)."""
     project = b.project(b.offering())
-    events = []
+    events, outcomes, linked = [], [], False
     for step in steps:
         if step == "deal.closed_won":
             events.append(b.closed_won(project))
-        else:
+            outcomes.append("project.activated")
+        elif step == "on_hold":
             events.append(b.status_changed(project, step))
-    return events, list(OUTCOMES[: len(events)])
+            outcomes.append("timesheet.archived")
+        elif step == "in_progress":
+            events.append(b.status_changed(project, step))
+            outcomes.append("timesheet.restored" if linked else "timesheet.provisioned")
+            linked = True
+        else:
+            raise ValueError(f"no outcome known for step {step!r}")
+    return events, outcomes
 
 
 def interleave(sequences: list[list[dict]], rng: random.Random) -> list[dict]:
