@@ -177,8 +177,8 @@ def watch_consumer(consumer) -> None:
     """The gauges above read this consumer's lanes and window from now on."""
     LANE_JOBS_RUNNING.set_function(lambda: consumer.lanes.running)
     LANE_JOBS_WAITING.set_function(lambda: consumer.lanes.pending - consumer.lanes.running)
-    DELIVERIES_HELD.set_function(lambda: consumer.window.held)
-    PREFETCH_WINDOW.set_function(lambda: consumer.window.granted)
+    DELIVERIES_HELD.set_function(lambda: consumer.held)
+    PREFETCH_WINDOW.set_function(lambda: consumer.granted)
 
 
 def event_received(event_type: str | None) -> None:

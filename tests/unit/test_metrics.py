@@ -147,11 +147,11 @@ def test_a_request_without_an_answer_is_labelled_error():
 
 
 class HeldConsumer:
-    """What ``watch_consumer`` reads: lanes and a window."""
+    """What ``watch_consumer`` reads: lanes, and the deliveries held and granted."""
 
     def __init__(self, lanes: Lanes):
         self.lanes = lanes
-        self.window = type("W", (), {"held": 3, "granted": 8})()
+        self.held, self.granted = 3, 8  # over every subscription
 
 
 def test_gauges_read_the_lanes_running_and_waiting_at_scrape_time():
