@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import random
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 SOURCE = "crm-scale-show"
@@ -110,7 +110,9 @@ def build(rng: random.Random, events: int = 1000, projects: int = 200) -> Scenar
     requests_wanted = spare // 2
     # Which projects get a request: an unticked offering is what a request is about.
     with_request = set(rng.sample(range(projects), min(requests_wanted, projects)))
-    clients = [{"id": f"C{i + 1}", "name": f"Scale Client {i + 1}"} for i in range(projects // 3 + 1)]
+    clients = [
+        {"id": f"C{i + 1}", "name": f"Scale Client {i + 1}"} for i in range(projects // 3 + 1)
+    ]
     for n in range(projects):
         pid = f"SP{n + 1}"
         client = rng.choice(clients)
@@ -174,7 +176,7 @@ def build(rng: random.Random, events: int = 1000, projects: int = 200) -> Scenar
         stream = streams[pid]
         original = rng.choice([p for p in stream if not p.copy])
         at = rng.randint(stream.index(original) + 1, len(stream))
-        stream.insert(at, Publication(original.body, original.routing_key, original.event_id, pid, True))
+        stream.insert(at, replace(original, copy=True))
     scenario.publications = _interleave(rng, list(streams.values()))
     return scenario
 

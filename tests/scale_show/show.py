@@ -190,7 +190,7 @@ def run(options: Options) -> Result:
         try:
             if options.kill:
                 bus.wait_until(caused(options.kill_at), deadline - time.monotonic())
-                victim = workers[1]
+                victim = workers[min(1, len(workers) - 1)]
                 victim.kill()
                 result.killed = victim.process.pid
                 spawn()
@@ -223,9 +223,7 @@ def run(options: Options) -> Result:
 def _drained(namespace: str) -> bool:
     """Every queue of the namespace is empty, nothing unacked (what the broker says)."""
     rows = rabbitmqctl("list_queues", "name", "messages", "--no-table-headers").splitlines()
-    return all(
-        int(row.split()[1]) == 0 for row in rows if row.startswith(f"{namespace}.")
-    )
+    return all(int(row.split()[1]) == 0 for row in rows if row.startswith(f"{namespace}."))
 
 
 def _premake(harvest: FakeHarvest, premade: sc.Premade) -> str:
