@@ -62,6 +62,10 @@ class Pacer:
             blocked = [until - self.window] * self.calls
             self._starts = deque(sorted([*self._starts, *blocked])[-self.calls :])
 
+    def hourly_quota(self, remaining_header: str, resets_header: str) -> HourlyQuota:
+        """The vendor's hourly quota for the account this pacer paces, on the same clock."""
+        return HourlyQuota(remaining_header, resets_header, clock=self.clock)
+
 
 ANSWER_POLL = 0.05  # seconds between looks while the quota waits on an answer in flight
 
@@ -109,14 +113,19 @@ class HourlyQuota:
         """One counted request is over; ``headers`` (None: no answer) update the figure."""
         with self._lock:
             self._in_flight = max(self._in_flight - 1, 0)
-            remaining = _count((headers or {}).get(self.remaining_header))
-            resets_in = _count((headers or {}).get(self.resets_header))
-            if remaining is not None:
+        self.learn(headers)
+
+    def learn(self, headers: Mapping[str, str] | None) -> None:
+        """The figure an answer carries, if any, replaces the one known."""
+        remaining = header_count((headers or {}).get(self.remaining_header))
+        resets_in = header_count((headers or {}).get(self.resets_header))
+        if remaining is not None:
+            with self._lock:
                 self._remaining = remaining
                 self._resets_at = self._clock() + (resets_in or 0)
 
 
-def _count(value: str | None) -> int | None:
+def header_count(value: str | None) -> int | None:
     try:
         return max(int(float(value)), 0) if value is not None else None
     except ValueError:

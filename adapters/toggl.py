@@ -90,8 +90,11 @@ class TogglTool:
             ),
             # The hourly quota (30/240/600 by plan) is the real ceiling: what the answers say
             # is left decides whether the next request is sent now, later, or not at all.
-            quota=HourlyQuota(
-                QUOTA_REMAINING, QUOTA_RESETS_IN, **({"clock": pacer.clock} if pacer else {})
+            # The pacer keeps it, for all workers on the workspace when the pacer is shared.
+            quota=(
+                pacer.hourly_quota(QUOTA_REMAINING, QUOTA_RESETS_IN)
+                if pacer
+                else HourlyQuota(QUOTA_REMAINING, QUOTA_RESETS_IN)
             ),
         )
         self._ws = f"/workspaces/{self.workspace_id}"

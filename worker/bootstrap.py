@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from adapters.http import default_retrying
-from adapters.pacing import Pacer
 from adapters.store import SqlStore
 from handlers.ports import CrmReader, TimesheetTool
 from handlers.rules import Rules, load_rules
 from handlers.run import Deps
 from worker.consumer import Consumer
 from worker.crm_reads import SharedDealReads
+from worker.pacing import PacingStore, pacers, pacing_store
 from worker.processing import Processor
 from worker.settings import Settings
 from worker.topology import Topology
@@ -17,12 +17,8 @@ from worker.topology import Topology
 CLOCKIFY_PLAN_RATES = {"free": "30/3600", "paid": "50/1"}
 
 
-def pacer(spec: str) -> Pacer:
-    calls, seconds = spec.split("/")
-    return Pacer(int(calls), float(seconds))
-
-
-def build_tools(settings: Settings) -> dict[str, TimesheetTool]:
+def build_tools(settings: Settings, shared: PacingStore | None = None) -> dict[str, TimesheetTool]:
+    pace = pacers(settings, shared)
     tools: dict[str, TimesheetTool] = {}
     common = dict(retrying=default_retrying(), read_timeout=settings.vendor_timeout)
     enabled = settings.enabled_tools()
@@ -33,7 +29,7 @@ def build_tools(settings: Settings) -> dict[str, TimesheetTool]:
             settings.harvest_account_id,
             settings.harvest_access_token.get_secret_value(),
             base_url=settings.harvest_base_url,
-            pacer=pacer(settings.harvest_rate),
+            pacer=pace("harvest", settings.harvest_rate),
             **common,
         )
     if "toggl" in enabled:
@@ -43,7 +39,7 @@ def build_tools(settings: Settings) -> dict[str, TimesheetTool]:
             settings.toggl_api_token.get_secret_value(),
             settings.toggl_workspace_id,
             base_url=settings.toggl_base_url,
-            pacer=pacer(settings.toggl_rate),
+            pacer=pace("toggl", settings.toggl_rate),
             **common,
         )
     if "clockify" in enabled:
@@ -53,15 +49,20 @@ def build_tools(settings: Settings) -> dict[str, TimesheetTool]:
             settings.clockify_api_key.get_secret_value(),
             settings.clockify_workspace_id,
             base_url=settings.clockify_base_url,
-            pacer=pacer(settings.clockify_rate or CLOCKIFY_PLAN_RATES[settings.clockify_plan]),
+            pacer=pace(
+                "clockify", settings.clockify_rate or CLOCKIFY_PLAN_RATES[settings.clockify_plan]
+            ),
             plan=settings.clockify_plan,
             **common,
         )
     return tools
 
 
-def build_crms(settings: Settings, rules: Rules) -> dict[str, CrmReader]:
+def build_crms(
+    settings: Settings, rules: Rules, shared: PacingStore | None = None
+) -> dict[str, CrmReader]:
     """The CRMs with credentials, each reading the properties the rules name."""
+    pace = pacers(settings, shared)
     crms: dict[str, CrmReader] = {}
     common = dict(retrying=default_retrying(), read_timeout=settings.vendor_timeout)
     enabled = settings.enabled_crms()
@@ -72,7 +73,7 @@ def build_crms(settings: Settings, rules: Rules) -> dict[str, CrmReader]:
             settings.hubspot_access_token.get_secret_value(),
             base_url=settings.hubspot_base_url,
             fields=rules.spec.crm.fields("hubspot"),
-            pacer=pacer(settings.hubspot_rate),
+            pacer=pace("hubspot", settings.hubspot_rate),
             **common,
         )
     if "pipedrive" in enabled:
@@ -82,7 +83,7 @@ def build_crms(settings: Settings, rules: Rules) -> dict[str, CrmReader]:
             settings.pipedrive_api_token.get_secret_value(),
             base_url=settings.pipedrive_base_url,
             fields=rules.spec.crm.fields("pipedrive"),
-            pacer=pacer(settings.pipedrive_rate),
+            pacer=pace("pipedrive", settings.pipedrive_rate),
             **common,
         )
     if "salesforce" in enabled:
@@ -92,7 +93,7 @@ def build_crms(settings: Settings, rules: Rules) -> dict[str, CrmReader]:
             settings.salesforce_instance_url,
             settings.salesforce_access_token.get_secret_value(),
             fields=rules.spec.crm.fields("salesforce"),
-            pacer=pacer(settings.salesforce_rate),
+            pacer=pace("salesforce", settings.salesforce_rate),
             **common,
         )
     return crms
@@ -112,8 +113,9 @@ def checked_rules(settings: Settings) -> Rules:
 def build_deps(settings: Settings, store: SqlStore | None = None) -> Deps:
     rules = checked_rules(settings)
     store = store or SqlStore.from_url(settings.database_url)
-    deals = SharedDealReads(build_crms(settings, rules))
-    return Deps(store=store, tools=build_tools(settings), rules=rules, deals=deals)
+    shared = pacing_store(settings)  # one per process: one view of whether Redis answers
+    deals = SharedDealReads(build_crms(settings, rules, shared))
+    return Deps(store=store, tools=build_tools(settings, shared), rules=rules, deals=deals)
 
 
 def build_consumer(settings: Settings, deps: Deps) -> Consumer:

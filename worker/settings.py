@@ -74,6 +74,11 @@ class Settings(BaseSettings):
         "25/1", alias="SALESFORCE_RATE_LIMIT", pattern=r"^\d+/\d+(\.\d+)?$"
     )
     vendor_timeout: float = Field(30.0, alias="PROVISIONER_VENDOR_TIMEOUT", gt=0)
+    # One budget per vendor account for every worker, in Redis (adapters.shared_pacing);
+    # unset, each process paces alone. While Redis is away each process keeps 1/WORKERS of a
+    # limit (or 1/the number Redis last counted, if more): the processes sharing an account.
+    pacing_url: str | None = Field(None, alias="PROVISIONER_PACING_URL")
+    pacing_workers: int = Field(4, alias="PROVISIONER_PACING_WORKERS", ge=1, le=1024)
 
     @field_validator("retry_delays", mode="before")
     @classmethod
@@ -148,6 +153,16 @@ class Settings(BaseSettings):
             raise ValueError("must be sqlite:///PATH or postgresql://…")
         return value
 
+    @field_validator("pacing_url", mode="before")
+    @classmethod
+    def _pacing(cls, value):
+        if value is None or str(value).strip() == "":
+            return None
+        text = str(value).strip()
+        if not _redis_url(text):
+            raise ValueError("must be redis://HOST:PORT/DB, rediss://… or unix://PATH")
+        return text
+
     def _credentials(self, tool: str) -> list:
         return [getattr(self, name) for name in CREDENTIALS[tool]]
 
@@ -165,7 +180,7 @@ class Settings(BaseSettings):
             )
             if token is not None
         ]
-        for url in (self.amqp_url, self.database_url):
+        for url in (self.amqp_url, self.database_url, self.pacing_url or ""):
             password = urlsplit(url).password
             if password:
                 found += [password, unquote(password)]
@@ -207,6 +222,20 @@ CRM_SETTINGS = {
     "pipedrive": ("pipedrive_api_token", "pipedrive_base_url"),
     "salesforce": ("salesforce_access_token", "salesforce_instance_url"),
 }
+
+
+def _redis_url(text: str) -> bool:
+    """redis://[:password@]host[:port][/db], rediss://… or unix:///path: redis-py's forms."""
+    parts = urlsplit(text)
+    if parts.scheme == "unix":
+        return bool(parts.path)
+    try:
+        parts.port  # noqa: B018 - a port that is no number raises here, not at the first call
+    except ValueError:
+        return False
+    db = parts.path.strip("/")
+    known = parts.scheme in ("redis", "rediss") and bool(parts.hostname)
+    return known and (db == "" or db.isdigit())
 
 
 def load_settings() -> Settings:
