@@ -32,6 +32,7 @@ demo: setup
 bench: setup
 	$(BIN)/python -m bench.pacing
 	$(BIN)/python -m bench.throughput
+	$(BIN)/python -m bench.scale
 	@command -v wrk >/dev/null || { echo "bench.ingress needs wrk: apt-get install -y wrk" >&2; exit 1; }
 	$(BIN)/python -m bench.ingress
 
