@@ -113,13 +113,15 @@ def pg_schema(postgres_url: str):
 
 
 def delete_namespace(bus: Bus, namespace: str) -> None:
-    """Every queue of the namespace, whatever made it (partition queues included), then
-    its exchanges: the broker is shared, nothing of ours may stay."""
-    listed = rabbitmqctl("list_queues", "name", "--no-table-headers").split()
+    """Every queue and exchange of the namespace, whatever made them (partition queues and
+    their exchange included): the broker is shared, nothing of ours may stay."""
     channel = bus.connection.channel()
-    for queue in listed:
+    for queue in rabbitmqctl("list_queues", "name", "--no-table-headers").split():
         if queue.startswith(f"{namespace}."):
             channel.queue_delete(queue)
+    for exchange in rabbitmqctl("list_exchanges", "name", "--no-table-headers").split():
+        if exchange.startswith(f"{namespace}."):
+            channel.exchange_delete(exchange)
     channel.close()
     bus.delete_namespace()
 
