@@ -100,7 +100,7 @@ def build_crms(
 
 
 def topology(settings: Settings) -> Topology:
-    return Topology(settings.namespace, settings.retry_delays)
+    return Topology(settings.namespace, settings.retry_delays, settings.partitions)
 
 
 def checked_rules(settings: Settings) -> Rules:
@@ -120,7 +120,7 @@ def build_deps(settings: Settings, store: SqlStore | None = None) -> Deps:
 
 def build_consumer(settings: Settings, deps: Deps) -> Consumer:
     topo = topology(settings)
-    return Consumer(
+    consumer = Consumer(
         amqp_url=settings.amqp_url,
         topology=topo,
         processor=Processor(deps, topo, source=settings.source),
@@ -132,3 +132,23 @@ def build_consumer(settings: Settings, deps: Deps) -> Consumer:
         max_held_bytes=settings.max_held_bytes,
         flush=deps.store.make_durable,
     )
+    if topo.partitions > 1:
+        consumer.companions = partition_companions(settings, topo, consumer)
+    return consumer
+
+
+def partition_companions(settings: Settings, topo: Topology, consumer: Consumer) -> list:
+    """What a worker runs beside its consumer when there are partitions: an intake router
+    (one process's at a time is active) and its membership among the workers, whose every
+    change gives the consumer its share of the partitions."""
+    from worker.membership import Membership
+    from worker.partitioning import assigned
+    from worker.router import IntakeRouter
+
+    def members_changed(member: int, members: frozenset[int]) -> None:
+        consumer.assign(frozenset(assigned(member, members, topo.partitions)))
+
+    return [
+        IntakeRouter(amqp_url=settings.amqp_url, topology=topo, heartbeat=settings.heartbeat),
+        Membership(settings.database_url, settings.namespace, members_changed),
+    ]

@@ -31,6 +31,16 @@ reconnects.
 
 How much is taken ahead of the lanes is ``worker.window``'s decision; the consumer applies a
 new window by cancelling its subscription and subscribing again with the new prefetch.
+
+Partitions (``PROVISIONER_PARTITIONS`` above 1): the consumer has one subscription
+(``worker.subscription``) per partition it owns instead of one on NS.worker, each on a
+channel of its own, all sharing the lanes. Ownership comes from ``assign``; a partition no
+longer owned is released: its messages not yet started are not started, the started ones
+are finished and acked, then its channel closes and the broker gives what it held, in
+order, to the worker that waits as the partition's next single active consumer. Ordered
+subscriptions never resize nor give back (see ``worker.subscription``): their window is
+set when they subscribe. A decision whose publish the broker refuses closes the partition's
+channel instead of a requeue, which would send the message behind the project's later ones.
 """
 
 from __future__ import annotations
@@ -49,19 +59,19 @@ import structlog
 from pika.exceptions import AMQPError
 from pika.spec import Basic
 
-from schemas.errors import Unreadable, UnreadableCode
-from schemas.inbound import parse_inbound
+from schemas.errors import Unreadable
 from worker.durability import DurableHandOff
 from worker.lanes import Lanes
 from worker.messages import COPY_ID, Decision, Delivery
+from worker.partitioning import read
 from worker.processing import Processor
-from worker.topology import Topology, connection_parameters, declare_all
+from worker.subscription import PROBE_EVERY, Subscription
+from worker.topology import Topology, close_keeping_order, connection_parameters, declare_all
 from worker.window import Window
 
 log = structlog.get_logger()
 
 TICK = 0.1  # seconds between the I/O loop's looks at the window
-PROBE_EVERY = 5.0  # seconds between looks at the work queue: is our subscription alive?
 
 
 def guarded(callback):
@@ -99,6 +109,7 @@ class Consumer:
         self.amqp_url = amqp_url
         self.topology = topology
         self.processor = processor
+        self.concurrency = concurrency
         self.lanes = Lanes(concurrency, name="worker")
         # The most deliveries the broker may hand over before their acks. A deep window lets
         # the I/O loop take deliveries in large batches, which is most of its cost per event
@@ -106,21 +117,18 @@ class Consumer:
         # worker from hoarding a queue that several share. ``worker.window`` keeps the window
         # actually granted below this when the work is slow or the bodies are large.
         self.prefetch = prefetch or min(1000, max(64, concurrency * 32))
-        # A quarter of the consumer timeout: a backlog that takes longer than it was
-        # measured to would still finish well before the broker gives up on it.
-        self.window = Window(
-            lanes=concurrency,
-            ceiling=self.prefetch,
-            horizon=consumer_timeout / 4,
-            max_bytes=max_held_bytes,
-        )
+        self.consumer_timeout = consumer_timeout
+        self.max_held_bytes = max_held_bytes
+        # The partitions this worker owns (``assign``); run alongside: the intake router and
+        # the membership that calls ``assign`` (``worker.bootstrap``).
+        self.assigned: frozenset[int] = frozenset()
+        self.companions: list = []
+        self._windows: dict[str, Window] = {}  # by queue: what was measured outlives a channel
+        self.window = self._window_for(topology.work_queue)
         self.heartbeat = heartbeat
         self.shutdown_grace = shutdown_grace
         self.stopping = False
-        self._channel = None
-        self._consumer_tag: str | None = None
-        self._resubscribing = False
-        self._announced = False
+        self.subscriptions: dict[str, Subscription] = {}  # by queue, this connection's
         # The connection, its generation, and the decisions the lanes have made for it, all
         # under one lock: a lane finishing a message of a connection that is gone must see
         # that, and drop the decision, atomically with the switch to the new connection.
@@ -128,34 +136,39 @@ class Consumer:
         self._state_lock = threading.Lock()
         self.generation = 0
         self._connection: pika.SelectConnection | None = None
-        self._decided: deque[tuple[int, int, Decision]] = deque()
+        self._decided: deque[tuple[int, Subscription, int, Decision]] = deque()
         self._wake_pending = False
-        # Delivery tags a lane has begun, and tags given back unstarted: a lane and the I/O
-        # loop claim a tag under the lock, so a tag is either worked or given back, not both.
-        self._started: set[int] = set()
-        self._given_back: set[int] = set()
-        self._reset_confirms()
         self._durable = DurableHandOff(flush, self._hand_over, on_failure=self._flush_failed)
 
-    def _reset_confirms(self) -> None:
-        """Forgets everything about the previous connection's deliveries and publishes; the
-        broker hands its unacked messages out again."""
-        self._next_seq = 1
-        self._seq_to_tag: dict[int, int] = {}  # publish sequence number -> inbound delivery tag
-        self._outstanding: dict[int, int] = {}  # inbound delivery tag -> confirms awaited
-        self._failed_tags: set[int] = set()
-        self._copies: dict[str, int] = {}  # x-copy-id of a mandatory publish -> its sequence
-        self._copy_ids: dict[int, str] = {}  # and back, to forget it once confirmed
-        self._unacked: deque[int] = deque()  # delivery tags not yet acked, in delivery order
-        self._ackable: set[int] = set()  # of those, the ones whose outcomes are confirmed
-        self._sizes: dict[int, int] = {}  # delivery tag -> body size, for the window
-        self._deliveries = 0  # deliveries on this connection, for the probe
-        self._next_probe = time.monotonic() + PROBE_EVERY
-        self.window.forget_held()
+    @property
+    def partitioned(self) -> bool:
+        return self.topology.partitions > 1
+
+    def _window_for(self, queue: str) -> Window:
+        """The window of ``queue``'s subscription. A quarter of the consumer timeout, shared
+        by the partitions owned: a backlog that takes longer than it was measured to would
+        still finish well before the broker gives up on it."""
+        share = max(1, len(self.assigned)) if self.partitioned else 1
+        window = self._windows.get(queue)
+        if window is None:
+            window = self._windows[queue] = Window(
+                lanes=self.concurrency,
+                ceiling=self.prefetch,
+                horizon=self.consumer_timeout / 4 / share,
+                max_bytes=self.max_held_bytes // share,
+            )
+            measured = [w.service_time for w in self._windows.values() if w.service_time]
+            window.service_time = measured[-1] if measured else None
+        window.horizon = self.consumer_timeout / 4 / share
+        window.max_bytes = self.max_held_bytes // share
+        window.forget_held()  # a new channel holds nothing yet
+        return window
 
     # -- lifecycle --------------------------------------------------------------------------
     def run(self) -> None:
         """Consumes until ``stop()``; reconnects with backoff whenever the connection drops."""
+        for companion in self.companions:
+            companion.start()
         backoff = 0.5
         while not self.stopping:
             started = time.monotonic()
@@ -182,6 +195,8 @@ class Consumer:
             time.sleep(backoff)
         self.lanes.close()
         self._durable.close()
+        for companion in self.companions:
+            companion.stop()
         log.info("worker_stopped")
 
     def _switch_to(self, connection: pika.SelectConnection) -> None:
@@ -192,13 +207,7 @@ class Consumer:
             self._connection = connection
             self._decided.clear()
             self._wake_pending = False
-            self._started.clear()
-            self._given_back.clear()
-        self._channel = None
-        self._consumer_tag = None
-        self._resubscribing = False
-        self._announced = False  # "consuming" is logged once a connection, then resizes
-        self._reset_confirms()
+            self.subscriptions = {}
 
     def _flush_failed(self) -> None:
         """The store could not make a batch durable: those messages must not be acked. A
@@ -215,146 +224,236 @@ class Consumer:
             with contextlib.suppress(Exception):  # the loop may already be gone
                 connection.ioloop.add_callback_threadsafe(self._begin_shutdown)
 
+    def assign(self, partitions: frozenset[int]) -> None:
+        """The partitions this worker owns from now on; safe from another thread."""
+        self.assigned = frozenset(partitions)
+        connection = self._connection
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                connection.ioloop.add_callback_threadsafe(self._apply_assignment)
+
     @guarded
     def _on_connection_open(self, connection) -> None:
-        connection.channel(on_open_callback=self._on_channel_open)
+        if self.partitioned:
+            self._apply_assignment()
+        else:
+            self._open(self.topology.work_queue, ordered=False)
+        connection.ioloop.call_later(TICK, self._tick)
+
+    def _open(self, queue: str, *, ordered: bool) -> None:
+        sub = Subscription(queue, self._window_for(queue), ordered=ordered)
+        self.subscriptions[queue] = sub
+        self._connection.channel(on_open_callback=functools.partial(self._on_channel_open, sub))
 
     @guarded
-    def _on_channel_open(self, channel) -> None:
-        self._channel = channel
-        channel.add_on_close_callback(self._on_channel_closed)
-        channel.add_on_return_callback(self._on_return)
-        channel.add_on_cancel_callback(self._on_cancelled_by_broker)
-        _take_every_delivery(channel, self._on_message)
-        channel.confirm_delivery(ack_nack_callback=self._on_confirm)
-        self._resume()
-        self._connection.ioloop.call_later(TICK, self._tick)
+    def _on_channel_open(self, sub: Subscription, channel) -> None:
+        if self.subscriptions.get(sub.queue) is not sub:
+            channel.close()  # released before it opened
+            return
+        sub.channel = channel
+        channel.add_on_close_callback(functools.partial(self._on_channel_closed, sub))
+        channel.add_on_return_callback(functools.partial(self._on_return, sub))
+        channel.add_on_cancel_callback(functools.partial(self._on_cancelled_by_broker, sub))
+        _take_every_delivery(channel, functools.partial(self._on_message, sub))
+        channel.confirm_delivery(ack_nack_callback=functools.partial(self._on_confirm, sub))
+        self._resume(sub)
 
+    # -- partitions owned -------------------------------------------------------------------
+    @guarded
+    def _apply_assignment(self) -> None:
+        """Subscribes to the partitions newly owned (each waits as the standby of its former
+        owner until that one lets go) and releases those no longer owned."""
+        connection = self._connection
+        if not self.partitioned or connection is None or not connection.is_open:
+            return  # a new connection applies the assignment when it opens
+        if self.stopping:
+            return
+        wanted = {self.topology.partition_queue(p) for p in self.assigned}
+        for queue in sorted(wanted):
+            sub = self.subscriptions.get(queue)
+            if sub is None:
+                self._open(queue, ordered=True)
+            elif sub.releasing:
+                sub.reopen = True  # owned again: subscribe once it has let go
+        for sub in list(self.subscriptions.values()):
+            if sub.queue not in wanted and not sub.releasing:
+                self._release(sub)
+        for queue in wanted:
+            self._window_for_share(queue)
+        log.info("partitions_assigned", partitions=sorted(self.assigned))
+
+    def _window_for_share(self, queue: str) -> None:
+        share = max(1, len(self.assigned))
+        window = self._windows.get(queue)
+        if window is not None:
+            window.horizon = self.consumer_timeout / 4 / share
+            window.max_bytes = self.max_held_bytes // share
+
+    def _release(self, sub: Subscription) -> None:
+        with self._state_lock:  # no lane starts one of its messages from now on
+            sub.releasing = True
+        log.info("partition_releasing", queue=sub.queue, held=len(sub.unacked))
+        self._finish_release(sub)
+
+    def _finish_release(self, sub: Subscription) -> None:
+        """Once every started message of a released partition is acked, its channel closes:
+        the broker puts what it held back at the head, in order, for the next owner."""
+        with self._state_lock:
+            settled = sub.settled
+        if settled and sub.is_open:
+            close_keeping_order(sub.channel)
+
+    # -- the loop's look at every subscription --------------------------------------------------
     @guarded
     def _tick(self) -> None:
-        """Resizes the window when it has moved, resumes a paused subscription."""
+        """Resizes the windows that have moved, resumes paused subscriptions, finishes
+        releases."""
         connection = self._connection
         if connection is None or not connection.is_open or self.stopping:
             return
-        if self._channel is not None and self._channel.is_open and not self._resubscribing:
-            if self._consumer_tag is None:
-                self._resume()
-            elif self.window.should_resubscribe():
-                self._unsubscribe()
-            elif time.monotonic() >= self._next_probe:
-                self._probe()
-            self._give_back_surplus()
+        for sub in list(self.subscriptions.values()):
+            if not sub.is_open or sub.resubscribing:
+                continue
+            if sub.releasing:
+                self._finish_release(sub)
+            elif sub.consumer_tag is None:
+                self._resume(sub)
+            elif not sub.ordered and sub.window.should_resubscribe():
+                self._unsubscribe(sub)
+            elif time.monotonic() >= sub.next_probe:
+                self._probe(sub)
+            if not sub.ordered:
+                self._give_back_surplus(sub)
         connection.ioloop.call_later(TICK, self._tick)
 
-    def _give_back_surplus(self) -> None:
+    def _give_back_surplus(self, sub: Subscription) -> None:
         """Gives back to the queue the newest unstarted deliveries that the lanes would not
         finish within the horizon (``worker.window``). Only a run of the newest deliveries,
         all unstarted, goes back, oldest first: a project's later events go back after its
         earlier ones, and come back in that order."""
-        if self.window.held <= self.window.target() * 2:
+        window = sub.window
+        if window.held <= window.target() * 2:
             return  # cheap test first: the walk below is over every held delivery
         with self._state_lock:
             unstarted = []
-            for tag in reversed(self._unacked):
-                if tag in self._started:
+            for tag in reversed(sub.unacked):
+                if tag in sub.started:
                     break
                 unstarted.append(tag)
-            count = self.window.surplus(len(unstarted))
+            count = window.surplus(len(unstarted))
             back = unstarted[:count][::-1]
-            self._given_back.update(back)
+            sub.given_back.update(back)
         if not back:
             return
         for tag in back:
-            self._forget(tag)
+            self._forget(sub, tag)
             # nack, not reject: the message did not fail (RabbitMQ 4.3+ does not count it).
-            self._channel.basic_nack(tag, requeue=True)
-        log.info("work_given_back", count=len(back), held=self.window.held)
+            sub.channel.basic_nack(tag, requeue=True)
+        log.info("work_given_back", count=len(back), held=window.held)
 
-    def _probe(self) -> None:
-        """Asks the broker about the work queue. A queue deleted (and perhaps declared again)
+    def _probe(self, sub: Subscription) -> None:
+        """Asks the broker about the queue. A queue deleted (and perhaps declared again)
         under us does not always cancel our subscription: the broker may keep a consumer
         record that nothing is delivered to. A passive declare of a missing queue closes the
         channel (and we reconnect and declare it); ``_on_probe`` checks the rest."""
-        self._next_probe = time.monotonic() + PROBE_EVERY
-        seen = self._deliveries
-        self._channel.queue_declare(
-            self.topology.work_queue,
+        sub.next_probe = time.monotonic() + PROBE_EVERY
+        seen = sub.deliveries
+        sub.channel.queue_declare(
+            sub.queue,
             passive=True,
-            callback=lambda frame: self._on_probe(seen, frame),
+            callback=functools.partial(self._on_probe, sub, seen),
         )
 
     @guarded
-    def _on_probe(self, seen_before: int, frame) -> None:
-        if self._consumer_tag is None or self._resubscribing:
+    def _on_probe(self, sub: Subscription, seen_before: int, frame) -> None:
+        if sub.consumer_tag is None or sub.resubscribing or sub.releasing:
             return
         answer = frame.method
+        # A partition's standby (another worker is its active consumer) sees messages wait
+        # and gets none: only a missing consumer says that its subscription is dead.
         starved = (
-            answer.message_count > 0
-            and self._deliveries == seen_before  # nothing came since the previous probe
-            and self.window.held < self.window.granted
+            not sub.ordered
+            and answer.message_count > 0
+            and sub.deliveries == seen_before  # nothing came since the previous probe
+            and sub.window.held < sub.window.granted
         )
         if answer.consumer_count == 0 or starved:
             # Messages wait, we have room, yet nothing arrives: the subscription is dead.
             log.warning(
                 "subscription_lost",
-                queue=self.topology.work_queue,
+                queue=sub.queue,
                 ready=answer.message_count,
                 consumers=answer.consumer_count,
             )
             self._close_connection()
 
-    def _unsubscribe(self) -> None:
+    def _unsubscribe(self, sub: Subscription) -> None:
         """Ends the subscription; its unacked deliveries stay with us until acked."""
-        self._resubscribing = True
-        self.window.granted = 0
-        tag, self._consumer_tag = self._consumer_tag, None
-        self._channel.basic_cancel(tag, callback=self._on_unsubscribed)
+        sub.resubscribing = True
+        sub.window.granted = 0
+        tag, sub.consumer_tag = sub.consumer_tag, None
+        sub.channel.basic_cancel(tag, callback=functools.partial(self._on_unsubscribed, sub))
 
     @guarded
-    def _on_unsubscribed(self, _frame) -> None:
-        self._resubscribing = False
-        self._resume()
+    def _on_unsubscribed(self, sub: Subscription, _frame) -> None:
+        sub.resubscribing = False
+        self._resume(sub)
 
-    def _resume(self) -> None:
-        if self.stopping or self._channel is None or not self._channel.is_open:
+    def _resume(self, sub: Subscription) -> None:
+        if self.stopping or sub.releasing or not sub.is_open:
             return
-        prefetch = self.window.grant()
+        prefetch = sub.window.grant()
         if prefetch is None:
             return  # paused: the next tick looks again
-        self._resubscribing = True
-        self.window.granted = prefetch
+        sub.resubscribing = True
+        sub.window.granted = prefetch
         # basic.qos applies to subscriptions made after it: the new one gets the new window.
-        self._channel.basic_qos(
-            prefetch_count=prefetch, callback=functools.partial(self._on_qos, prefetch)
+        sub.channel.basic_qos(
+            prefetch_count=prefetch, callback=functools.partial(self._on_qos, sub, prefetch)
         )
 
     @guarded
-    def _on_qos(self, prefetch: int, _frame) -> None:
-        self._resubscribing = False
-        if self.stopping:
+    def _on_qos(self, sub: Subscription, prefetch: int, _frame) -> None:
+        sub.resubscribing = False
+        if self.stopping or not sub.is_open:
             return
-        first, self._announced = not self._announced, True
-        self._consumer_tag = self._channel.basic_consume(
-            self.topology.work_queue, self._on_message, auto_ack=False
-        )
+        first, sub.announced = not sub.announced, True
+        sub.consumer_tag = sub.channel.basic_consume(sub.queue, self._ignored, auto_ack=False)
         if first:
-            log.info("consuming", queue=self.topology.work_queue, prefetch=prefetch)
+            log.info("consuming", queue=sub.queue, prefetch=prefetch)
         else:
-            log.info("window_resized", prefetch=prefetch, held=self.window.held)
+            log.info("window_resized", prefetch=prefetch, held=sub.window.held)
+
+    @staticmethod
+    def _ignored(*_args) -> None:
+        """Deliveries reach ``_on_message`` through ``_take_every_delivery``."""
 
     @guarded
-    def _on_cancelled_by_broker(self, frame) -> None:
+    def _on_cancelled_by_broker(self, sub: Subscription, frame) -> None:
         # The queue was deleted (and perhaps declared again), or the broker gave up on us:
         # nothing will be delivered to this subscription again. A new connection declares
         # the topology again and subscribes afresh.
-        log.warning("consumer_cancelled_by_broker", queue=self.topology.work_queue)
-        self._consumer_tag = None
+        log.warning("consumer_cancelled_by_broker", queue=sub.queue)
+        sub.consumer_tag = None
         self._close_connection()
 
-    def _on_channel_closed(self, _channel, reason) -> None:
+    def _on_channel_closed(self, sub: Subscription, _channel, reason) -> None:
+        sub.channel = None
+        current = self.subscriptions.get(sub.queue) is sub
+        if current and (sub.releasing or sub.reopen) and not self.stopping:
+            # Closed on purpose: a partition let go, or requeued in order.
+            del self.subscriptions[sub.queue]
+            log.info("partition_released", queue=sub.queue, reason=str(reason))
+            if sub.reopen or self._owns(sub.queue):
+                self._open(sub.queue, ordered=True)
+            return
+        if not current:
+            return
         (log.info if self.stopping else log.warning)("channel_closed", reason=str(reason))
-        self._channel = None
         self._close_connection()
+
+    def _owns(self, queue: str) -> bool:
+        return any(self.topology.partition_queue(p) == queue for p in self.assigned)
 
     def _close_connection(self) -> None:
         connection = self._connection
@@ -362,33 +461,48 @@ class Consumer:
             return
         with contextlib.suppress(Exception):  # it may be closing already
             if connection.is_open:
+                self._close_ordered_channels()
                 connection.close()
             elif connection.is_closed:
                 connection.ioloop.stop()
 
+    def _close_ordered_channels(self) -> None:
+        """pika would cancel each subscription before closing its channel, and a cancel
+        sends a partition's deliveries in flight behind its other messages."""
+        for sub in list(self.subscriptions.values()):
+            if sub.ordered and sub.is_open:
+                with contextlib.suppress(Exception):
+                    close_keeping_order(sub.channel)
+
     def _on_connection_lost(self, connection, reason=None) -> None:
         if not self.stopping:
             log.warning("connection_lost", reason=str(reason))
-        self._channel = None
+        for sub in self.subscriptions.values():
+            sub.channel = None
         connection.ioloop.stop()
 
     @guarded
     def _begin_shutdown(self) -> None:
         log.info("shutting_down", in_flight=self.lanes.pending, grace=self.shutdown_grace)
-        if self._channel is not None and self._channel.is_open and self._consumer_tag:
-            self._channel.basic_cancel(self._consumer_tag)
-            self._consumer_tag = None
+        for sub in self.subscriptions.values():
+            # A partition is not cancelled (see ``worker.subscription``): lanes start nothing
+            # new once stopping, and what it holds goes back, in order, when it closes.
+            if sub.is_open and sub.consumer_tag and not sub.ordered:
+                sub.channel.basic_cancel(sub.consumer_tag)
+                sub.consumer_tag = None
         self._wait_drained(time.monotonic() + self.shutdown_grace)
 
     @guarded
     def _wait_drained(self, deadline: float) -> None:
         # Lanes start no new message once stopping (``_work``): only work under way is waited
         # for, and what it publishes.
-        drained = self.lanes.pending == 0 and not self._outstanding
+        outstanding = any(sub.outstanding for sub in self.subscriptions.values())
+        drained = self.lanes.pending == 0 and not outstanding
         if drained or time.monotonic() >= deadline:
             if not drained:  # unacked messages return to the queue when we close
                 log.warning("shutdown_grace_expired", in_flight=self.lanes.pending)
             if self._connection and self._connection.is_open:
+                self._close_ordered_channels()
                 self._connection.close()
             elif self._connection:
                 self._connection.ioloop.stop()
@@ -397,39 +511,37 @@ class Consumer:
 
     # -- messages in --------------------------------------------------------------------------
     @guarded
-    def _on_message(self, _channel, method, properties, body: bytes) -> None:
+    def _on_message(self, sub: Subscription, _channel, method, properties, body: bytes) -> None:
         tag = method.delivery_tag
         delivery = Delivery(
             body, properties, method.exchange, method.routing_key, method.redelivered
         )
-        try:
-            parsed = parse_inbound(body)
-            key: Any = parsed.project_id
-        except Unreadable as exc:
-            parsed, key = exc, ("unreadable", tag)
-        except Exception as exc:  # parse_inbound raises only Unreadable; a bug must not loop
-            log.exception("parse_crashed", delivery_tag=tag)
-            parsed = Unreadable(UnreadableCode.INVALID_DATA, f"unreadable ({type(exc).__name__})")
-            key = ("unreadable", tag)
-        self._deliveries += 1
-        self._unacked.append(tag)
-        self._sizes[tag] = len(body)
-        self.window.delivered(len(body))
-        if self.window.over_bytes() and self._consumer_tag and not self._resubscribing:
-            self._unsubscribe()  # pause at once; a tick resumes once half of the bytes are done
-        job = functools.partial(self._work, self.generation, tag, delivery, parsed)
+        parsed, project_id = read(body)
+        key: Any = project_id if project_id is not None else ("unreadable", sub.queue, tag)
+        sub.deliveries += 1
+        sub.unacked.append(tag)
+        sub.sizes[tag] = len(body)
+        window = sub.window
+        window.delivered(len(body))
+        if not sub.ordered and window.over_bytes() and sub.consumer_tag and not sub.resubscribing:
+            self._unsubscribe(sub)  # pause at once; a tick resumes once half the bytes are done
+        job = functools.partial(self._work, self.generation, sub, tag, delivery, parsed)
         self.lanes.submit(key, job)
 
-    def _work(self, generation: int, tag: int, delivery: Delivery, parsed) -> None:
+    def _work(
+        self, generation: int, sub: Subscription, tag: int, delivery: Delivery, parsed
+    ) -> None:
         """Runs on a lane thread."""
         if generation != self.generation:
             return  # that connection is gone; the broker hands the message out again
         if self.stopping:
             return  # shutting down: no new vendor work; the message goes back when we close
         with self._state_lock:
-            if generation != self.generation or tag in self._given_back:
-                return  # given back to the queue unstarted
-            self._started.add(tag)
+            if generation != self.generation or tag in sub.given_back or sub.releasing:
+                return  # given back to the queue unstarted, or its partition let go
+            if sub.reopen:
+                return  # its channel is closing to requeue in order: it comes back
+            sub.started.add(tag)
         context = {"delivery_tag": tag, "attempt": delivery.attempts_before + 1}
         if not isinstance(parsed, Unreadable):
             context.update(
@@ -440,17 +552,17 @@ class Consumer:
         structlog.contextvars.bind_contextvars(**context)
         began = time.monotonic()
         decision = self.processor.process(delivery, parsed)
-        self.window.worked(time.monotonic() - began)
+        sub.window.worked(time.monotonic() - began)
         log.info(decision.log, **decision.fields)
-        self._durable.submit((generation, tag, decision))
+        self._durable.submit((generation, sub, tag, decision))
 
-    def _hand_over(self, item: tuple[int, int, Decision]) -> None:
+    def _hand_over(self, item: tuple[int, Subscription, int, Decision]) -> None:
         """From the durability thread: the decision's state is on disk; to the I/O loop."""
-        generation, tag, decision = item
+        generation, _sub, tag, _decision = item
         with self._state_lock:
             if generation != self.generation:
                 return  # the connection changed meanwhile: the broker redelivers
-            self._decided.append((generation, tag, decision))
+            self._decided.append(item)
             if self._wake_pending:
                 return  # the loop has yet to drain: it takes this one too
             self._wake_pending = True
@@ -467,41 +579,48 @@ class Consumer:
             decided = list(self._decided)
             self._decided.clear()
             self._wake_pending = False
-        for generation, tag, decision in decided:
-            self._publish_then_ack(generation, tag, decision)
-        self._send_acks()
+        touched: dict[int, Subscription] = {}
+        for generation, sub, tag, decision in decided:
+            self._publish_then_ack(generation, sub, tag, decision)
+            touched[id(sub)] = sub
+        for sub in touched.values():
+            self._send_acks(sub)
+            if sub.releasing:
+                self._finish_release(sub)
 
-    def _publish_then_ack(self, generation: int, tag: int, decision: Decision) -> None:
-        channel = self._channel
+    def _publish_then_ack(
+        self, generation: int, sub: Subscription, tag: int, decision: Decision
+    ) -> None:
+        channel = sub.channel
         if generation != self.generation or channel is None or not channel.is_open:
             return
         if decision.reject or not _writable(decision):
             # A header pika cannot write (a producer's odd type): the copy with our verdict
             # cannot be made, so the broker dead-letters the original, with x-death saying why.
             log.error("decision_unwritable_rejected", delivery_tag=tag)
-            self._forget(tag)
+            self._forget(sub, tag)
             channel.basic_reject(tag, requeue=False)
             return
         try:
-            self._publish_decision(channel, tag, decision)
+            self._publish_decision(sub, channel, tag, decision)
         except AMQPError as exc:  # the channel is going away: the broker will redeliver
             log.warning("publish_failed", delivery_tag=tag, error=type(exc).__name__)
 
-    def _publish_decision(self, channel, tag: int, decision: Decision) -> None:
+    def _publish_decision(self, sub: Subscription, channel, tag: int, decision: Decision) -> None:
         if not decision.publishes:
-            self._ackable.add(tag)
+            sub.ackable.add(tag)
             return
-        self._outstanding[tag] = len(decision.publishes)
+        sub.outstanding[tag] = len(decision.publishes)
         for publish in decision.publishes:
-            seq = self._next_seq
-            self._next_seq += 1
-            self._seq_to_tag[seq] = tag
+            seq = sub.next_seq
+            sub.next_seq += 1
+            sub.seq_to_tag[seq] = tag
             properties = publish.properties
             if publish.mandatory:
                 copy_id = uuid.uuid4().hex
                 properties.headers = {**(properties.headers or {}), COPY_ID: copy_id}
-                self._copies[copy_id] = seq
-                self._copy_ids[seq] = copy_id
+                sub.copies[copy_id] = seq
+                sub.copy_ids[seq] = copy_id
             channel.basic_publish(
                 publish.exchange,
                 publish.routing_key,
@@ -511,87 +630,98 @@ class Consumer:
             )
 
     @guarded
-    def _on_return(self, _channel, method, properties, _body) -> None:
+    def _on_return(self, sub: Subscription, _channel, method, properties, _body) -> None:
         # RabbitMQ sends basic.return before the basic.ack of the same publish.
-        seq = self._copies.get((properties.headers or {}).get(COPY_ID))
-        tag = self._seq_to_tag.get(seq) if seq else None
+        seq = sub.copies.get((properties.headers or {}).get(COPY_ID))
+        tag = sub.seq_to_tag.get(seq) if seq else None
         log.error("copy_unroutable", routing_key=method.routing_key, reply=method.reply_text)
         if tag is not None:
-            self._failed_tags.add(tag)
+            sub.failed_tags.add(tag)
 
     @guarded
-    def _on_confirm(self, frame) -> None:
+    def _on_confirm(self, sub: Subscription, frame) -> None:
         method = frame.method
         acked = isinstance(method, Basic.Ack)
         if method.multiple:
             seqs = []
-            for seq in self._seq_to_tag:  # insertion order is publish order
+            for seq in sub.seq_to_tag:  # insertion order is publish order
                 if seq > method.delivery_tag:
                     break
                 seqs.append(seq)
         else:
             seqs = [method.delivery_tag]
         for seq in seqs:
-            tag = self._seq_to_tag.pop(seq, None)
-            self._copies.pop(self._copy_ids.pop(seq, None), None)
+            tag = sub.seq_to_tag.pop(seq, None)
+            sub.copies.pop(sub.copy_ids.pop(seq, None), None)
             if tag is None:
                 continue
             if not acked:
-                self._failed_tags.add(tag)
-            self._outstanding[tag] -= 1
-            if self._outstanding[tag] == 0:
-                self._settle(tag)
-        self._send_acks()
+                sub.failed_tags.add(tag)
+            sub.outstanding[tag] -= 1
+            if sub.outstanding[tag] == 0:
+                self._settle(sub, tag)
+        self._send_acks(sub)
+        if sub.releasing:
+            self._finish_release(sub)
 
-    def _settle(self, tag: int) -> None:
-        del self._outstanding[tag]
-        if tag in self._failed_tags:
-            self._failed_tags.discard(tag)
-            log.warning("publish_refused_requeued", delivery_tag=tag)
-            self._forget(tag)
-            # reject, not nack: a requeue that must count as a delivery, so that a message
-            # whose outcome the broker refuses every time meets the delivery limit (RabbitMQ
-            # 4.3+ counts basic.reject and not basic.nack).
-            self._channel.basic_reject(tag, requeue=True)
-        else:
-            self._ackable.add(tag)
+    def _settle(self, sub: Subscription, tag: int) -> None:
+        del sub.outstanding[tag]
+        if tag not in sub.failed_tags:
+            sub.ackable.add(tag)
+            return
+        sub.failed_tags.discard(tag)
+        log.warning("publish_refused_requeued", delivery_tag=tag)
+        if sub.ordered:
+            # A requeue would put it behind the project's later messages: the channel
+            # closes instead, and the broker puts all it held back at the head, in order,
+            # each delivery counted; the partition is subscribed again.
+            with self._state_lock:
+                sub.reopen = True
+            if sub.is_open:
+                close_keeping_order(sub.channel)
+            return
+        self._forget(sub, tag)
+        # reject, not nack: a requeue that must count as a delivery, so that a message
+        # whose outcome the broker refuses every time meets the delivery limit (RabbitMQ
+        # 4.3+ counts basic.reject and not basic.nack).
+        sub.channel.basic_reject(tag, requeue=True)
 
-    def _forget(self, tag: int) -> None:
+    def _forget(self, sub: Subscription, tag: int) -> None:
         """A delivery leaves our hands other than by ``_send_acks`` (rare: a linear search)."""
         with self._state_lock:
-            self._started.discard(tag)
-        self._unacked.remove(tag)
-        self.window.released(self._sizes.pop(tag, 0))
+            sub.started.discard(tag)
+        sub.unacked.remove(tag)
+        sub.window.released(sub.sizes.pop(tag, 0))
 
-    def _send_acks(self) -> None:
+    def _send_acks(self, sub: Subscription) -> None:
         """Acks what is ackable: the run of oldest deliveries with one ``multiple`` ack (far
         fewer frames, and the broker refills the prefetch window in one burst), the rest one
         by one, so that a message held by a slow vendor call never holds back the others."""
-        if not self._ackable:
+        if not sub.ackable:
             return
-        channel = self._channel
+        channel = sub.channel
         if channel is None or not channel.is_open:  # the broker hands these out again
-            self._ackable.clear()
+            sub.ackable.clear()
             return
         highest = None
-        released = self.window.released
-        while self._unacked and self._unacked[0] in self._ackable:
-            highest = self._unacked.popleft()
-            released(self._sizes.pop(highest, 0))
+        released = sub.window.released
+        while sub.unacked and sub.unacked[0] in sub.ackable:
+            highest = sub.unacked.popleft()
+            released(sub.sizes.pop(highest, 0))
         with self._state_lock:
-            self._started.difference_update(self._ackable)
+            sub.started.difference_update(sub.ackable)
         try:
             if highest is not None:
                 channel.basic_ack(highest, multiple=True)
-            for tag in self._ackable:
+            for tag in sub.ackable:
                 if tag <= (highest or 0):
                     continue  # in the run just acked
-                self._unacked.remove(tag)
-                released(self._sizes.pop(tag, 0))
+                sub.unacked.remove(tag)
+                released(sub.sizes.pop(tag, 0))
                 channel.basic_ack(tag)
         except AMQPError as exc:  # the channel is going away: the broker will redeliver
             log.warning("ack_failed", error=type(exc).__name__)
-        self._ackable.clear()
+        sub.ackable.clear()
 
 
 def _take_every_delivery(channel, on_message) -> None:

@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     # expects to finish well within it, and at most this many bytes of bodies (worker.window).
     consumer_timeout: float = Field(1800.0, alias="PROVISIONER_CONSUMER_TIMEOUT", gt=0)
     max_held_bytes: int = Field(64 * 1024 * 1024, alias="PROVISIONER_MAX_HELD_BYTES", ge=256 * 1024)
+    # Per-project order across worker processes (worker.partitioning): 1 consumes NS.worker
+    # directly; more needs PostgreSQL, where the workers find each other.
+    partitions: int = Field(1, alias="PROVISIONER_PARTITIONS", ge=1, le=1024)
 
     harvest_account_id: str | None = Field(None, alias="HARVEST_ACCOUNT_ID")
     harvest_access_token: SecretStr | None = Field(None, alias="HARVEST_ACCESS_TOKEN")
@@ -200,6 +203,11 @@ class Settings(BaseSettings):
             if any(values) and not all(values):
                 a, b = (type(self).model_fields[n].alias for n in names)
                 problems.append(f"{a} and {b} go together (only one is set)")
+        if self.partitions > 1 and not self.database_url.startswith("postgresql"):
+            problems.append(
+                "PROVISIONER_PARTITIONS above 1 needs a postgresql:// PROVISIONER_DATABASE_URL "
+                "(the workers sharing partitions find each other there)"
+            )
         for names in CRM_SETTINGS.values():
             values = [getattr(self, n) for n in names]
             if any(values) and not all(values):

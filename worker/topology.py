@@ -46,6 +46,7 @@ SAFE_DEAD_LETTERING = {
 class Topology:
     namespace: str
     retry_delays: tuple[float, ...]
+    partitions: int = 1  # 1: the worker consumes NS.worker itself (``worker.partitioning``)
 
     @property
     def inbound(self) -> str:
@@ -66,6 +67,18 @@ class Topology:
     @property
     def dead_letter_exchange(self) -> str:
         return f"{self.namespace}.dead-letter.exchange"
+
+    @property
+    def partition_exchange(self) -> str:
+        return f"{self.namespace}.partitions"
+
+    @property
+    def router_lock(self) -> str:
+        """An exclusive queue: whoever holds it routes (``worker.router``)."""
+        return f"{self.namespace}.router"
+
+    def partition_queue(self, partition: int) -> str:
+        return f"{self.namespace}.partition.{partition}"
 
     def retry_queue(self, delay: float) -> str:
         return f"{self.namespace}.retry.{int(delay * 1000)}ms"
@@ -93,6 +106,8 @@ class Topology:
             },
         )
         channel.queue_bind(self.work_queue, self.inbound, routing_key="#")
+        if self.partitions > 1:
+            self._declare_partitions(channel)
         for delay in sorted(set(self.retry_delays)):
             channel.queue_declare(
                 self.retry_queue(delay),
@@ -104,6 +119,26 @@ class Topology:
                     "x-dead-letter-routing-key": self.work_queue,
                 },
             )
+
+    def _declare_partitions(self, channel: BlockingChannel) -> None:
+        """The intake router (``worker.router``) moves NS.worker's messages here, each
+        project's to one partition queue, which one worker at a time consumes: the broker's
+        single active consumer. Dead-lettering as NS.worker's; a retry goes back through
+        NS.worker and the router, so it comes back to the same partition."""
+        channel.exchange_declare(self.partition_exchange, "direct", durable=True)
+        for partition in range(self.partitions):
+            queue = self.partition_queue(partition)
+            channel.queue_declare(
+                queue,
+                durable=True,
+                arguments={
+                    **SAFE_DEAD_LETTERING,
+                    "x-delivery-limit": DELIVERY_LIMIT,
+                    "x-dead-letter-exchange": self.dead_letter_exchange,
+                    "x-single-active-consumer": True,
+                },
+            )
+            channel.queue_bind(queue, self.partition_exchange, routing_key=str(partition))
 
 
 def _declare_work_queue(channel: BlockingChannel, name: str, arguments: dict) -> BlockingChannel:
@@ -140,6 +175,18 @@ def connection_parameters(
     # Shown by rabbitmqctl and the management UI: says which process and namespace it is.
     params.client_properties = {"connection_name": name}
     return params
+
+
+def close_keeping_order(channel) -> None:
+    """Closes ``channel`` without cancelling its subscriptions first, as pika would.
+
+    On RabbitMQ 3.10 a quorum queue puts the deliveries still in flight to a cancelled
+    subscription back *behind* the messages waiting, while a channel that closes with its
+    subscription live has every message it held put back at the head, in order (measured:
+    3,000 messages, 900 held, a cancel reorders about a hundred, a close none). Where order
+    matters (the intake router, a partition), a subscription ends this way and no other."""
+    channel._consumers.clear()  # pika sends basic.cancel for each one still registered
+    channel.close()
 
 
 def declare_all(url: str, topology: Topology) -> None:

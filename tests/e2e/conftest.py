@@ -12,6 +12,7 @@ import time
 import uuid
 from pathlib import Path
 
+import pika
 import pytest
 import structlog
 
@@ -148,3 +149,24 @@ def spawn_worker(worker_env, tmp_path, other_delays):
         if w.process.poll() is None:
             w.process.kill()
             w.process.wait()
+
+
+@pytest.fixture
+def partitioned(amqp_url, namespace):
+    """Topologies with partitions (``partitioned(count)``); their partition queues and
+    exchange go afterwards (the ``bus`` fixture removes the rest of the namespace)."""
+    counts: list[int] = []
+
+    def topology(count: int) -> Topology:
+        counts.append(count)
+        return Topology(namespace, tuple(float(d) for d in RETRY_DELAYS.split(",")), count)
+
+    yield topology
+    if counts:
+        topo = Topology(namespace, (), max(counts))
+        connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+        channel = connection.channel()
+        for partition in range(max(counts)):
+            channel.queue_delete(topo.partition_queue(partition))
+        channel.exchange_delete(topo.partition_exchange)
+        connection.close()

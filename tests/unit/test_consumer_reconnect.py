@@ -10,6 +10,7 @@ import pika
 from schemas.errors import Unreadable
 from worker.consumer import Consumer
 from worker.messages import Decision, Delivery
+from worker.subscription import Subscription
 from worker.topology import Topology
 
 
@@ -78,12 +79,13 @@ def test_a_decision_for_a_lost_connection_is_dropped_and_the_next_one_wakes_the_
     consumer._switch_to(old)
     unreadable = Unreadable("not_json", "x")
 
-    consumer._work(consumer.generation, 1, delivery(), unreadable)  # reconnects while working
+    sub = Subscription(consumer.topology.work_queue, consumer.window)
+    consumer._work(consumer.generation, sub, 1, delivery(), unreadable)  # reconnects meanwhile
 
     assert not consumer._decided and not consumer._wake_pending
     assert old.ioloop.handed == []  # a stopped loop would never have run it
 
-    consumer._work(consumer.generation, 1, delivery(), unreadable)  # the new connection's
+    consumer._work(consumer.generation, sub, 1, delivery(), unreadable)  # the new connection's
 
     assert len(consumer._decided) == 1
     assert processor.new_connection.ioloop.handed == [consumer._drain_decided]
@@ -100,10 +102,11 @@ def test_lanes_finishing_together_wake_the_loop_once():
     Inline(consumer)
     connection = Connection()
     consumer._switch_to(connection)
+    sub = Subscription(consumer.topology.work_queue, consumer.window)
     threads = [
         threading.Thread(
             target=consumer._work,
-            args=(consumer.generation, tag, delivery(), Unreadable("not_json", "x")),
+            args=(consumer.generation, sub, tag, delivery(), Unreadable("not_json", "x")),
         )
         for tag in range(1, 9)
     ]

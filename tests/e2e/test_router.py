@@ -1,0 +1,112 @@
+"""The intake router on the real broker: one process at a time moves NS.worker's messages
+into the partitions, each project's into one, in the order they were published; a router
+that goes away hands over to a standby and nothing is lost."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pika
+import pytest
+
+from tests import ordering
+from tests.e2e.bus import wait_until
+from worker.router import IntakeRouter
+
+PARTITIONS = 4
+
+
+@pytest.fixture
+def routers(amqp_url, partitioned):
+    topology = partitioned(PARTITIONS)
+    started: list[IntakeRouter] = []
+
+    def start() -> IntakeRouter:
+        router = IntakeRouter(amqp_url=amqp_url, topology=topology).start()
+        started.append(router)
+        return router
+
+    yield start
+    for router in started:
+        router.stop()
+
+
+def contents(amqp_url, topology) -> dict[int, list[bytes]]:
+    """Every partition's bodies in queue order, left in place (a single-active-consumer
+    quorum queue refuses basic.get: a subscription reads them, unacked)."""
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    found = {}
+    for partition in range(topology.partitions):
+        queue = topology.partition_queue(partition)
+        channel = connection.channel()
+        depth = channel.queue_declare(queue, passive=True).method.message_count
+        bodies: list[bytes] = []
+        if depth:
+            channel.basic_qos(prefetch_count=depth)
+            for _, _, body in channel.consume(queue, inactivity_timeout=10):
+                assert body is not None, f"{queue}: {len(bodies)} of {depth} delivered"
+                bodies.append(body)
+                if len(bodies) == depth:
+                    break
+        channel.close()  # unacked: they go back
+        found[partition] = bodies
+    connection.close()
+    return found
+
+
+def complete_contents(amqp_url, topology, scenario, timeout: float = 60.0):
+    """The partitions' contents once every event of ``scenario`` is in one of them."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = contents(amqp_url, topology)
+        ids = {json.loads(body)["id"] for bodies in found.values() for body in bodies}
+        if ids >= set(scenario.expected) or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
+
+
+def copied(bus, topology, count: int) -> bool:
+    depths = [bus.queue_depth(topology.partition_queue(p)) for p in range(topology.partitions)]
+    return bus.queue_depth(topology.work_queue) == 0 and sum(depths) >= count
+
+
+def test_one_of_two_routers_routes_each_project_into_one_partition_in_order(bus, routers, amqp_url):
+    first, second = routers(), routers()
+    wait_until(lambda: first.active or second.active, "a router is active")
+    scenario = ordering.scenario(40, seed=1)
+    for event in scenario.events:
+        bus.publish(event)
+    topology = first.topology
+    wait_until(lambda: copied(bus, topology, len(scenario.events)), "all copied", 30)
+
+    assert [first.active, second.active].count(True) == 1
+    assert first.routed + second.routed == len(scenario.events)
+    found = contents(amqp_url, topology)
+    assert sum(map(len, found.values())) == len(scenario.events)
+    assert len([p for p in found.values() if p]) > 1  # the projects are spread
+    assert ordering.partition_problems(scenario, found) == []
+
+
+def test_a_router_that_goes_away_hands_over_and_nothing_is_lost_or_reordered(
+    bus, routers, amqp_url
+):
+    scenario = ordering.scenario(300, seed=2)
+    for event in scenario.events:  # a backlog, so that the first router is stopped mid-way
+        bus.publish(event)
+    first = routers()
+    wait_until(lambda: first.active, "the first router is active")
+    second = routers()
+    deadline = time.monotonic() + 30
+    while first.routed < 50 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    first.stop()  # its connection closes: the broker takes back what it had not acked
+    topology = first.topology
+    wait_until(lambda: second.active, "the standby takes over", 10)
+    total = len(scenario.events)
+    wait_until(lambda: copied(bus, topology, total), "no original left waiting", 60)
+    found = complete_contents(amqp_url, topology, scenario)
+
+    assert 0 < first.routed < total
+    assert second.routed > 0
+    assert ordering.partition_problems(scenario, found) == []
