@@ -37,7 +37,8 @@ def main() -> int:
         f"{options.projects} projects, {options.workers} workers"
         f"{f', worker pid {result.killed} killed and replaced' if result.killed else ''}: "
         f"{result.outcomes} outcomes, {result.vendor_projects} vendor projects, "
-        f"{result.out_of_order} projects out of order, {result.seconds:.1f} s"
+        f"{result.out_of_order} projects out of order, {result.seconds:.1f} s; "
+        f"events processed by each worker: {result.worked}"
     )
     for problem in result.problems[:40]:
         print(f"  PROBLEM {problem}")
