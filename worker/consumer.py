@@ -444,8 +444,13 @@ class Consumer:
             # Closed on purpose: a partition let go, or requeued in order.
             del self.subscriptions[sub.queue]
             log.info("partition_released", queue=sub.queue, reason=str(reason))
-            if sub.reopen or self._owns(sub.queue):
-                self._open(sub.queue, ordered=True)
+            connection = self._connection
+            if (sub.reopen or self._owns(sub.queue)) and connection and connection.is_open:
+                try:
+                    self._open(sub.queue, ordered=True)
+                except Exception:  # not into pika's loop: a new connection subscribes again
+                    log.exception("partition_reopen_failed", queue=sub.queue)
+                    self._close_connection()
             return
         if not current:
             return

@@ -4,9 +4,10 @@ process at a time.
 Producers publish to NS.inbound and the contract binds NS.worker to it; a project's id is only
 in the body. Every worker process runs a router, and the broker lets one of them route. The
 lock is an **exclusive queue**, ``NS.router``: the broker lets one connection at a time
-declare it (another gets 405 RESOURCE_LOCKED, which closes that channel; the standbys try
-again every ``RETRY_EVERY`` seconds on a fresh channel), and deletes it the moment that
-connection closes, whether its process stopped or was killed. (An exclusive *subscription*
+declare it (another gets 405 RESOURCE_LOCKED, which closes that channel), and deletes it
+the moment that connection closes, whether its process stopped or was killed. A standby
+looks every ``RETRY_EVERY`` seconds whether NS.worker has a consumer, and tries the lock
+only when it has none. (An exclusive *subscription*
 would need no queue either, but RabbitMQ 3.10 ignores ``exclusive`` on a quorum queue's
 consumers: two were granted.) The lock holder then waits until NS.worker has no consumer
 left (the previous router's subscription is gone, and with it, in the same step of the
@@ -16,7 +17,8 @@ releases; a worker of an earlier release that still consumes NS.worker keeps the
 waiting, rather than both taking messages.
 
 The active router reads each message's project id (``worker.partitioning.read``), publishes
-the message, body and properties untouched, to ``NS.partitions`` with the partition as the
+the message (body and properties as they came, plus the original exchange and routing key
+in the headers our failure copies keep) to ``NS.partitions`` with the partition as the
 routing key, and acks it on NS.worker only once the broker has confirmed its copy.
 Confirms are pipelined: one channel publishes in delivery order, so each partition receives
 a project's messages in NS.inbound's order. A router that dies leaves its unacked messages
@@ -29,6 +31,7 @@ is idempotent on an event's source and id), and the first copies stay in order.
 |                                        | run of oldest ones)                            |
 | copy nacked or returned (no partition) | close and reconnect: the topology is declared  |
 |                                        | again, and the unacked originals come back     |
+| NS.worker has a consumer, no lock      | standby: look again in ``RETRY_EVERY`` s       |
 | lock refused (405)                     | standby: retry on a fresh channel              |
 | NS.worker still has a consumer         | hold the lock, look again in ``RETRY_EVERY`` s |
 | connection lost                        | reconnect; the broker hands out the unacked    |
@@ -173,41 +176,47 @@ class IntakeRouter:
 
     @_guarded
     def _on_qos(self, _frame) -> None:
-        self._channel.queue_declare(
-            self.topology.router_lock,
-            exclusive=True,
-            arguments={"x-queue-type": "classic"},
-            callback=self._on_locked,
-        )
+        self._look()
 
-    @_guarded
-    def _on_locked(self, _frame) -> None:
-        self.locked = True
-        self._await_sole_consumer()
-
-    def _await_sole_consumer(self) -> None:
+    def _look(self) -> None:
         if self.stopping or self._channel is None or not self._channel.is_open:
             return
-        self._channel.queue_declare(
-            self.topology.work_queue, passive=True, callback=self._on_work_queue
-        )
+        self._channel.queue_declare(self.topology.work_queue, passive=True, callback=self._on_look)
 
     @_guarded
-    def _on_work_queue(self, frame) -> None:
-        others = frame.method.consumer_count
-        if others:
+    def _look_again(self) -> None:
+        self._look()
+
+    @_guarded
+    def _on_look(self, frame) -> None:
+        consumers = frame.method.consumer_count
+        if not self.locked:
+            if consumers:
+                # Another router consumes: stay a standby. Asking costs nothing, where a
+                # refused lock closes the channel (and pika logs a warning each time).
+                self._connection.ioloop.call_later(RETRY_EVERY, self._look_again)
+                return
+            self._channel.queue_declare(
+                self.topology.router_lock,
+                exclusive=True,
+                arguments={"x-queue-type": "classic"},
+                callback=self._on_locked,
+            )
+            return
+        if consumers:  # the previous router's subscription is not gone yet
             if not self._waited:
-                log.info("router_waiting", queue=self.topology.work_queue, consumers=others)
+                log.info("router_waiting", queue=self.topology.work_queue, consumers=consumers)
             self._waited = True
-            self._connection.ioloop.call_later(RETRY_EVERY, self._guarded_await)
+            self._connection.ioloop.call_later(RETRY_EVERY, self._look_again)
             return
         self._channel.basic_consume(
             self.topology.work_queue, self._on_message, auto_ack=False, callback=self._on_consuming
         )
 
     @_guarded
-    def _guarded_await(self) -> None:
-        self._await_sole_consumer()
+    def _on_locked(self, _frame) -> None:
+        self.locked = True
+        self._look()
 
     @_guarded
     def _on_consuming(self, _frame) -> None:
@@ -218,14 +227,14 @@ class IntakeRouter:
         self._channel = None
         if getattr(reason, "reply_code", None) == RESOURCE_LOCKED and not self.locked:
             # Another process routes: wait as a standby, on a fresh channel.
-            self._connection.ioloop.call_later(RETRY_EVERY, self._guarded_retry)
+            self._connection.ioloop.call_later(RETRY_EVERY, self._retry)
             return
         if not self.stopping:
             log.warning("router_channel_closed", reason=str(reason))
         self._close()  # reconnect: the lock goes, and the unacked originals come back first
 
     @_guarded
-    def _guarded_retry(self) -> None:
+    def _retry(self) -> None:
         self._try_to_route()
 
     # -- moving messages ----------------------------------------------------------------------

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from tests import builders as b
+from worker.commands import main as cli
 from worker.partitioning import UNREADABLE_PARTITION, assigned, partition_of, read
+from worker.settings import load_settings
 
 
 def owners(members: list[int], count: int) -> dict[int, set[int]]:
@@ -54,3 +56,22 @@ def test_a_worker_leaving_hands_its_partitions_to_the_others():
     three = owners([11, 22, 33], 12)
     assert set().union(*three.values()) == set(range(12))
     assert sum(len(four[m] & three[m]) for m in (11, 22, 33)) >= 6  # most stay put
+
+
+def test_partitions_without_postgresql_stop_run_with_exit_2_naming_both_settings(
+    monkeypatch, capsys
+):
+    monkeypatch.setenv("PROVISIONER_PARTITIONS", "4")
+    monkeypatch.setenv("PROVISIONER_DATABASE_URL", "sqlite:///unused.db")
+
+    status = cli.main(["run"])
+
+    _, err = capsys.readouterr()
+    assert status == 2 and err.count("\n") == 1
+    assert "PROVISIONER_PARTITIONS" in err and "PROVISIONER_DATABASE_URL" in err
+
+
+def test_partitions_on_postgresql_are_accepted(monkeypatch):
+    monkeypatch.setenv("PROVISIONER_PARTITIONS", "4")
+    monkeypatch.setenv("PROVISIONER_DATABASE_URL", "postgresql://db/provisioner")
+    assert load_settings().partitions == 4
