@@ -31,6 +31,7 @@ demo: setup
 
 bench: setup
 	$(BIN)/python -m bench.pacing
+	$(BIN)/python -m bench.shared_budget
 	$(BIN)/python -m bench.throughput
 	$(BIN)/python -m bench.scale
 	@command -v wrk >/dev/null || { echo "bench.ingress needs wrk: apt-get install -y wrk" >&2; exit 1; }

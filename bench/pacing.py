@@ -26,6 +26,8 @@ Figures printed per tool:
 - tightest: the shortest of those gaps, i.e. the closest the fake came to throttling; it
   must stay >= the period.
 
+Several workers on one account, paced on one budget in Redis: ``bench.shared_budget``.
+
 Then (``bench.provisioning``, skipped with ``--no-provisioning``) the vendor calls one
 provisioning costs per tool, before (the adapters of ``--before``, default ``main``) and
 after, and runs of provisionings against free Toggl and Clockify workspaces (30 requests an

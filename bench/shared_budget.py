@@ -4,8 +4,9 @@ Harvest account's rate limit, and use it?
 One fake Harvest, in a process of its own like a real vendor, enforces a small limit
 (``--limit``, 20 per 2 s) and answers 429 with Retry-After beyond it. Three real workers
 (``python -m worker.commands run``) share one namespace on the local RabbitMQ and one fresh
-PostgreSQL schema, each with ``HARVEST_RATE_LIMIT`` set to that same limit and
-``PROVISIONER_CONCURRENCY`` 8. ``--provisionings`` projects are activated (no vendor call),
+PostgreSQL schema, each with ``HARVEST_RATE_LIMIT`` set to that same limit,
+``PROVISIONER_CONCURRENCY`` 8 and ``PROVISIONER_PREFETCH`` 8 (the backlog spread over the
+three). ``--provisionings`` projects are activated (no vendor call),
 then their ``in_progress`` events are published at once and timed until the last
 ``timesheet.provisioned``. Three runs, everything else equal:
 
@@ -22,7 +23,10 @@ Figures per run, from what the fake saw after the first ``in_progress`` was publ
   share of calls/period (as in ``bench.pacing``); goal >= 90% when shared;
 - tightest: the shortest time in which ``calls + 1`` accepted requests arrived (>= period
   means the fake never had to refuse);
-- store away: ``pacing_store_unreachable`` lines in the workers' logs.
+- store away: ``pacing_store_unreachable`` lines in the workers' logs;
+- load: the machine's 1-minute load average as the run ended. A start is counted when the
+  budget grants it and the fake counts it when it arrives; on a starved CPU the gap
+  between the two can pass the pacer's 50 ms margin, and an odd 429 follows.
 
     .venv/bin/python -m bench.shared_budget
     .venv/bin/python -m bench.shared_budget --provisionings 30 --only shared
@@ -69,6 +73,7 @@ class Run:
     paced_rate: float
     tightest: float
     store_away: int
+    load: float  # the machine's 1-minute load average at the end of the run
 
     @property
     def allowed(self) -> float:
@@ -181,6 +186,7 @@ def run_mode(mode: str, limit: tuple[int, float], provisionings: int) -> Run:
         paced_rate=c / (sum(gaps) / len(gaps)) if gaps else float("nan"),
         tightest=min(gaps) if gaps else float("nan"),
         store_away=store_away,
+        load=os.getloadavg()[0],
     )
 
 
@@ -195,6 +201,7 @@ def table(runs: list[Run]) -> str:
         "of limit",
         "tightest",
         "store away",
+        "load",
     )
     rows = [header] + [
         (
@@ -207,6 +214,7 @@ def table(runs: list[Run]) -> str:
             f"{r.share:.1%}",
             f"{r.tightest:.3f}s",
             str(r.store_away),
+            f"{r.load:.1f}",
         )
         for r in runs
     ]

@@ -42,6 +42,10 @@ def acquire_starts(
     out.put((starts, store.times_away))
 
 
-def hold_off(url: str, prefix: str, budget: str, limit: tuple[int, float], seconds: float) -> None:
-    """What a worker does on a 429 with Retry-After."""
-    PacingStore(url, prefix=prefix).pacer(budget, *limit).hold_off(seconds)
+def hold_off(
+    url: str, prefix: str, budget: str, limit: tuple[int, float], seconds: float, out: Queue
+) -> None:
+    """What a worker does on a 429 with Retry-After; out: when it began to."""
+    pacer = PacingStore(url, prefix=prefix).pacer(budget, *limit)
+    out.put(time.monotonic())
+    pacer.hold_off(seconds)
