@@ -24,7 +24,7 @@ from schemas.errors import Unreadable, UnreadableCode
 
 # Errors of either driver: a caller that reports "the store failed" catches these.
 DRIVER_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, psycopg.Error)
-SCHEMA_LOCK_SCOPE = 0x7471  # the advisory lock taken while the schema is created
+SCHEMA_LOCK_SCOPE = 0x7471  # the advisory lock taken while the schema is migrated
 
 
 def in_utc(value: datetime) -> datetime:
@@ -47,9 +47,7 @@ class Sqlite:
 
     name = "sqlite"
     begin = "BEGIN IMMEDIATE"  # take the write lock first: no read-then-upgrade deadlock
-    stamp_type = "DATETIME"
     integrity_errors = (sqlite3.IntegrityError,)
-    schema_lock = None  # one process: the writers' lock is enough
 
     def __init__(self, path: str, fsync: Callable[[int], None] = os.fsync):
         self.path = path
@@ -104,11 +102,8 @@ class Postgres:
 
     name = "postgresql"
     begin = "BEGIN"
-    stamp_type = "TIMESTAMP WITH TIME ZONE"
     integrity_errors = (psycopg.IntegrityError,)
     writers = contextlib.nullcontext()
-    # Two workers starting at once would race on CREATE TABLE IF NOT EXISTS.
-    schema_lock = f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK_SCOPE}, 0)"
     _PARAM = re.compile(r"(?<!:):(\w+)")
 
     def __init__(self, conninfo: str):

@@ -2,6 +2,9 @@
 event journal that makes every event's effects happen once. SQLite by default (one worker),
 PostgreSQL for several workers; ``adapters.sql`` holds what differs between them.
 
+The tables are made and changed by the migrations in ``adapters/migrations/``, applied when
+the store opens (``adapters.migrate``).
+
 Every write is one transaction, and most are one statement: a snapshot is an upsert that
 keeps the newer of the two, a status an update that refuses an older one. Reads run in
 autocommit and take no lock.
@@ -16,6 +19,7 @@ import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from adapters import migrate
 from adapters.locks import KeyedLocks, busy, take_advisory_lock
 from adapters.sql import Postgres, Sqlite, dialect_for
 from handlers.ports import (
@@ -29,61 +33,6 @@ from handlers.ports import (
 from schemas.errors import FailureCode, Permanent, Transient
 from schemas.inbound import Project, Status, Tool
 from schemas.outbound import OUTBOUND_TYPES, Outbound
-
-# {stamp} is the dialect's timestamp type. The tables are those of earlier versions (made by
-# SQLAlchemy's create_all), so an existing state file keeps working.
-SCHEMA = [
-    """CREATE TABLE IF NOT EXISTS projects (
-        project_id TEXT PRIMARY KEY,
-        snapshot TEXT NOT NULL,
-        snapshot_at {stamp} NOT NULL,
-        active BOOLEAN NOT NULL DEFAULT FALSE,
-        status TEXT,
-        status_at {stamp})""",
-    """CREATE TABLE IF NOT EXISTS offering_links (
-        project_id TEXT NOT NULL,
-        offering_id TEXT NOT NULL,
-        tool TEXT NOT NULL,
-        timesheet_project_id TEXT NOT NULL,
-        timesheet_url TEXT NOT NULL,
-        timesheet_client_id TEXT NOT NULL,
-        archived BOOLEAN NOT NULL,
-        PRIMARY KEY (project_id, offering_id))""",
-    """CREATE TABLE IF NOT EXISTS client_map (
-        tool TEXT NOT NULL,
-        crm_client_id TEXT NOT NULL,
-        tool_client_id TEXT NOT NULL,
-        crm_client_name TEXT,
-        mapped_at {stamp} NOT NULL,
-        PRIMARY KEY (tool, crm_client_id),
-        CONSTRAINT one_crm_client_per_tool_client UNIQUE (tool, tool_client_id))""",
-    """CREATE TABLE IF NOT EXISTS provision_intents (
-        project_id TEXT NOT NULL,
-        offering_id TEXT NOT NULL,
-        tool TEXT NOT NULL,
-        started_at {stamp} NOT NULL,
-        PRIMARY KEY (project_id, offering_id, tool))""",
-    """CREATE TABLE IF NOT EXISTS event_steps (
-        source TEXT NOT NULL,
-        event_id TEXT NOT NULL,
-        step TEXT NOT NULL,
-        seq INTEGER NOT NULL,
-        outcomes TEXT NOT NULL,
-        PRIMARY KEY (source, event_id, step))""",
-    # Runs of an event begun on a redelivery: a message that kills the worker every time
-    # it runs is stopped by this count, not by the broker's count of deliveries.
-    """CREATE TABLE IF NOT EXISTS event_runs (
-        source TEXT NOT NULL,
-        event_id TEXT NOT NULL,
-        runs INTEGER NOT NULL,
-        PRIMARY KEY (source, event_id))""",
-    # An archive or restore begun and not yet recorded: the tool may or may not have it.
-    """CREATE TABLE IF NOT EXISTS archive_intents (
-        project_id TEXT NOT NULL,
-        offering_id TEXT NOT NULL,
-        archived BOOLEAN NOT NULL,
-        PRIMARY KEY (project_id, offering_id))""",
-]
 
 LINK_COLUMNS = (
     "project_id, offering_id, tool, timesheet_project_id, timesheet_url, "
@@ -200,11 +149,11 @@ class SqlStore:
         self._opened: list = []
         self._lock = threading.Lock()
         self._client_locks = KeyedLocks()
-        with self._write() as conn:
-            if dialect.schema_lock:
-                conn.execute(dialect.schema_lock)
-            for statement in SCHEMA:
-                conn.execute(statement.format(stamp=dialect.stamp_type))
+        try:  # before anything reads or writes: DatabaseTooNew for a newer release's database
+            migrate.upgrade(dialect)
+        except BaseException:
+            dialect.close()
+            raise
 
     @classmethod
     def from_url(cls, url: str, *, lock_timeout: float = LOCK_TIMEOUT) -> SqlStore:

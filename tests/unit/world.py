@@ -51,8 +51,10 @@ class Result:
 
 
 class World:
-    def __init__(self, tmp_path: Path, rules: str | None = None, tools=("harvest",)):
-        self.store = SqlStore.from_url(f"sqlite:///{tmp_path / 'state.db'}")
+    def __init__(
+        self, tmp_path: Path, rules: str | None = None, tools=("harvest",), url: str | None = None
+    ):
+        self.store = SqlStore.from_url(url or f"sqlite:///{tmp_path / 'state.db'}")
         self.tools = {name: MemoryTool(name) for name in tools}
         if rules is None:
             loaded = Rules()

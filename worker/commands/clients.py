@@ -43,8 +43,10 @@ def register(sub) -> None:
 @contextlib.contextmanager
 def _store():
     """The state store of PROVISIONER_DATABASE_URL; a driver error becomes a one-line Fail."""
+    from adapters.migrate import DatabaseTooNew
     from adapters.sql import DRIVER_ERRORS
     from adapters.store import SqlStore
+    from worker.commands.db import too_new
 
     url = settings_or_fail().database_url
     store = None
@@ -53,6 +55,8 @@ def _store():
         yield store
     except DRIVER_ERRORS as exc:
         raise Fail(f"state store: {_without_secrets(exc, url)}") from None
+    except DatabaseTooNew as exc:
+        raise too_new(exc, url) from None
     finally:
         if store is not None:
             store.close()

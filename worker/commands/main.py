@@ -18,7 +18,9 @@ from worker.commands.output import OK, USAGE, Fail, settings_or_fail
 def cmd_run(args: argparse.Namespace) -> int:
     import structlog
 
+    from adapters.migrate import DatabaseTooNew, MigrationError
     from worker import bootstrap, cpu, logs, memory
+    from worker.commands.db import too_new
 
     settings = settings_or_fail()
     logs.configure(secrets=settings.secrets())
@@ -28,6 +30,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         pinned = cpu.pin(settings.cpu)  # before the lanes' threads start: they inherit it
     except (RulesError, cpu.CpuError) as exc:
         raise Fail(str(exc), USAGE) from None
+    except DatabaseTooNew as exc:
+        raise too_new(exc, settings.database_url) from None
+    except MigrationError as exc:
+        raise Fail(f"state store: {exc}") from None
     structlog.get_logger().info("process", pinned_to=pinned, malloc_arenas_limited=arenas_limited)
     consumer = bootstrap.build_consumer(settings, deps)
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -57,7 +63,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    from worker.commands import clients, dlq, ingress, rules
+    from worker.commands import clients, db, dlq, ingress, rules
 
     top = argparse.ArgumentParser(
         prog="provisioner", description="Provision timesheet projects from CRM deal events."
@@ -67,7 +73,7 @@ def parser() -> argparse.ArgumentParser:
     publish = sub.add_parser("publish", help="publish one CloudEvent to NS.inbound")
     publish.add_argument("file", help="a CloudEvent JSON file, or - for stdin")
     publish.set_defaults(func=cmd_publish)
-    for group in (dlq, rules, clients, ingress):
+    for group in (dlq, rules, clients, ingress, db):
         group.register(sub)
     return top
 
