@@ -552,13 +552,17 @@ class Consumer:
             context.update(
                 event_id=parsed.envelope.id, type=parsed.type, project_id=parsed.project_id
             )
-        # A lane works one message at a time: its context is replaced, not stacked.
+        # A lane works one message at a time: its context is replaced, not stacked, and
+        # gone once the message is (a thread that runs a lane may run other work too).
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(**context)
-        began = time.monotonic()
-        decision = self.processor.process(delivery, parsed)
-        sub.window.worked(time.monotonic() - began)
-        log.info(decision.log, **decision.fields)
+        try:
+            began = time.monotonic()
+            decision = self.processor.process(delivery, parsed)
+            sub.window.worked(time.monotonic() - began)
+            log.info(decision.log, **decision.fields)
+        finally:
+            structlog.contextvars.clear_contextvars()
         self._durable.submit((generation, sub, tag, decision))
 
     def _hand_over(self, item: tuple[int, Subscription, int, Decision]) -> None:
