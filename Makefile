@@ -36,6 +36,7 @@ bench: setup
 	$(BIN)/python -m bench.shared_budget
 	$(BIN)/python -m bench.throughput
 	$(BIN)/python -m bench.replay
+	$(BIN)/python -m bench.scale
 	@command -v wrk >/dev/null || { echo "bench.ingress needs wrk: apt-get install -y wrk" >&2; exit 1; }
 	$(BIN)/python -m bench.ingress
 
