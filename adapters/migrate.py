@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import structlog
 from yoyo import read_migrations
 from yoyo.backends.base import DatabaseBackend
 from yoyo.backends.core.postgresql import PostgresqlPsycopgBackend
@@ -119,7 +120,15 @@ def _migrate(backend, migrations) -> Versions:
     if before.unversioned:
         backend.mark_migrations(migrations[:1])
     backend.apply_migrations(backend.to_apply(migrations))
-    return _versions(backend, migrations)
+    after = _versions(backend, migrations)
+    structlog.get_logger().info(
+        "schema_migrated",
+        before=before.current,
+        after=after.current,
+        baselined=before.unversioned,
+        applied=[m for m in before.pending if m not in after.pending],
+    )
+    return after
 
 
 def _versions(backend, migrations) -> Versions:

@@ -97,7 +97,9 @@ class QuietConnectAttempts(logging.Filter):
 
 
 # Libraries whose INFO lines are their routine (pika: every channel opened and closed).
-CHATTY = {"pika": logging.WARNING}
+# Libraries whose info lines say what our own lines say better: pika a handful a connect
+# attempt, yoyo one a migration step (the store logs one ``schema_migrated`` line instead).
+CHATTY = {"pika": logging.WARNING, "yoyo": logging.WARNING}
 
 
 class _OurHandler(logging.StreamHandler):

@@ -29,8 +29,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     # Every start-up check before the broker is dialled: exit 2, one line naming the setting.
     startup.rules_or_fail(settings)
     try:
+        # Before the store (which may migrate) and the lanes' threads, which inherit it.
+        pinned = cpu.pin(settings.cpu)
         deps = bootstrap.build_deps(settings, startup.store_or_fail(settings))  # migrates
-        pinned = cpu.pin(settings.cpu)  # before the lanes' threads start: they inherit it
     except (RulesError, cpu.CpuError) as exc:
         raise Fail(str(exc), USAGE) from None
     except DatabaseTooNew as exc:
