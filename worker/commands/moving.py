@@ -38,6 +38,7 @@ connection closes.
 
 from __future__ import annotations
 
+import gc
 import time
 from collections import deque
 from collections.abc import Callable
@@ -93,6 +94,14 @@ class _Batch:
     failed: bool = False
 
 
+class _Connection(SelectConnection):
+    """pika hands the socket a publish's method, header and body frames one by one: three
+    ``send`` calls a letter. Joined, they are one, which a replay of thousands notices."""
+
+    def _output_marshaled_frames(self, marshaled_frames) -> None:
+        super()._output_marshaled_frames([b"".join(marshaled_frames)])
+
+
 class Mover:
     """``Mover(params, queue, plan, audit, on_done).run()`` -> ``Outcome``; one run per
     instance. ``on_done(batch, info)`` hears of each batch once it is acked, with the info
@@ -133,13 +142,23 @@ class Mover:
         self._single_acks = False
 
     def run(self) -> Outcome:
-        self._connection = SelectConnection(
+        self._connection = _Connection(
             self.params,
             on_open_callback=self._on_open,
             on_open_error_callback=self._on_failed,
             on_close_callback=self._on_closed,
         )
-        self._connection.ioloop.start()
+        # Every letter's objects live until the run ends (``Outcome.done``), so the cyclic
+        # collector rescans an ever larger heap: a third of a 10,000-letter replay's CPU
+        # (bench.replay). Reference counting still frees all that is not a cycle, and the
+        # collector is back on as soon as the run ends; a run is bounded by the queue.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            self._connection.ioloop.start()
+        finally:
+            if collecting:
+                gc.enable()
         return self.outcome
 
     # -- set-up --------------------------------------------------------------------------------
