@@ -53,7 +53,7 @@ from worker.commands import dead_letters as dl
 from worker.commands.dead_letters import DeadLetter
 from worker.messages import Publish
 
-WINDOW = 4000  # publishes awaiting their confirm at once
+WINDOW = 2000  # publishes awaiting their confirm at once (bench.replay: 2000 beat 1000-4000)
 AUDIT_BATCH = 500  # letters named in one audit event (bench.replay: see the README)
 PREFETCH_CAP = 20_000  # letters held at once (the ones not chosen stay held until the end)
 IDLE = 2.0  # seconds without a delivery after which the queue is taken as read
