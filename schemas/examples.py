@@ -101,4 +101,49 @@ OUTBOUND: dict[str, dict[str, Any]] = {
         "attempts": 5,
         "dead_lettered": True,
     },
+    # One event names a batch of dead letters; ``provisioner dlq`` sends up to a few hundred.
+    "dlq.replayed": {
+        "by": "oncall",
+        "at": "2026-11-30T09:15:00.000Z",
+        "count": 2,
+        "letters": [
+            {
+                "dead_letter_id": "3f2a9c0d1e4b4d6f8a7b2c1d0e9f8a7b",
+                "event_id": "7b1e2c4d-0000-4000-8000-000000000001",
+                "event_type": "timesheet.provision_requested",
+                "error_code": "vendor_unavailable",
+                "replays": 1,
+                "routing_key": "timesheet.provision_requested",
+            },
+            {
+                "dead_letter_id": "9c8b7a6f5e4d4c3b2a1f0e9d8c7b6a5f",
+                "event_id": "7b1e2c4d-0000-4000-8000-000000000002",
+                "event_type": "deal.closed_won",
+                "error_code": "vendor_unavailable",
+                "replays": 2,
+                "routing_key": "deal.closed_won",
+            },
+        ],
+    },
+    "dlq.discarded": {
+        "by": "oncall",
+        "at": "2026-11-30T09:20:00.000Z",
+        "count": 2,
+        "letters": [
+            {
+                "dead_letter_id": "5d4c3b2a1f0e4d9c8b7a6f5e4d3c2b1a",
+                "event_id": "7b1e2c4d-0000-4000-8000-000000000003",
+                "event_type": "deal.closed_won",
+                "error_code": "client_ambiguous",
+                "replays": 0,
+            },
+            {
+                "dead_letter_id": "not-json-0f1e2d3c",
+                "event_id": None,
+                "event_type": None,
+                "error_code": "not_json",
+                "replays": 0,
+            },
+        ],
+    },
 }

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas.inbound import Tool
 
@@ -90,16 +90,11 @@ class TimesheetFailed(Outbound):
     dead_lettered: bool
 
 
-class DeadLetterAudit(BaseModel):
-    """What a person did to a dead letter with ``provisioner dlq``: published before the dead
-    letter is acked, so the record exists for every letter that left the queue. The event's
-    ``causationid`` is the dead letter's own event id."""
+class AuditedLetter(BaseModel):
+    """One dead letter an audit event accounts for."""
 
     model_config = ConfigDict(frozen=True)
-    type: ClassVar[str]
 
-    by: str  # the OS user who ran the command
-    at: datetime
     dead_letter_id: str  # the id ``dlq list`` shows (x-copy-id, or message id + body hash)
     event_id: str | None
     event_type: str | None
@@ -107,13 +102,49 @@ class DeadLetterAudit(BaseModel):
     replays: int  # round trips through NS.inbound, this one included for a replay
 
 
+class ReplayedLetter(AuditedLetter):
+    routing_key: str  # the key its copy was published to NS.inbound with
+
+
+class DiscardedLetter(AuditedLetter):
+    pass
+
+
+class DeadLetterAudit(BaseModel):
+    """What a person did to dead letters with ``provisioner dlq``: one event for a batch of
+    letters (up to a few hundred), published and confirmed before any of them is acked, so a
+    record exists for every letter that left the queue. With one letter, the event's
+    ``subject`` is its dead-letter id and its ``causationid`` its own event id; an event for
+    several letters has neither (a CloudEvent names one subject and one cause): read them
+    from ``letters``."""
+
+    model_config = ConfigDict(frozen=True)
+    type: ClassVar[str]
+
+    by: str  # the OS user who ran the command
+    at: datetime  # when the batch was published
+    count: int  # len(letters), for a reader that only counts
+    letters: list[AuditedLetter] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _count_is_the_letters(self) -> DeadLetterAudit:
+        if self.count != len(self.letters):
+            raise ValueError(f"count {self.count} but {len(self.letters)} letters")
+        return self
+
+
 class DeadLetterReplayed(DeadLetterAudit):
+    """Dead letters replayed: each one's copy is confirmed on NS.inbound."""
+
     type: ClassVar[str] = "dlq.replayed"
-    routing_key: str  # the key it was published to NS.inbound with
+    letters: list[ReplayedLetter] = Field(min_length=1)
 
 
 class DeadLetterDiscarded(DeadLetterAudit):
+    """Dead letters dropped from NS.dead-letter."""
+
     type: ClassVar[str] = "dlq.discarded"
+    letters: list[DiscardedLetter] = Field(min_length=1)
 
 
 OUTBOUND_TYPES: dict[str, type[Outbound] | type[DeadLetterAudit]] = {

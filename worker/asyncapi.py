@@ -25,7 +25,7 @@ from schemas import examples
 from schemas.envelope import CONTENT_TYPE, CloudEvent
 from schemas.errors import FailureCode, UnreadableCode
 from schemas.inbound import INBOUND_TYPES
-from schemas.outbound import OUTBOUND_TYPES
+from schemas.outbound import OUTBOUND_TYPES, DeadLetterAudit
 from worker import messages
 from worker.topology import Topology
 
@@ -203,12 +203,34 @@ def _schemas() -> dict[str, Any]:
             },
         ],
     }
+    defs["AuditCloudEvent"] = {
+        "title": "AuditCloudEvent",
+        "description": (
+            "What `provisioner dlq` adds to its audit events, each naming a batch of dead "
+            "letters: datacontenttype; subject (the dead letter's id) and causationid (its "
+            "event's id) only when the batch holds a single letter."
+        ),
+        "allOf": [
+            {"$ref": _REFS.format(model="CloudEvent")},
+            {
+                "type": "object",
+                "required": ["datacontenttype"],
+                "properties": {
+                    "subject": {"type": "string"},
+                    "datacontenttype": {"const": "application/json"},
+                    "causationid": {"type": "string", "minLength": 1},
+                },
+            },
+        ],
+    }
     return dict(sorted(defs.items()))
 
 
 def _event_message(event_type: str, direction: str) -> dict[str, Any]:
-    envelope = "CloudEvent" if direction == "inbound" else "OutboundCloudEvent"
     model = INBOUND_TYPES.get(event_type) or OUTBOUND_TYPES[event_type]
+    envelope = "CloudEvent" if direction == "inbound" else "OutboundCloudEvent"
+    if isinstance(model, type) and issubclass(model, DeadLetterAudit):
+        envelope = "AuditCloudEvent"
     message: dict[str, Any] = {
         "name": event_type,
         "title": event_type,
@@ -251,8 +273,11 @@ def example_event(event_type: str) -> dict[str, Any] | None:
     subject = data.get("project_id") or data.get("project", {}).get("id")
     if event_type == "crm.deal_changed":  # the ingress's subject is the CRM's deal id
         subject = data["deal_id"]
+    if "letters" in data:  # a dlq audit event of several letters: no one subject or cause
+        subject = None
+        del envelope["causationid"]
     source, event_id = envelope.pop("source"), envelope.pop("id")
-    return {
+    event = {
         "specversion": "1.0",
         "id": event_id,
         "source": source,
@@ -262,6 +287,7 @@ def example_event(event_type: str) -> dict[str, Any] | None:
         **envelope,
         "data": data,
     }
+    return {k: v for k, v in event.items() if k != "subject" or v is not None}
 
 
 def _summary(model: type) -> str:

@@ -22,9 +22,10 @@ confirmed it, instead of dropping it if that queue cannot take it.
 The dead-letter journal (``NS.dead-letter.journal``, ours) is a stream bound to the
 dead-letter exchange, next to ``NS.dead-letter``: every dead letter, the worker's and the
 broker's, lands in both. It is also bound to ``NS.events`` for ``dlq.replayed`` and
-``dlq.discarded``, so the audit event of each replay or discard lands there too, after the
-letter it removes. Reading a stream takes nothing away, so ``dlq list`` reads the journal
-(letters minus removals) and never holds the queue (``worker.commands.journal``).
+``dlq.discarded``, so the audit events of replays and discards (each naming a batch of
+letters) land there too, after the letters they remove. Reading a stream takes nothing
+away, so ``dlq list`` reads the journal (letters minus removals) and never holds the queue
+(``worker.commands.journal``).
 """
 
 from __future__ import annotations

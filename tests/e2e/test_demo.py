@@ -25,6 +25,7 @@ STORY = [
     ("timesheet.connected", "P-1001", "O-3", "connected"),
     ("project.activated", "P-1002", "-", "offerings O-1"),
     ("timesheet.failed", "P-1002", "O-1", "client_ambiguous, dead-lettered"),
+    ("dlq.replayed", "-", "-", "1 dead letter(s) by"),
     ("timesheet.provisioned", "P-1002", "O-1", "created"),
     ("timesheet.archived", "P-1001", "O-1", "project"),
     ("timesheet.archived", "P-1001", "O-2", "project"),
@@ -86,7 +87,7 @@ def test_the_demo_tells_the_whole_story_and_leaves_nothing_behind(amqp_url, demo
         assert row[-1].startswith(detail) or detail in row[-1], row
     assert "$ provisioner clients map --tool harvest --crm C-78" in done.stdout
     assert "moved 1 (client_ambiguous 1)" in done.stdout
-    assert done.stdout.rstrip().endswith("story complete: 11 outcome events")
+    assert done.stdout.rstrip().endswith("story complete: 12 outcome events")
     assert "toggl" not in done.stdout and done.stderr == ""
     assert namespace_left(amqp_url, demo_namespace) == []
 

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 import pika
 import pytest
 
+from schemas.outbound import OUTBOUND_TYPES
 from tests import builders as b
 from worker.commands import main as cli
 from worker.commands import moving
@@ -123,6 +124,11 @@ def json_lines(text: str) -> list[dict]:
         for line in text.splitlines()
         if line.startswith("{") and line.endswith("}")
     ]
+
+
+def named(audit_events: list[dict], field: str = "dead_letter_id") -> list:
+    """``field`` of every letter the audit events name, in order."""
+    return [item[field] for event in audit_events for item in event["data"]["letters"]]
 
 
 def steady(read: Callable[[], object], quiet: float = 1.0, timeout: float = 20.0):
@@ -422,7 +428,8 @@ def test_replay_killed_halfway_loses_no_message(bus, worker_env, tmp_path):
             stderr=stderr,
         )
         deadline = time.monotonic() + 60
-        # Killed once it has acked (and audited) 100: mid-run, with publishes in flight.
+        # Killed once it has acked (and audited) 100, a batch or so: mid-run, with publishes
+        # in flight and letters confirmed but not yet audited.
         while audit_log.read_bytes().count(b"\n") < 100:
             assert replay.poll() is None, "replay ended before it could be killed"
             assert time.monotonic() < deadline, "replay never moved 100 messages"
@@ -443,10 +450,8 @@ def test_replay_killed_halfway_loses_no_message(bus, worker_env, tmp_path):
     assert audited and audited <= moved  # an audit line only for what really moved
     # The audit event goes out, confirmed, before the ack: every letter that left the
     # dead-letter queue has one on NS.events.
-    events_seen = {
-        o["data"]["event_id"] for o in bus.settle(quiet=1.0) if o["type"] == "dlq.replayed"
-    }
-    assert {e["id"] for e in events} - kept <= events_seen
+    audit_events = [o for o in bus.settle(quiet=1.0) if o["type"] == "dlq.replayed"]
+    assert {e["id"] for e in events} - kept <= set(named(audit_events, "event_id"))
 
 
 def test_a_namespace_without_a_dead_letter_queue_fails_and_declares_nothing(dlq, monkeypatch):
@@ -662,8 +667,10 @@ def test_discard_all_with_a_code_says_first_then_drops_only_that_code(dlq, bus):
     assert status == 0 and out.splitlines()[-1].startswith("dropped 3 (vendor_auth 3) from")
     assert [h[COPY_ID] for h, _ in bus.dead_letters()] == [kept]
     assert [a["id"] for a in json_lines(err)] == auth
-    discarded = bus.wait_for(3, type="dlq.discarded")
-    assert [e["data"]["dead_letter_id"] for e in discarded] == auth
+    bus.wait_until(lambda o: len(named(o_ for o_ in o if o_["type"] == "dlq.discarded")) >= 3)
+    discarded = [o for o in bus.settle() if o["type"] == "dlq.discarded"]
+    assert named(discarded) == auth  # each once, in queue order
+    assert all(e["data"]["count"] == len(e["data"]["letters"]) for e in discarded)
     assert dlq("list", "--json")[1].count("\n") == 1  # the journal took the removals too
 
 
@@ -679,58 +686,88 @@ def test_every_replay_is_an_audit_event_on_the_events_exchange(dlq, bus, worker_
     ]
     assert status == 0
     assert audit["source"] == "timesheet-provisioner" and audit["specversion"] == "1.0"
+    # One letter: the event names it as subject and its event as cause.
     assert audit["causationid"] == event["id"] and audit["subject"] == letter
     assert properties.type == "dlq.replayed" and properties.message_id == audit["id"]
     data = audit["data"]
-    assert (data["dead_letter_id"], data["event_id"], data["event_type"]) == (
+    assert data["count"] == 1
+    [item] = data["letters"]
+    assert (item["dead_letter_id"], item["event_id"], item["event_type"]) == (
         letter,
         event["id"],
         event["type"],
     )
-    assert (data["error_code"], data["routing_key"], data["replays"]) == (
+    assert (item["error_code"], item["routing_key"], item["replays"]) == (
         "vendor_unavailable",
         event["type"],
         3,
     )
     assert data["by"] and datetime.fromisoformat(data["at"]) <= datetime.now(UTC)
-    from schemas.outbound import OUTBOUND_TYPES
-
     OUTBOUND_TYPES["dlq.replayed"].model_validate(data)  # the registered model reads it
+
+
+def test_a_replay_of_many_audits_them_in_batches_naming_each_letter_once(dlq, bus, monkeypatch):
+    monkeypatch.setattr(moving, "AUDIT_BATCH", 50)
+    events = [b.closed_won(b.project()) for _ in range(230)]
+    ids = put_dead_letters(bus, events)
+
+    status, out, err = dlq("replay", "--all")
+
+    assert status == 0 and out.splitlines()[-1].startswith("moved 230 ")
+    bus.wait_until(lambda o: len(named(x for x in o if x["type"] == "dlq.replayed")) >= 230)
+    audits = [o for o in bus.settle() if o["type"] == "dlq.replayed"]
+    assert sorted(named(audits)) == sorted(ids)  # every letter, each once
+    assert 5 <= len(audits) < 230  # batches of at most 50, not one event a letter
+    for audit in audits:
+        data = audit["data"]
+        assert 1 <= data["count"] == len(data["letters"]) <= 50
+        if data["count"] > 1:  # several letters: no single subject or cause
+            assert "causationid" not in audit and "subject" not in audit
+        OUTBOUND_TYPES["dlq.replayed"].model_validate(data)
+    # Every stderr line names the audit event that names its letter.
+    audit_of = {i: a["id"] for a in audits for i in named([a])}
+    assert {(x["id"], x["audit_id"]) for x in json_lines(err)} == set(audit_of.items())
 
 
 @pytest.fixture
 def full_audit_queue(bus):
-    """A classic queue on NS.events that takes 5 replay audit events, then makes the broker
-    nack (``reject-publish``). A classic queue refuses exactly at its limit; the quorum work
-    queue would admit a pipelined burst before it starts refusing."""
+    """A classic queue on NS.events that takes one replay audit event, then makes the broker
+    nack (``reject-publish``) every later one. A classic queue refuses exactly at its limit;
+    the quorum work queue would admit a pipelined burst before it starts refusing."""
     queue = f"{bus.topology.namespace}.audit-full"
-    arguments = {"x-max-length": 5, "x-overflow": "reject-publish", "x-queue-type": "classic"}
+    arguments = {"x-max-length": 1, "x-overflow": "reject-publish", "x-queue-type": "classic"}
     bus.channel.queue_declare(queue, arguments=arguments)
     bus.channel.queue_bind(queue, bus.topology.events, "dlq.replayed")
     yield queue
     bus.channel.queue_delete(queue)
 
 
-def test_replay_stops_at_a_nack_and_leaves_everything_unconfirmed_dead_lettered(
-    dlq, bus, full_audit_queue
+def test_a_nacked_audit_event_leaves_its_letters_dead_lettered_and_stops(
+    dlq, bus, full_audit_queue, monkeypatch
 ):
+    monkeypatch.setattr(moving, "AUDIT_BATCH", 5)  # several batches out of 20 letters
     events = [b.closed_won(b.project()) for _ in range(20)]
     put_dead_letters(bus, events)
 
     status, out, err = dlq("replay", "--all", "--json")
 
     *moved, summary = json_lines(out)
+    [(_, accepted, body)] = take_all(bus, full_audit_queue)
+    audited = named([json.loads(body)], "event_id")  # the one audit event the broker took
+    left = 20 - len(audited)
     assert status == 1 and err.splitlines()[-1].startswith("provisioner: stopped: ")
-    assert "basic.nack" in err and "15 chosen stay dead-lettered" in err
-    assert len(moved) == summary["count"] == 5 and summary["left"] == 15
+    assert "basic.nack" in err and f"{left} chosen stay dead-lettered" in err
+    assert 1 <= len(audited) <= 5 and summary["left"] == left
+    # Acked: exactly the letters of the confirmed audit event; every other stays.
+    assert [m["event_id"] for m in moved] == audited and summary["count"] == len(audited)
     kept = {p.message_id for _, p, _ in take_all(bus, bus.topology.dead_letter)}
     copies = [p.message_id for _, p, _ in take_all(bus, bus.topology.work_queue)]
-    audited = [p.message_id for _, p, _ in take_all(bus, full_audit_queue)]
-    assert len(kept) == 15 and kept.isdisjoint(m["event_id"] for m in moved)
-    assert kept | {m["event_id"] for m in moved} == {e["id"] for e in events}  # none lost
-    assert len(audited) == 5  # an audit event for each letter acked, and only those
-    # Copies of the 15 may be in the work queue too: a duplicate, never a loss.
-    assert {m["event_id"] for m in moved} <= set(copies)
+    assert len(kept) == left and kept.isdisjoint(audited)
+    assert kept | set(audited) == {e["id"] for e in events}  # none lost
+    # Copies of letters whose audit was refused may be in the work queue too: a duplicate
+    # (the worker dedupes by source and id), never a loss.
+    assert set(audited) <= set(copies) and len(copies) > len(audited)
+    assert accepted.type == "dlq.replayed"
 
 
 def test_a_returned_publish_stops_the_mover_and_moves_nothing(bus, worker_env):

@@ -160,9 +160,10 @@ def journal_entry(offset: int, copy_id: str, **props):
     return (offset, pika.BasicProperties(headers={"x-copy-id": copy_id}, **props), b"{}")
 
 
-def removal(offset: int, copy_id: str, kind: str = "dlq.replayed"):
-    body = json.dumps({"type": kind, "data": {"dead_letter_id": copy_id}}).encode()
-    return (offset, pika.BasicProperties(type=kind), body)
+def removal(offset: int, *copy_ids: str, kind: str = "dlq.replayed"):
+    letters = [{"dead_letter_id": c} for c in copy_ids]
+    body = json.dumps({"type": kind, "data": {"count": len(letters), "letters": letters}})
+    return (offset, pika.BasicProperties(type=kind), body.encode())
 
 
 def test_the_journal_is_its_letters_minus_one_letter_for_each_removal():
@@ -171,13 +172,41 @@ def test_the_journal_is_its_letters_minus_one_letter_for_each_removal():
         journal_entry(1, "b"),
         journal_entry(2, "a"),  # an identical copy shares the id
         removal(3, "a"),
-        removal(4, "b", "dlq.discarded"),
+        removal(4, "b", kind="dlq.discarded"),
         journal_entry(5, "c"),
         removal(6, "zzz"),  # a removal of a letter the journal never had removes nothing
         (7, pika.BasicProperties(type="dlq.replayed"), b"not json"),
     ]
 
     assert [x.id for x in journal._fold(entries)] == ["a", "c"]
+
+
+def test_one_audit_event_removes_every_letter_it_names_once_per_item():
+    entries = [
+        journal_entry(0, "a"),
+        journal_entry(1, "b"),
+        journal_entry(2, "a"),
+        journal_entry(3, "c"),
+        journal_entry(4, "d"),
+        removal(5, "a", "b", "a", "zzz"),  # both copies of a, b; zzz was never there
+        removal(6, "c", kind="dlq.discarded"),
+    ]
+
+    assert [x.id for x in journal._fold(entries)] == ["d"]
+
+
+def test_an_audit_event_of_another_shape_removes_nothing():
+    # The one-letter shape (data.dead_letter_id) never shipped; someone else's event of the
+    # same type must not take letters from the view.
+    single = json.dumps({"type": "dlq.replayed", "data": {"dead_letter_id": "a"}}).encode()
+    odd = json.dumps({"type": "dlq.replayed", "data": {"letters": [{"id": "a"}]}}).encode()
+    entries = [
+        journal_entry(0, "a"),
+        (1, pika.BasicProperties(type="dlq.replayed"), single),
+        (2, pika.BasicProperties(type="dlq.replayed"), odd),
+    ]
+
+    assert [x.id for x in journal._fold(entries)] == ["a"]
 
 
 def test_the_view_says_how_the_journal_and_the_queue_disagree():
@@ -221,23 +250,66 @@ def test_since_takes_a_timestamp_and_refuses_anything_else():
     assert failed.value.status == output.USAGE
 
 
-def test_audit_events_are_registered_outbound_types_with_the_dead_letter_as_cause():
-    found = letter(
-        headers={"x-copy-id": "c-1", "x-error-code": "vendor_auth", "x-replays": 1},
-        message_id="e-1",
+def audited_letter(copy_id: str, event_id: str) -> dl.DeadLetter:
+    return letter(
+        headers={"x-copy-id": copy_id, "x-error-code": "vendor_auth", "x-replays": 1},
+        message_id=event_id,
         type="deal.closed_won",
     )
-    record = audit.replayed(found, routing_key="deal.closed_won", by="oncall")
-    published = audit.event(record, found, exchange="ns.events", source="provisioner-prod")
+
+
+def test_an_audit_event_of_one_letter_names_it_as_subject_and_its_event_as_cause():
+    found = audited_letter("c-1", "e-1")
+    record = audit.record([audit.replayed(found, routing_key="deal.closed_won")], by="oncall")
+    published = audit.event(record, exchange="ns.events", source="provisioner-prod")
     body = json.loads(published.body)
 
     assert OUTBOUND_TYPES["dlq.replayed"] is type(record)
-    assert "dlq.discarded" in OUTBOUND_TYPES
     assert (published.exchange, published.routing_key) == ("ns.events", "dlq.replayed")
+    assert published.properties.message_id == body["id"]
     assert (body["source"], body["causationid"], body["subject"]) == (
         "provisioner-prod",
         "e-1",
         "c-1",
     )
-    assert body["data"]["replays"] == 2 and body["data"]["by"] == "oncall"
-    assert json.loads(audit.line(record))["event"] == "dlq_replayed"
+    data = body["data"]
+    assert (data["by"], data["count"]) == ("oncall", 1)
+    assert data["letters"] == [
+        {
+            "dead_letter_id": "c-1",
+            "event_id": "e-1",
+            "event_type": "deal.closed_won",
+            "error_code": "vendor_auth",
+            "replays": 2,
+            "routing_key": "deal.closed_won",
+        }
+    ]
+    OUTBOUND_TYPES["dlq.replayed"].model_validate(data)
+
+
+def test_an_audit_event_of_several_letters_names_them_all_and_no_single_cause():
+    found = [audited_letter(f"c-{i}", f"e-{i}") for i in range(3)]
+    record = audit.record([audit.discarded(x) for x in found], by="oncall")
+    published = audit.event(record, exchange="ns.events", source="provisioner-prod")
+    body = json.loads(published.body)
+
+    assert body["type"] == published.routing_key == "dlq.discarded"
+    assert "causationid" not in body and "subject" not in body
+    assert body["data"]["count"] == 3
+    assert [x["dead_letter_id"] for x in body["data"]["letters"]] == ["c-0", "c-1", "c-2"]
+    assert all("routing_key" not in x and x["replays"] == 1 for x in body["data"]["letters"])
+    OUTBOUND_TYPES["dlq.discarded"].model_validate(body["data"])
+    lines = [json.loads(x) for x in audit.lines(record, body["id"]).splitlines()]
+    assert [(x["event"], x["id"], x["audit_id"]) for x in lines] == [
+        ("dlq_discarded", f"c-{i}", body["id"]) for i in range(3)
+    ]
+
+
+def test_an_audit_record_refuses_a_count_that_is_not_its_letters():
+    item = audit.discarded(audited_letter("c-1", "e-1")).model_dump()
+    model = OUTBOUND_TYPES["dlq.discarded"]
+
+    with pytest.raises(ValueError, match="count 2 but 1 letters"):
+        model.model_validate({"by": "x", "at": NOW, "count": 2, "letters": [item]})
+    with pytest.raises(ValueError):
+        model.model_validate({"by": "x", "at": NOW, "count": 0, "letters": []})

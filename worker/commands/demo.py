@@ -299,6 +299,10 @@ def _detail(kind: str, data: dict) -> str:
         return f"{verb} {data.get('timesheet_url')} (client {client}, team {team})"
     if kind == "timesheet.skipped":
         return data.get("reason", "")
+    if kind in ("dlq.replayed", "dlq.discarded"):
+        letters = data.get("letters", [])
+        codes = ", ".join(sorted({str(x.get("error_code")) for x in letters}))
+        return f"{len(letters)} dead letter(s) by {data.get('by')} ({codes})"
     if kind == "timesheet.failed":
         end = ", dead-lettered" if data.get("dead_lettered") else ""
         return f"{data.get('code')}{end}: {data.get('message')}"

@@ -174,7 +174,8 @@ def steps(afternoon: Afternoon) -> list[Callable[[], Step]]:
                 ],
                 ["dlq", "replay", "--all", "--code", "client_ambiguous"],
             ],  # fmt: skip
-            outcomes=[("timesheet.provisioned", "P-1002", "O-1")],
+            # The replay's audit event names the letter; then the worker provisions it.
+            outcomes=[("dlq.replayed", None, None), ("timesheet.provisioned", "P-1002", "O-1")],
         )
 
     def paused() -> Step:

@@ -8,9 +8,10 @@ at the same moment saw fewer or none.) ``list`` compares the journal with the qu
 count and says when they disagree.
 
 ``replay`` and ``discard`` act on the queue itself (``moving``): publishes with pipelined
-confirms, each letter acked only once the broker has confirmed its copy (replay) and its
-audit event (both). Every letter they take leaves a ``dlq.replayed`` / ``dlq.discarded``
-CloudEvent on NS.events and the same record as one JSON line on stderr (``audit``).
+confirms, each letter acked only once the broker has confirmed its copy (replay) and the
+audit event that names it (both). Letters are audited in batches: one ``dlq.replayed`` /
+``dlq.discarded`` CloudEvent on NS.events names up to a few hundred of them, and each letter
+still gets its own JSON line on stderr (``audit``).
 
 ``--json`` on every command puts one JSON object a line on stdout; notes and errors go to
 stderr, one line each.
@@ -21,7 +22,6 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
-import copy
 import fnmatch
 import re
 import sys
@@ -172,16 +172,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
             print(f"would replay {_describe(letter)} -> {row['routing_key']}")
         print(f"would move {_tally(chosen)} to {topology.inbound}; moved nothing (dry run)")
         return OK
-    by = audit.operator()
 
     def plan(letter: DeadLetter):
         key = _routing_key(letter, topology)
-        record = audit.replayed(letter, routing_key=key, by=by)
         copy_ = Publish(topology.inbound, key, letter.body, _replay_properties(letter))
-        return [
-            copy_,
-            audit.event(record, letter, exchange=topology.events, source=settings.source),
-        ], record
+        return [copy_], audit.replayed(letter, routing_key=key)
 
     return _move(args, settings, "replayed", plan, topology.inbound, declare=True)
 
@@ -198,13 +193,9 @@ def cmd_discard(args: argparse.Namespace) -> int:
             for letter in chosen:
                 print(f"would drop {_describe(letter)}")
         raise Fail(f"dropped nothing: add --yes to drop these {len(chosen)}", USAGE)
-    by = audit.operator()
 
     def plan(letter: DeadLetter):
-        record = audit.discarded(letter, by=by)
-        return [
-            audit.event(record, letter, exchange=topology.events, source=settings.source)
-        ], record
+        return [], audit.discarded(letter)  # nothing to publish but the audit event
 
     return _move(args, settings, "discarded", plan, topology.dead_letter)
 
@@ -229,18 +220,29 @@ def _move(args, settings: Settings, action: str, plan, where: str, *, declare: b
             return None
         return plan(letter)
 
+    by = audit.operator()
+
+    def audit_event(batch: moving.Done):
+        record = audit.record([item for _, item in batch], by=by)
+        event = audit.event(record, exchange=topology.events, source=settings.source)
+        return event, (record, event.properties.message_id)
+
     ready = _ready(settings, declare=declare)
     progress = _Progress(len(wanted) if wanted else ready)
 
-    def done(letter: DeadLetter, record) -> None:
-        progress.line(audit.line(record))
+    def done(batch: moving.Done, audited) -> None:
+        record, audit_id = audited
+        progress.line(audit.lines(record, audit_id))
         if args.json:
             output.json_lines(
-                [_row(action, letter, routing_key=getattr(record, "routing_key", None))]
+                [
+                    _row(action, letter, routing_key=getattr(item, "routing_key", None))
+                    for letter, item in batch
+                ]
             )
-        progress.advance()
+        progress.advance(len(batch))
 
-    mover = moving.Mover(_params(settings), topology.dead_letter, chosen, done)
+    mover = moving.Mover(_params(settings), topology.dead_letter, chosen, audit_event, done)
     outcome = mover.run()
     progress.done()
     moved = [letter for letter, _ in outcome.done]
@@ -282,13 +284,12 @@ def _routing_key(letter: DeadLetter, topology: Topology) -> str:
 def _replay_properties(letter: DeadLetter) -> pika.BasicProperties:
     headers = {k: v for k, v in letter.headers.items() if k not in DROPPED_ON_REPLAY}
     headers[REPLAYS] = letter.replays + 1
-    if letter.first_failed_at:
-        headers.setdefault(FIRST_FAILED_AT, dl.iso(letter.first_failed_at))
+    if letter.first_failed_at and FIRST_FAILED_AT not in headers:
+        headers[FIRST_FAILED_AT] = dl.iso(letter.first_failed_at)
     if letter.history:  # the broker's x-death lines too, now that x-death itself goes
         headers[FAILURES] = letter.history[-10:]
-    properties = copy.copy(letter.properties)
-    properties.headers = headers
-    return properties
+    # A new properties object from the old one's fields: a third of copy.copy's cost.
+    return pika.BasicProperties(**{**vars(letter.properties), "headers": headers})
 
 
 # -- choosing -----------------------------------------------------------------------------------
@@ -493,13 +494,13 @@ class _Progress:
         self.shown = total > PROGRESS_FROM and sys.stderr.isatty()
 
     def line(self, text: str) -> None:
-        """A line (an audit record) above the bar."""
+        """Lines (audit records) above the bar: one write for a batch of them."""
         prefix = "\r\033[K" if self.shown else ""
         print(f"{prefix}{text}", file=sys.stderr, flush=True)
         self._draw()
 
-    def advance(self) -> None:
-        self.count += 1
+    def advance(self, by: int = 1) -> None:
+        self.count += by
         self._draw()
 
     def done(self) -> None:

@@ -8,10 +8,10 @@ while they hold them, and a requeued letter may come back in another place. So e
 letter also goes to ``NS.dead-letter.journal``, a stream bound to the same dead-letter
 exchange (``worker.topology``); a stream is read from an offset, never consumed away, so any
 number of people can read it at once and the queue is not held at all. Every replay and
-discard publishes its audit event (``dlq.replayed`` / ``dlq.discarded``) to ``NS.events``,
-and the journal is bound to those too, so:
+discard publishes audit events (``dlq.replayed`` / ``dlq.discarded``, each naming a batch of
+letters) to ``NS.events``, and the journal is bound to those too, so:
 
-    letters now = letters in the journal - one removal per audit event naming that id
+    letters now = letters in the journal - one removal per audit event item naming that id
 
 in journal order. A stream has no "end" a reader is told about, so a reader appends a marker
 of its own (a tiny message to the journal, with confirms) and reads from the first offset up
@@ -133,9 +133,9 @@ def _fold(entries: list) -> list[DeadLetter]:
     by_id: dict[str, deque[int]] = defaultdict(deque)
     for offset, properties, body in entries:
         if properties.type in AUDIT_TYPES:
-            gone = _removed_id(body)
-            if gone is not None and by_id.get(gone):
-                letters[by_id[gone].popleft()] = None
+            for gone in _removed_ids(body):
+                if by_id.get(gone):
+                    letters[by_id[gone].popleft()] = None
             continue
         letter = dl.read(offset, properties, body)
         by_id[letter.id].append(len(letters))
@@ -143,8 +143,11 @@ def _fold(entries: list) -> list[DeadLetter]:
     return [letter for letter in letters if letter is not None]
 
 
-def _removed_id(body: bytes) -> str | None:
+def _removed_ids(body: bytes) -> list[str]:
+    """The dead-letter ids an audit event names, one removal each (an id twice: two). Only
+    the batch shape (``data.letters``): the one-letter shape before it was never released."""
     try:
-        return json.loads(body)["data"]["dead_letter_id"]
+        named = json.loads(body)["data"]["letters"]
+        return [item["dead_letter_id"] for item in named]
     except (ValueError, KeyError, TypeError):
-        return None  # not our audit event: someone else published that type; it removes nothing
+        return []  # not our audit event: someone else published that type; it removes nothing
