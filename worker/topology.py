@@ -111,6 +111,24 @@ class Topology:
             return None
         return self.retry_queue(self.retry_delays[attempt - 1])
 
+    def queues(self) -> list[str]:
+        """Every queue ``declare`` makes (the router's lock is exclusive and goes by itself)."""
+        retries = sorted({self.retry_queue(d) for d in self.retry_delays})
+        partitions = [self.partition_queue(p) for p in range(self.partitions)]
+        partitions = partitions if self.partitions > 1 else []
+        return [self.work_queue, self.dead_letter, self.dead_letter_journal, *retries, *partitions]
+
+    def exchanges(self) -> list[str]:
+        partitioned = [self.partition_exchange] if self.partitions > 1 else []
+        return [self.inbound, self.events, self.dead_letter_exchange, *partitioned]
+
+    def delete(self, channel: BlockingChannel) -> None:
+        """Removes the whole installation: for throw-away namespaces (the demo, tests)."""
+        for queue in self.queues():
+            channel.queue_delete(queue)
+        for exchange in self.exchanges():
+            channel.exchange_delete(exchange)
+
     def declare(self, channel: BlockingChannel) -> None:
         """Declares everything; safe to run from every process, every time it connects."""
         channel.exchange_declare(self.inbound, "topic", durable=True)

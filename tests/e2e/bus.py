@@ -115,13 +115,9 @@ class Bus:
         return self.channel.queue_declare(queue, passive=True).method.message_count
 
     def delete_namespace(self, extra_delays: list[float] = ()) -> None:
-        ch = self.channel
-        t = self.topology
-        retries = {t.retry_queue(d) for d in (*t.retry_delays, *extra_delays)}
-        for queue in [t.work_queue, t.dead_letter, t.dead_letter_journal, *sorted(retries)]:
-            ch.queue_delete(queue)
-        for exchange in (t.inbound, t.events, t.dead_letter_exchange):
-            ch.exchange_delete(exchange)
+        self.topology.delete(self.channel)
+        for delay in extra_delays:
+            self.channel.queue_delete(self.topology.retry_queue(delay))
         self.connection.close()
 
 

@@ -269,11 +269,7 @@ class _Outcomes:
             self.connection.close()
 
     def _delete_namespace(self) -> None:
-        t, ch = self.topology, self.channel
-        for queue in (t.work_queue, t.dead_letter, *{t.retry_queue(d) for d in t.retry_delays}):
-            ch.queue_delete(queue)
-        for exchange in (t.inbound, t.events, t.dead_letter_exchange):
-            ch.exchange_delete(exchange)
+        self.topology.delete(self.channel)
 
 
 def _named(outcome: tuple, prefix: str) -> str:
