@@ -115,9 +115,9 @@ def latency_run(workers: int, provisionings: int, concurrency: int, partitions: 
                 "PROVISIONER_RETRY_DELAYS": "1,2",
                 "PROVISIONER_CONCURRENCY": str(concurrency),
                 "PROVISIONER_PARTITIONS": str(partitions),
-                # No worker takes ahead more than it works at once: on one shared queue the
-                # first worker up would otherwise hold the whole backlog while the others idle.
-                "PROVISIONER_PREFETCH": str(concurrency),
+                # No PROVISIONER_PREFETCH: each partition has one owner, so taking ahead never
+                # starves another worker, and a worker capped at its lane count starves its
+                # own lanes at the end of a run, once only a few of its partitions have work.
                 "PROVISIONER_PACING_URL": REDIS_URL,
                 "PROVISIONER_METRICS_BIND": "off",
                 "HARVEST_ACCOUNT_ID": fake.account_id,

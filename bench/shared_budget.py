@@ -132,6 +132,7 @@ def run_mode(mode: str, limit: tuple[int, float], provisionings: int) -> Run:
             env = {
                 "AMQP_URL": AMQP_URL,
                 "PROVISIONER_NAMESPACE": topology.namespace,
+                "PROVISIONER_METRICS_BIND": "off",  # several at once must not share a port
                 "PROVISIONER_DATABASE_URL": database_url,
                 "PROVISIONER_RETRY_DELAYS": "1,2",
                 "PROVISIONER_CONCURRENCY": "8",

@@ -251,6 +251,7 @@ def worker_env(url: str, topology: Topology, workdir: Path, concurrency: int, ha
     return {
         "AMQP_URL": url,
         "PROVISIONER_NAMESPACE": topology.namespace,
+        "PROVISIONER_METRICS_BIND": "off",  # several at once must not share a port
         "PROVISIONER_DATABASE_URL": f"sqlite:///{workdir / 'state.db'}",
         "PROVISIONER_RETRY_DELAYS": ",".join(str(d) for d in RETRY_DELAYS),
         "PROVISIONER_CONCURRENCY": str(concurrency),

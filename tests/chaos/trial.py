@@ -190,6 +190,7 @@ class Trial:
         return {
             "AMQP_URL": options.amqp_url,
             "PROVISIONER_NAMESPACE": self.namespace,
+            "PROVISIONER_METRICS_BIND": "off",  # several at once must not share a port
             "PROVISIONER_DATABASE_URL": f"sqlite:///{self.db}",
             "PROVISIONER_RULES": str(rules),
             "PROVISIONER_RETRY_DELAYS": options.retry_delays,
