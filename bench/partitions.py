@@ -14,16 +14,13 @@ database), in a schema of its own per round.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import statistics
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import pika
-import psycopg
 
 from bench.throughput import (
     Collector,
@@ -34,25 +31,18 @@ from bench.throughput import (
     steady,
     worker_env,
 )
+from tests.postgres import fresh_schema
 from worker.topology import connection_parameters
 
 POSTGRES = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
-@contextlib.contextmanager
-def schema():
-    name = f"bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(POSTGRES, autocommit=True) as admin:
-        admin.execute(f'CREATE SCHEMA "{name}"')
-    try:
-        yield f"{POSTGRES}?options=-csearch_path%3D{name}"
-    finally:
-        with psycopg.connect(POSTGRES, autocommit=True) as admin:
-            admin.execute(f'DROP SCHEMA "{name}" CASCADE')
-
-
 def one_round(url: str, n: int, partitions: int, concurrency: int) -> float:
-    with namespace(url) as topology, tempfile.TemporaryDirectory() as tmp, schema() as db:
+    with (
+        namespace(url) as topology,
+        tempfile.TemporaryDirectory() as tmp,
+        fresh_schema(POSTGRES, "bench") as db,
+    ):
         publish(url, topology, closed_won_events(n))
         collector = Collector(url, topology)
         env = worker_env(url, topology, Path(tmp), concurrency)

@@ -44,11 +44,12 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from bench.pacing import machine
-from bench.shared_budget import fresh_schema, run_mode
+from bench.shared_budget import run_mode
 from bench.throughput import Collector, WorkerProcess
 from fakes.harvest import FakeHarvest
 from tests import builders as b
 from tests.e2e.bus import Bus
+from tests.postgres import fresh_schema
 from tests.scale_show.show import delete_namespace
 from worker.topology import Topology
 
@@ -107,7 +108,10 @@ def latency_run(workers: int, provisionings: int, concurrency: int, partitions: 
     bus = Bus(AMQP_URL, topology)  # declares the namespace; deletes all of it at the end
     try:
         fake = SimpleNamespace(**ours.recv())
-        with fresh_schema(POSTGRES_URL) as database_url, tempfile.TemporaryDirectory() as tmp:
+        with (
+            fresh_schema(POSTGRES_URL, "bench") as database_url,
+            tempfile.TemporaryDirectory() as tmp,
+        ):
             env = {
                 "AMQP_URL": AMQP_URL,
                 "PROVISIONER_NAMESPACE": topology.namespace,

@@ -35,25 +35,22 @@ Figures per run, from what the fake saw after the first ``in_progress`` was publ
 from __future__ import annotations
 
 import argparse
-import contextlib
 import multiprocessing
 import os
 import socket
 import sys
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 
-import psycopg
-
 from bench.pacing import THROTTLE_STATUSES, machine, serve_fake
 from bench.throughput import Collector, WorkerProcess, namespace, publish
 from tests import builders as b
 from tests.integration.harnesses.harvest import ACCOUNT_ID
+from tests.postgres import fresh_schema
 
 AMQP_URL = os.environ.get("AMQP_URL", "amqp://guest:guest@localhost:5672/")
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -88,18 +85,6 @@ class Run:
         return self.paced_rate / self.allowed
 
 
-@contextlib.contextmanager
-def fresh_schema(url: str):
-    schema = f"bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(url, autocommit=True) as admin:
-        admin.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield f"{url}?options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(url, autocommit=True) as admin:
-            admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
-
-
 def closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -126,7 +111,7 @@ def run_mode(mode: str, limit: tuple[int, float], provisionings: int) -> Run:
         fake = SimpleNamespace(**ours.recv())
         with (
             namespace(AMQP_URL) as topology,
-            fresh_schema(POSTGRES_URL) as database_url,
+            fresh_schema(POSTGRES_URL, "bench") as database_url,
             tempfile.TemporaryDirectory() as tmp,
         ):
             env = {

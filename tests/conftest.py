@@ -4,12 +4,12 @@ a failure of the run, never a skipped test; tests/unit alone needs none."""
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 
 import pika
-import psycopg
 import pytest
+
+from tests.postgres import fresh_schema
 
 AMQP_URL = os.environ.get("AMQP_URL", "amqp://guest:guest@localhost:5672/")
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -42,9 +42,5 @@ def postgres_url() -> str:
 @pytest.fixture
 def pg_schema_url(postgres_url):
     """A PostgreSQL URL whose connections work in a schema of their own, dropped afterwards."""
-    schema = f"t_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(postgres_url, autocommit=True) as admin:
-        admin.execute(f'CREATE SCHEMA "{schema}"')
-    yield f"{postgres_url}?options=-csearch_path%3D{schema}"
-    with psycopg.connect(postgres_url, autocommit=True) as admin:
-        admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    with fresh_schema(postgres_url) as url:
+        yield url

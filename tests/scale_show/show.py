@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pika
-import psycopg
 
 from fakes.harvest import FakeHarvest
 from tests.e2e.bus import Bus, rabbitmqctl
+from tests.postgres import fresh_schema
 from tests.scale_show import scenario as sc
 from tests.scale_show.verdict import VendorProject, check, out_of_order
 from worker.topology import Topology
@@ -100,19 +100,6 @@ class WorkerProcess:
                 self.process.wait()
 
 
-@contextlib.contextmanager
-def pg_schema(postgres_url: str):
-    """A PostgreSQL URL whose connections work in a fresh schema, dropped afterwards."""
-    schema = f"scale_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(postgres_url, autocommit=True) as admin:
-        admin.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield f"{postgres_url}?options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(postgres_url, autocommit=True) as admin:
-            admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
-
-
 def delete_namespace(bus: Bus, namespace: str) -> None:
     """Every queue and exchange of the namespace, whatever made them (partition queues and
     their exchange included): the broker is shared, nothing of ours may stay."""
@@ -138,7 +125,7 @@ def run(options: Options) -> Result:
         for email in sc.TEAM:
             harvest.add_user(email)
         refs = {p.placeholder: _premake(harvest, p) for p in scenario.premade}
-        database_url = stack.enter_context(pg_schema(options.postgres_url))
+        database_url = stack.enter_context(fresh_schema(options.postgres_url, "scale"))
         namespace = f"scale{uuid.uuid4().hex[:10]}"
         delays = tuple(float(d) for d in RETRY_DELAYS.split(","))
         bus = Bus(options.amqp_url, Topology(namespace, delays))
