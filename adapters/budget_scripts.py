@@ -9,8 +9,10 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 """
 
-# KEYS: starts, paused, workers. ARGV: calls, window, member, worker, presence.
+# KEYS: starts, paused, workers. ARGV: calls, window, member, worker, presence, spacing.
 # Returns {wait, workers}: wait "0" when the start is counted, else the seconds to wait.
+# ``spacing``: the least time between two starts, so that a full window's worth is spread
+# out rather than sent in one burst (``SharedPacer.spacing`` says why).
 ACQUIRE = (
     _NOW
     + """
@@ -22,6 +24,11 @@ local workers = redis.call('ZCARD', KEYS[3])
 local paused = tonumber(redis.call('GET', KEYS[2]) or '0')
 if paused > now then return {tostring(paused - now), workers} end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+local newest = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+local spacing = tonumber(ARGV[6] or '0')
+if newest[2] and now - tonumber(newest[2]) < spacing then
+  return {tostring(tonumber(newest[2]) + spacing - now), workers}
+end
 if redis.call('ZCARD', KEYS[1]) < calls then
   redis.call('ZADD', KEYS[1], now, ARGV[3])
   redis.call('PEXPIRE', KEYS[1], math.ceil(window * 1000) + 1000)

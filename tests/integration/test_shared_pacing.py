@@ -293,3 +293,22 @@ def test_the_hourly_quota_goes_on_locally_while_the_store_is_away():
 
     assert 29 < quota.wait_needed() <= 30  # what the answer said, kept in this process
     assert store.times_away == 1
+
+
+def test_a_burst_is_spread_out_so_that_it_arrives_as_it_was_granted(prefix, direct):
+    # Granted all at once, a window's worth of requests reaches the vendor spread over tens
+    # of milliseconds, and the next window's first ones then meet its tail (429s in
+    # bench.scale). Starts half an even share apart arrive as they were granted.
+    calls, period = 10, 1.0
+    pacers = [PacingStore(REDIS_URL, prefix=prefix).pacer(BUDGET, calls, period) for _ in range(2)]
+    threads = [threading.Thread(target=take, args=(p, 5)) for p in pacers for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=20)
+
+    [starts_key] = [k for k in direct.scan_iter(match=f"{prefix}:*") if k.endswith(b"starts")]
+    granted = [score for _, score in direct.zrange(starts_key, 0, -1, withscores=True)]
+    gaps = [later - earlier for earlier, later in zip(granted, granted[1:], strict=False)]
+    assert len(granted) >= calls // 2  # the oldest age out of the window as it goes
+    assert min(gaps) >= period / calls / 2 - 0.001, gaps
