@@ -18,12 +18,12 @@ import contextlib
 import fcntl
 import functools
 import hashlib
+import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-import structlog
 from yoyo import read_migrations
 from yoyo.backends.base import DatabaseBackend
 from yoyo.backends.core.postgresql import PostgresqlPsycopgBackend
@@ -121,12 +121,16 @@ def _migrate(backend, migrations) -> Versions:
         backend.mark_migrations(migrations[:1])
     backend.apply_migrations(backend.to_apply(migrations))
     after = _versions(backend, migrations)
-    structlog.get_logger().info(
+    # Through the standard library: the worker's log setup renders it as one JSON line,
+    # and a command (``clients``, ``db``) leaves it unprinted, its stdout being its output.
+    logging.getLogger(__name__).info(
         "schema_migrated",
-        before=before.current,
-        after=after.current,
-        baselined=before.unversioned,
-        applied=[m for m in before.pending if m not in after.pending],
+        extra={
+            "before": before.current,
+            "after": after.current,
+            "baselined": before.unversioned,
+            "applied": [m for m in before.pending if m not in after.pending],
+        },
     )
     return after
 

@@ -62,6 +62,7 @@ from pika.spec import Basic
 from schemas.errors import Unreadable
 from worker import metrics
 from worker.durability import DurableHandOff
+from worker.guard import guard
 from worker.lanes import Lanes
 from worker.messages import COPY_ID, Decision, Delivery
 from worker.partitioning import read
@@ -75,19 +76,9 @@ log = structlog.get_logger()
 TICK = 0.1  # seconds between the I/O loop's looks at the window
 
 
-def guarded(callback):
-    """For pika callbacks: an exception is logged and the connection closed cleanly (``run``
-    reconnects), instead of escaping into pika's I/O loop."""
-
-    @functools.wraps(callback)
-    def wrapper(self, *args, **kwargs):
-        try:
-            return callback(self, *args, **kwargs)
-        except Exception:
-            log.exception("callback_failed", callback=callback.__name__)
-            self._close_connection()
-
-    return wrapper
+# For pika callbacks: an exception is logged and the connection closed cleanly (``run``
+# reconnects), instead of escaping into pika's I/O loop.
+guarded = guard("callback_failed", close="_close_connection")
 
 
 class Consumer:

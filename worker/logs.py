@@ -137,7 +137,8 @@ def configure(
     handler.addFilter(QuietConnectAttempts())
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=common,
+            # A library's ``extra={...}`` fields become fields of its line.
+            foreign_pre_chain=[*common, structlog.stdlib.ExtraAdder()],
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *tail],
         )
     )

@@ -41,7 +41,6 @@ is idempotent on an event's source and id), and the first copies stay in order.
 from __future__ import annotations
 
 import contextlib
-import functools
 import threading
 import time
 from collections import deque
@@ -51,6 +50,7 @@ import structlog
 from pika.exceptions import AMQPError
 from pika.spec import Basic
 
+from worker.guard import guard
 from worker.messages import ORIGINAL_EXCHANGE, ORIGINAL_ROUTING_KEY
 from worker.partitioning import partition_of, read
 from worker.topology import Topology, close_keeping_order, connection_parameters, declare_all
@@ -62,18 +62,7 @@ RETRY_EVERY = 1.0  # seconds between a standby's tries to become the router
 PREFETCH = 1000  # messages in flight between NS.worker and the partitions
 
 
-def _guarded(callback):
-    """No exception escapes into pika's loop: it is logged and the connection closed."""
-
-    @functools.wraps(callback)
-    def wrapper(self, *args, **kwargs):
-        try:
-            return callback(self, *args, **kwargs)
-        except Exception:
-            log.exception("router_callback_failed", callback=callback.__name__)
-            self._close()
-
-    return wrapper
+_guarded = guard("router_callback_failed", close="_close")
 
 
 class IntakeRouter:
