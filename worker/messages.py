@@ -100,15 +100,23 @@ def outcome_message(
             "causationid": cause_id,
         }
     )
+    return event_message(exchange, outcome.type, event_id, envelope, data)
+
+
+def event_message(
+    exchange: str, event_type: str, event_id: str, envelope: str, data: str
+) -> Publish:
+    """A structured-mode CloudEvent as the contract puts it on the bus: ``data`` (JSON text)
+    spliced into the ``envelope`` (JSON text of an object), persistent, routed by type."""
     body = f'{envelope[:-1]}, "data": {data}}}'.encode()
     properties = pika.BasicProperties(
         content_type=CONTENT_TYPE,
         message_id=event_id,
-        type=outcome.type,
+        type=event_type,
         delivery_mode=2,
         app_id="timesheet-provisioner",
     )
-    return Publish(exchange, outcome.type, body, properties)
+    return Publish(exchange, event_type, body, properties)
 
 
 def failure_copy(

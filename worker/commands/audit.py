@@ -17,9 +17,6 @@ import json
 import uuid
 from datetime import UTC, datetime
 
-import pika
-
-from schemas.envelope import CONTENT_TYPE
 from schemas.outbound import (
     AuditedLetter,
     DeadLetterAudit,
@@ -30,7 +27,7 @@ from schemas.outbound import (
 )
 from worker.commands import dead_letters as dl
 from worker.commands.dead_letters import DeadLetter
-from worker.messages import Publish
+from worker.messages import Publish, event_message
 
 
 def replayed(letter: DeadLetter, *, routing_key: str) -> ReplayedLetter:
@@ -65,15 +62,8 @@ def event(record: DeadLetterAudit, *, exchange: str, source: str) -> Publish:
         if only.event_id:
             envelope["causationid"] = only.event_id
     # pydantic's own JSON of the data, spliced in: one serialisation a batch.
-    body = f'{json.dumps(envelope)[:-1]}, "data": {record.model_dump_json()}}}'
-    properties = pika.BasicProperties(
-        content_type=CONTENT_TYPE,
-        message_id=event_id,
-        type=record.type,
-        delivery_mode=2,
-        app_id="timesheet-provisioner",
-    )
-    return Publish(exchange, record.type, body.encode(), properties)
+    envelope_json, data = json.dumps(envelope), record.model_dump_json()
+    return event_message(exchange, record.type, event_id, envelope_json, data)
 
 
 def lines(record: DeadLetterAudit, audit_id: str) -> str:

@@ -263,7 +263,7 @@ def _move(args, settings: Settings, action: str, plan, where: str, *, declare: b
             ]
         )
     if outcome.error is not None and outcome.stopped is None:
-        raise Fail(f"lost the broker: {_redacted(outcome.error, settings)}")
+        raise Fail(f"lost the broker: {output.redacted(outcome.error, settings.amqp_url)}")
     if outcome.stopped:
         raise Fail(f"stopped: {outcome.stopped}; {outcome.left} chosen stay dead-lettered")
     if wanted is not None and (missing := wanted - {letter.id for letter in moved}):
@@ -352,15 +352,17 @@ def _connection(settings: Settings) -> Iterator[pika.BlockingConnection]:
         connection = pika.BlockingConnection(params)
     except AMQPError as exc:
         where = f"{params.host}:{params.port}"
-        raise Fail(f"broker unreachable at {where}: {_redacted(exc, settings)}") from None
+        raise Fail(
+            f"broker unreachable at {where}: {output.redacted(exc, settings.amqp_url)}"
+        ) from None
     try:
         yield connection
     except ChannelClosedByBroker as exc:
         if exc.reply_code == 404:
             raise Fail(f"{queue} does not exist: is PROVISIONER_NAMESPACE right?") from None
-        raise Fail(f"the broker refused: {_redacted(exc, settings)}") from None
+        raise Fail(f"the broker refused: {output.redacted(exc, settings.amqp_url)}") from None
     except (AMQPError, journal.JournalError) as exc:
-        raise Fail(f"lost the broker: {_redacted(exc, settings)}") from None
+        raise Fail(f"lost the broker: {output.redacted(exc, settings.amqp_url)}") from None
     finally:
         with contextlib.suppress(AMQPError):
             if connection.is_open:
@@ -390,12 +392,6 @@ def _ready(settings: Settings, *, declare: bool) -> int:
             topology.declare(channel)
         topology.declare_journal(channel)
         return channel.queue_declare(topology.dead_letter, passive=True).method.message_count
-
-
-def _redacted(exc: object, settings: Settings) -> str:
-    text = f"{type(exc).__name__} {exc}".strip()
-    password = pika.URLParameters(settings.amqp_url).credentials.password
-    return text.replace(password, "***") if password else text
 
 
 # -- output -----------------------------------------------------------------------------------
