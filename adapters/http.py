@@ -18,6 +18,12 @@ method, the path and the exception's type name only:
     a body that is not JSON where JSON is expected  VendorUnavailable    if idempotent
       (``VendorAnswer.json``)
 
+Redirects are never followed. ``requests`` would follow one to any host and keep our custom
+token headers (``x-api-token``, ``X-Api-Key``) on the way, so a 3xx is ``VendorRejected``
+naming only the host it pointed at: a vendor that moved needs a person to change a base URL.
+Every id that goes into a path goes through ``segment`` (percent-encoded, ``/`` included),
+so ``5/../7`` stays one segment and can never name another resource.
+
 Retry policy (a ``tenacity.Retrying`` built in the composition root, ``wait_none`` in tests):
 only ``VendorUnavailable`` is retried, and a request that may have been processed (a POST
 that timed out or got a 5xx) is never re-sent here: the message-level retry that follows
@@ -33,6 +39,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
+from urllib.parse import quote, urlsplit
 
 import requests
 import tenacity
@@ -80,6 +87,11 @@ class Unobserved:
 
 
 UNOBSERVED = Unobserved()
+
+
+def segment(value: Any) -> str:
+    """One path segment: every character outside unreserved ones percent-encoded, ``/`` too."""
+    return quote(str(value), safe="")
 
 
 def retry_after_seconds(value: str | None) -> float | None:
@@ -178,6 +190,19 @@ def _translate(exc: Exception, idempotent: bool, where: str, timeout) -> Provisi
     return err
 
 
+def _redirected(where: str, response: requests.Response) -> VendorRejected:
+    """A 3xx, not followed; the message names the target's host, never its path or query
+    (which may carry anything)."""
+    target = response.headers.get("Location") or ""
+    host = urlsplit(target).hostname if "://" in target else None
+    shown = host[:100] if host else "the same host"
+    return VendorRejected(
+        f"{where}: {response.status_code} redirect to {shown} not followed "
+        "(check the base URL setting)",
+        status=response.status_code,
+    )
+
+
 class VendorAnswer:
     """A vendor's ``requests.Response`` whose ``json()`` raises ``VendorUnavailable``, never
     ``ValueError`` or ``RecursionError``, on a body that is not JSON (a proxy's HTML page,
@@ -267,7 +292,12 @@ class VendorHttp:
         started = time.monotonic()
         try:
             response = self.session.request(
-                method, url, params=params, json=json, timeout=self.timeout
+                method,
+                url,
+                params=params,
+                json=json,
+                timeout=self.timeout,
+                allow_redirects=False,
             )
         except (requests.RequestException, ValueError) as exc:
             self.observer.answered(self.vendor, method, None, time.monotonic() - started)
@@ -278,6 +308,8 @@ class VendorHttp:
         self.observer.answered(self.vendor, method, status, time.monotonic() - started)
         if self.quota:
             self.quota.answered(response.headers)
+        if 300 <= status < 400 and status not in ok_statuses:
+            raise _redirected(where, response)
         if status < 400 or status in ok_statuses:
             return VendorAnswer(response, idempotent, where)
         raise self._failure(idempotent, where, response)

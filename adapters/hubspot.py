@@ -24,10 +24,10 @@ from typing import Any
 import tenacity
 
 from adapters.deal_mapping import LineItem, emails, snapshot
-from adapters.http import DEFAULT_TIMEOUT, UNOBSERVED, HttpObserver, VendorHttp
+from adapters.http import DEFAULT_TIMEOUT, UNOBSERVED, HttpObserver, VendorHttp, segment
 from adapters.pacing import Pacer
 from handlers.ports import CrmFields, DealSnapshot, StageFacts
-from schemas.errors import CrmRecordNotFound
+from schemas.errors import CrmRecordNotFound, VendorRejected
 
 NOT_FOUND = frozenset({404})
 BATCH = 100  # ids per batch read (HubSpot's limit)
@@ -61,12 +61,14 @@ class HubSpotCrm:
         self._stages: dict[str, StageFacts] | None = None  # stage id -> facts, all pipelines
 
     def read_deal(self, deal_id: str) -> DealSnapshot:
+        if not (deal_id.isascii() and deal_id.isdigit()):  # the ingress checked it too
+            raise VendorRejected(f"hubspot: {deal_id[:40]!r} is not a deal id (digits)")
         wanted = ["dealname", "dealstage", "pipeline", "hubspot_owner_id"]
         if self.fields.team_emails:
             wanted.append(self.fields.team_emails)
         answer = self.http.request(
             "GET",
-            f"/crm/v3/objects/deals/{deal_id}",
+            f"/crm/v3/objects/deals/{segment(deal_id)}",
             params={"properties": ",".join(wanted)},
             ok_statuses=NOT_FOUND,
         )
@@ -92,7 +94,9 @@ class HubSpotCrm:
         params: dict[str, Any] = {"limit": 500}
         while True:
             body = self.http.request(
-                "GET", f"/crm/v4/objects/deals/{deal_id}/associations/{kind}", params=params
+                "GET",
+                f"/crm/v4/objects/deals/{segment(deal_id)}/associations/{kind}",
+                params=params,
             ).json()
             found += body.get("results") or []
             after = ((body.get("paging") or {}).get("next") or {}).get("after")
@@ -111,7 +115,7 @@ class HubSpotCrm:
         chosen = next((c for c in companies if primary(c)), companies[0])
         company_id = str(chosen["toObjectId"])
         body = self.http.request(
-            "GET", f"/crm/v3/objects/companies/{company_id}", params={"properties": "name"}
+            "GET", f"/crm/v3/objects/companies/{segment(company_id)}", params={"properties": "name"}
         ).json()
         return company_id, (body.get("properties") or {}).get("name")
 
@@ -145,7 +149,9 @@ class HubSpotCrm:
     def _owner_email(self, owner_id: Any) -> list[str]:
         if not owner_id:
             return []
-        answer = self.http.request("GET", f"/crm/v3/owners/{owner_id}", ok_statuses=NOT_FOUND)
+        answer = self.http.request(
+            "GET", f"/crm/v3/owners/{segment(owner_id)}", ok_statuses=NOT_FOUND
+        )
         if answer.status_code == 404:
             return []  # the owner left the account: the team is who is left
         return emails(answer.json().get("email"))

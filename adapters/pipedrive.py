@@ -20,10 +20,10 @@ from typing import Any
 import tenacity
 
 from adapters.deal_mapping import LineItem, emails, snapshot
-from adapters.http import DEFAULT_TIMEOUT, UNOBSERVED, HttpObserver, VendorHttp
+from adapters.http import DEFAULT_TIMEOUT, UNOBSERVED, HttpObserver, VendorHttp, segment
 from adapters.pacing import Pacer
 from handlers.ports import CrmFields, DealSnapshot, StageFacts
-from schemas.errors import CrmRecordNotFound
+from schemas.errors import CrmRecordNotFound, VendorRejected
 
 NOT_FOUND = frozenset({404})
 PAGE = 100
@@ -56,7 +56,11 @@ class PipedriveCrm:
         self.fields = fields
 
     def read_deal(self, deal_id: str) -> DealSnapshot:
-        answer = self.http.request("GET", f"/api/v1/deals/{deal_id}", ok_statuses=NOT_FOUND)
+        if not (deal_id.isascii() and deal_id.isdigit()):  # the ingress checked it too
+            raise VendorRejected(f"pipedrive: {deal_id[:40]!r} is not a deal id (digits)")
+        answer = self.http.request(
+            "GET", f"/api/v1/deals/{segment(deal_id)}", ok_statuses=NOT_FOUND
+        )
         deal = answer.json().get("data") if answer.status_code != 404 else None
         if not deal or deal.get("status") == "deleted":
             raise CrmRecordNotFound(
@@ -89,7 +93,9 @@ class PipedriveCrm:
         start = 0
         while True:
             body = self.http.request(
-                "GET", f"/api/v1/deals/{deal_id}/products", params={"start": start, "limit": PAGE}
+                "GET",
+                f"/api/v1/deals/{segment(deal_id)}/products",
+                params={"start": start, "limit": PAGE},
             ).json()
             for row in body.get("data") or []:  # null, not [], when there are none
                 items.append(

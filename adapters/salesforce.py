@@ -23,7 +23,7 @@ import requests
 import tenacity
 
 from adapters.deal_mapping import LineItem, emails, snapshot
-from adapters.http import DEFAULT_TIMEOUT, UNOBSERVED, HttpObserver, VendorHttp
+from adapters.http import DEFAULT_TIMEOUT, UNOBSERVED, HttpObserver, VendorHttp, segment
 from adapters.pacing import Pacer
 from handlers.ports import CrmFields, DealSnapshot, StageFacts
 from schemas.errors import CrmRecordNotFound, Unreadable, VendorRejected
@@ -127,7 +127,7 @@ class SalesforceCrm:
     def _record(self, sobject: str, record_id: str, fields: list[str]) -> dict | None:
         answer = self.http.request(
             "GET",
-            f"/sobjects/{sobject}/{record_id}",
+            f"/sobjects/{sobject}/{segment(record_id)}",
             params={"fields": ",".join(fields)},
             ok_statuses=NOT_FOUND,
         )

@@ -18,6 +18,14 @@ import structlog
 
 from fakes.harvest import FakeHarvest
 from tests.e2e.bus import Bus
+from tests.e2e.crm_stack import (  # noqa: F401 - fixtures of the CRM stories, shared
+    crm_env,
+    hubspot,
+    pipedrive,
+    salesforce,
+    stack,
+    start_ingress,
+)
 from worker import bootstrap
 from worker.settings import Settings
 from worker.topology import Topology

@@ -1,15 +1,23 @@
 """The webhook ingress as a separate process (``provisioner ingress``), beside a worker
-process, for stories that go from a CRM's webhook to a timesheet project. Polls with
-deadlines; never sleeps a fixed time."""
+process, for stories that go from a CRM's webhook to a timesheet project: the process, the
+fake CRMs and the fixtures that start them (imported by ``tests/e2e/conftest.py``). Polls
+with deadlines; never sleeps a fixed time."""
 
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
+import pytest
+
+from fakes.hubspot import FakeHubSpot
+from fakes.pipedrive import FakePipedrive
+from fakes.salesforce import FakeSalesforce
 from tests import crm_webhooks as crm
 from tests.e2e.ingress import free_port, request
 
@@ -71,3 +79,95 @@ class ProcessIngress:
                 self.process.kill()
                 self.process.wait()
         self.log.close()
+
+
+PORTAL = 62515
+IN_PROGRESS = "1385066797"  # a custom pipeline's stage: a numeric id, as HubSpot makes them
+RULES = f"""
+[crm.hubspot.stages]
+"{IN_PROGRESS}" = "in_progress"
+[crm.pipedrive.stages]
+"7" = "in_progress"
+[crm.salesforce.stages]
+"Delivery" = "in_progress"
+"""
+
+
+@pytest.fixture
+def hubspot():
+    with FakeHubSpot(f"pat-na1-{uuid.uuid4()}", rate_limit=(1000, 10.0)) as fake:
+        fake.add_pipeline("Delivery", [(IN_PROGRESS, "Kick-off", "false", "1.0")])
+        yield fake
+
+
+@pytest.fixture
+def pipedrive():
+    with FakePipedrive(secrets.token_hex(20), rate_limit=(1000, 2.0)) as fake:
+        yield fake
+
+
+@pytest.fixture
+def salesforce():
+    with FakeSalesforce(f"00D!{secrets.token_urlsafe(24)}", rate_limit=(1000, 1.0)) as fake:
+        yield fake
+
+
+@pytest.fixture
+def crm_env(worker_env, tmp_path, hubspot, pipedrive, salesforce) -> dict[str, str]:
+    rules = tmp_path / "rules.toml"
+    rules.write_text(RULES)
+    return {
+        **worker_env,
+        "PROVISIONER_RULES": str(rules),
+        "PROVISIONER_METRICS_BIND": "off",
+        "HUBSPOT_ACCESS_TOKEN": hubspot.token,
+        "HUBSPOT_BASE_URL": hubspot.origin,
+        "PIPEDRIVE_API_TOKEN": pipedrive.token,
+        "PIPEDRIVE_BASE_URL": pipedrive.origin,
+        "SALESFORCE_INSTANCE_URL": salesforce.origin,
+        "SALESFORCE_ACCESS_TOKEN": salesforce.token,
+    }
+
+
+@pytest.fixture
+def start_ingress(worker_env, tmp_path, bus):
+    started: list[ProcessIngress] = []
+    env = {
+        "AMQP_URL": worker_env["AMQP_URL"],
+        "PROVISIONER_NAMESPACE": worker_env["PROVISIONER_NAMESPACE"],
+        "PROVISIONER_RETRY_DELAYS": worker_env["PROVISIONER_RETRY_DELAYS"],
+        "HUBSPOT_CLIENT_SECRET": secrets.token_hex(16),
+        "PIPEDRIVE_WEBHOOK_USER": f"hook-{uuid.uuid4().hex[:6]}",
+        "PIPEDRIVE_WEBHOOK_PASSWORD": secrets.token_urlsafe(16),
+        "SALESFORCE_ORGANIZATION_ID": crm.salesforce_id("00D"),
+    }
+
+    def start() -> ProcessIngress:
+        ingress = ProcessIngress(env, tmp_path / f"ingress{len(started)}.log")
+        started.append(ingress)
+        return ingress
+
+    yield start
+    for ingress in started:
+        ingress.stop()
+
+
+@pytest.fixture
+def stack(crm_env, spawn_worker, start_ingress):
+    """A worker and an ingress, both processes, on one namespace."""
+
+    def start(**overrides: str):
+        worker = spawn_worker(**{**crm_env, **overrides})
+        worker.wait_log("consuming")
+        return worker, start_ingress()
+
+    return start
+
+
+def hubspot_event(deal_id: str, stage: str, **fields) -> dict:
+    return crm.hubspot_deal_event(PORTAL, objectId=int(deal_id), propertyValue=stage, **fields)
+
+
+def harvest_projects_of(harvest, client_name: str) -> list[dict]:
+    with harvest.lock:
+        return [p for p in harvest.projects.values() if p["client"]["name"] == client_name]
