@@ -164,7 +164,8 @@ def translate(body: bytes) -> tuple[list[Outgoing], int]:
 
 
 def _translate_v1(payload: dict) -> tuple[list[Outgoing], int]:
-    if payload["v"] != 1 or payload["meta"].get("v", 1) != 1:
+    versions = (payload["v"], payload["meta"].get("v", 1))
+    if any(v != 1 or isinstance(v, bool) for v in versions):
         raise Malformed(f"Pipedrive webhook v {str(payload['v'])[:20]}; only 1 and 2.0 are read")
     try:
         meta = MetaV1.model_validate(payload["meta"])
