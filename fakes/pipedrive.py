@@ -1,19 +1,28 @@
-"""A fake Pipedrive company over real HTTP, written from Pipedrive's API v1 docs: the calls
-``adapters.pipedrive`` makes, with Pipedrive's rules where the docs state them.
+"""A fake Pipedrive company over real HTTP, written from Pipedrive's API v2 reference and
+its rate-limiting page: the calls ``adapters.pipedrive`` makes, with Pipedrive's rules where
+the docs state them.
 
 - The API token goes in the ``x-api-token`` header or the ``api_token`` query parameter;
   anything else is 401 ``{"success": false, "error": "unauthorized access"}``.
-- ``GET /api/v1/deals/{id}`` embeds the owner (``user_id``, with ``email``) and the
-  organization (``org_id``: ``value`` and ``name``); an unknown id is 404 "Deal not found";
-  a deleted deal is still readable for a while, with ``status`` deleted.
-- Deal products page by ``start``/``limit`` (limit at most 500) and say
-  ``more_items_in_collection``; no products is ``data: null``.
-- A rate limit per token (20 requests per 2 s by default); over it, 429 with
-  ``x-ratelimit-limit``, ``x-ratelimit-remaining`` and ``x-ratelimit-reset`` (seconds).
+- ``GET /api/v2/deals/{id}``: ``owner_id`` and ``org_id`` are bare integers, custom fields
+  sit under ``custom_fields``; an unknown id is 404 "Deal not found"; a deleted deal is
+  still readable for a while, with ``is_deleted`` true.
+- ``GET /api/v2/deals/{id}/products``: ``limit`` 1..500 (default 100), opaque ``cursor``,
+  ``additional_data.next_cursor`` null on the last page; no products is ``data: []``.
+- ``GET /api/v2/organizations/{id}`` and ``GET /api/v1/users/{id}`` (users stay on v1).
+- The v1 reads Pipedrive retired on 2026-08-01 (deals, deal products, organizations,
+  stages, pipelines) answer 410 Gone, so a reader that drifts back fails loudly.
+- Every answer carries the burst headers ``x-ratelimit-limit``, ``-remaining`` and
+  ``-reset`` (seconds) and the daily budget's ``x-daily-ratelimit-token-limit`` and
+  ``-remaining``. Over the burst window (20 requests per 2 s by default): 429. With the
+  daily budget spent (``spend_daily_budget``): 429 with ``x-daily-ratelimit-token-remaining``
+  0 for every request until ``refill_daily_budget``.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import itertools
 import random
 import re
@@ -22,7 +31,10 @@ from typing import Any
 from fakes.base import FakeVendor, Request, Response, Route, serve_main
 
 MAX_LIMIT = 500
+DAILY_BUDGET = 30_000  # tokens: the base budget of one seat on the smallest plan
+COST = {"v1": 2, "v2": 1}  # a single-entity GET; v2 costs about half of v1
 INFO = "Please check developers.pipedrive.com for more information about Pipedrive API."
+RETIRED_V1 = re.compile(r"/api/v1/(deals|organizations|stages|pipelines)(/.*)?")
 
 
 def _error(status: int, message: str) -> Response:
@@ -40,10 +52,13 @@ class FakePipedrive(FakeVendor):
         page_size: int = MAX_LIMIT,
         rate_limit: tuple[int, float] | None = (20, 2.0),
         latency: float = 0.0,
+        daily_budget: int = DAILY_BUDGET,
     ):
         super().__init__(rate_limit=rate_limit, latency=latency)
         self.token = token
         self.page_size = page_size
+        self.daily_budget = daily_budget
+        self.budget_left = daily_budget
         self.deals: dict[int, dict] = {}
         self.organizations: dict[int, dict] = {}
         self.users: dict[int, dict] = {}
@@ -56,13 +71,16 @@ class FakePipedrive(FakeVendor):
         with self.lock:
             user_id = next(self._ids)
             self.users[user_id] = {"id": user_id, "name": "Test Owner", "email": email,
-                                   "has_pic": 0, "active_flag": True, "value": user_id}  # fmt: skip
+                                   "has_pic": 0, "active_flag": True, "is_admin": 0}  # fmt: skip
             return user_id
 
     def add_organization(self, name: str) -> int:
         with self.lock:
             org_id = next(self._ids)
-            self.organizations[org_id] = {"id": org_id, "name": name, "owner_id": None}
+            self.organizations[org_id] = {
+                "id": org_id, "name": name, "owner_id": None, "is_deleted": False,
+                "visible_to": 3, "custom_fields": {},
+            }  # fmt: skip
             return org_id
 
     def add_deal(
@@ -76,32 +94,64 @@ class FakePipedrive(FakeVendor):
         products: list[tuple[str, float]] = (),
         **custom: Any,
     ) -> int:
+        """``user_id`` is the owner (v2's ``owner_id``); keyword extras are custom fields."""
         with self.lock:
             deal_id = next(self._ids)
             self.deals[deal_id] = {
-                "id": deal_id, "title": title, "status": status, "stage_id": stage_id,
+                "id": deal_id, "title": title, "status": "open", "stage_id": stage_id,
                 "pipeline_id": 1, "value": 0, "currency": "EUR", "org_id": org_id,
-                "user_id": user_id, **custom,
+                "owner_id": user_id, "person_id": None, "is_deleted": False,
+                "custom_fields": dict(custom),
             }  # fmt: skip
             self.deal_products[deal_id] = [
                 {"id": next(self._ids), "deal_id": deal_id, "product_id": next(self._ids),
-                 "name": name, "quantity": quantity, "item_price": 100, "enabled_flag": True}
+                 "name": name, "quantity": quantity, "item_price": 100, "sum": 100 * quantity,
+                 "is_enabled": True}
                 for name, quantity in products
             ]  # fmt: skip
+            self.set_status(deal_id, status)
             return deal_id
 
     def set_status(self, deal_id: int, status: str, stage_id: int | None = None) -> None:
+        """``deleted`` deletes the deal (``is_deleted``), as v2 shows it."""
         with self.lock:
-            self.deals[deal_id]["status"] = status
+            deal = self.deals[deal_id]
+            if status == "deleted":
+                deal["is_deleted"] = True
+            else:
+                deal["status"] = status
             if stage_id is not None:
-                self.deals[deal_id]["stage_id"] = stage_id
+                deal["stage_id"] = stage_id
+
+    # -- levers -------------------------------------------------------------------------------
+    def spend_daily_budget(self) -> None:
+        """The company's daily token budget is gone: every request is 429 until a refill."""
+        with self.lock:
+            self.budget_left = 0
+
+    def refill_daily_budget(self) -> None:
+        with self.lock:
+            self.budget_left = self.daily_budget
+
+    def retired_reads(self) -> list[tuple[str, str, int]]:
+        """(method, path, status) of every request to a retired v1 read."""
+        with self.lock:
+            return [entry for entry in self.log if RETIRED_V1.fullmatch(entry[1])]
 
     # -- the API ----------------------------------------------------------------------------
     def routes(self) -> list[Route]:
         return [
-            ("GET", re.compile(r"/api/v1/deals/([^/]+)"), self._get_deal),
-            ("GET", re.compile(r"/api/v1/deals/([^/]+)/products"), self._products),
+            ("GET", re.compile(r"/api/v2/deals/([^/]+)"), self._get_deal),
+            ("GET", re.compile(r"/api/v2/deals/([^/]+)/products"), self._products),
+            ("GET", re.compile(r"/api/v2/organizations/([^/]+)"), self._get_organization),
+            ("GET", re.compile(r"/api/v1/users/([^/]+)"), self._get_user),
+            *[(m, RETIRED_V1, self._retired) for m in ("GET", "POST", "PUT", "DELETE")],
         ]
+
+    def handle(self, request: Request) -> Response:
+        response = super().handle(request)
+        response.headers = {**self._limit_headers(), **response.headers}
+        return response
 
     def authenticate(self, request: Request) -> Response | None:
         with self.lock:
@@ -109,20 +159,39 @@ class FakePipedrive(FakeVendor):
         given = request.headers.get("x-api-token") or request.arg("api_token")
         if given != self.token:
             return _error(401, "unauthorized access")
+        with self.lock:
+            if self.budget_left <= 0:
+                self.throttled += 1
+                response = _error(429, "Request over limit")  # the daily budget's refusal
+                response.headers = {"x-daily-ratelimit-token-remaining": "0"}
+                return response
+            version = "v2" if request.path.startswith("/api/v2/") else "v1"
+            self.budget_left = max(0, self.budget_left - COST[version])
         return None
 
-    def throttle_response(self, retry_after: int) -> Response:
-        calls = self.rate_limit[0] if self.rate_limit else 20
-        response = _error(429, "Request over limit")
-        response.headers = {
+    def _limit_headers(self) -> dict[str, str]:
+        calls, period = self.rate_limit or (20, 2.0)
+        with self.lock:
+            used = len(self._arrivals)
+            left = self.budget_left
+        return {
             "x-ratelimit-limit": str(calls),
-            "x-ratelimit-remaining": "0",
-            "x-ratelimit-reset": str(retry_after),
+            "x-ratelimit-remaining": str(max(0, calls - used)),
+            "x-ratelimit-reset": str(round(period)),
+            "x-daily-ratelimit-token-limit": str(self.daily_budget),
+            "x-daily-ratelimit-token-remaining": str(left),
         }
+
+    def throttle_response(self, retry_after: int) -> Response:
+        response = _error(429, "Request over limit")
+        response.headers = {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(retry_after)}
         return response
 
     def not_found(self) -> Response:
         return _error(404, "Unknown method .")
+
+    def _retired(self, request: Request, *_: Any) -> Response:
+        return _error(410, "This endpoint is deprecated. Please use API v2 instead.")
 
     def _deal(self, deal_id: str) -> dict | None:
         return self.deals.get(int(deal_id)) if deal_id.isdigit() else None
@@ -131,15 +200,7 @@ class FakePipedrive(FakeVendor):
         deal = self._deal(deal_id)
         if deal is None:
             return _error(404, "Deal not found")
-        shown = dict(deal)
-        org = self.organizations.get(deal["org_id"]) if deal["org_id"] else None
-        shown["org_id"] = (
-            {"name": org["name"], "owner_id": org["owner_id"], "value": org["id"],
-             "people_count": 0, "active_flag": True}
-            if org else None
-        )  # fmt: skip
-        user = self.users.get(deal["user_id"]) if deal["user_id"] else None
-        shown["user_id"] = dict(user) if user else None
+        shown = dict(deal, custom_fields=dict(deal["custom_fields"]))
         return Response(200, {"success": True, "data": shown, "additional_data": None})
 
     def _products(self, request: Request, deal_id: str) -> Response:
@@ -147,27 +208,45 @@ class FakePipedrive(FakeVendor):
         if deal is None:
             return _error(404, "Deal not found")
         try:
-            start = int(request.arg("start", "0"))
             limit = int(request.arg("limit", "100"))
+            start = _offset(request.arg("cursor"))
         except ValueError:
-            return _error(400, "start and limit must be integers")
-        if start < 0 or not 1 <= limit <= MAX_LIMIT:
+            return _error(400, "Invalid cursor or limit")
+        if not 1 <= limit <= MAX_LIMIT:
             return _error(400, f"limit must be 1..{MAX_LIMIT}")
         rows = self.deal_products[deal["id"]]
         size = min(limit, self.page_size)
         page = rows[start : start + size]
         more = start + size < len(rows)
-        pagination = {"start": start, "limit": size, "more_items_in_collection": more}
-        if more:
-            pagination["next_start"] = start + size
+        next_cursor = base64.b64encode(f"o:{start + size}".encode()).decode() if more else None
         return Response(
-            200,
-            {
-                "success": True,
-                "data": page or None,
-                "additional_data": {"pagination": pagination},
-            },
+            200, {"success": True, "data": page, "additional_data": {"next_cursor": next_cursor}}
         )
+
+    def _get_organization(self, request: Request, org_id: str) -> Response:
+        org = self.organizations.get(int(org_id)) if org_id.isdigit() else None
+        if org is None:
+            return _error(404, "Organization not found")
+        return Response(200, {"success": True, "data": dict(org), "additional_data": None})
+
+    def _get_user(self, request: Request, user_id: str) -> Response:
+        user = self.users.get(int(user_id)) if user_id.isdigit() else None
+        if user is None:
+            return _error(404, "User not found")
+        return Response(200, {"success": True, "data": dict(user)})
+
+
+def _offset(cursor: str | None) -> int:
+    """The fake's cursor is opaque to clients; a forged or stale one is a 400."""
+    if cursor is None:
+        return 0
+    try:
+        kind, _, offset = base64.b64decode(cursor, validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        raise ValueError(cursor) from None
+    if kind != "o" or not offset.isdigit():
+        raise ValueError(cursor)
+    return int(offset)
 
 
 if __name__ == "__main__":

@@ -89,6 +89,43 @@ def pipedrive_deal_won(company_id: str, **meta) -> dict:
     }
 
 
+def pipedrive_v1_deal(company_id: int, *, retry: int = 0, **meta) -> dict:
+    """An ``updated.deal`` as Pipedrive webhooks v1 send it ("Guide for Webhooks"; reference
+    §Pipedrive): ids are numbers, ``timestamp`` is seconds, ``retry`` counts the tries."""
+    deal_id = random.randrange(1, 10**6)
+    now = time.time()
+    action = meta.get("action", "updated")
+    current = {"id": deal_id, "title": "Acme - Website rebuild", "status": "won",
+               "stage_id": 5, "pipeline_id": 1, "org_id": 2, "user_id": 18487521}  # fmt: skip
+    return {
+        "v": 1,
+        "matches_filters": {"current": []},
+        "meta": {
+            "v": 1,
+            "action": action,
+            "object": "deal",
+            "id": deal_id,
+            "company_id": company_id,
+            "user_id": 18487521,
+            "host": "acme.pipedrive.com",
+            "timestamp": int(now),
+            "timestamp_micro": int(now * 1_000_000),
+            "permitted_user_ids": [18487521],
+            "trans_pending": False,
+            "is_bulk_update": False,
+            "pipedrive_service_name": False,
+            "change_source": "app",
+            "matches_filters": {"current": []},
+            "webhook_id": str(random.randrange(1, 10**7)),
+            **meta,
+        },
+        "current": None if action == "deleted" else current,
+        "previous": {"status": "open"} if action == "updated" else None,
+        "event": f"{action}.{meta.get('object', 'deal')}",
+        "retry": retry,
+    }
+
+
 def basic_auth(user: str, password: str) -> dict:
     token = base64.b64encode(f"{user}:{password}".encode()).decode()
     return {"Authorization": f"Basic {token}"}

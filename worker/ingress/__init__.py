@@ -6,7 +6,7 @@ access.py             the outermost ASGI layer: one JSON access line a request, 
 refusals.py           why a request is refused, as exceptions carrying their HTTP status
 publisher.py          one AMQP connection on the server's event loop, pipelined confirms
 hubspot.py            HubSpot signatures v1/v2/v3 and the event array
-pipedrive.py          Pipedrive webhooks v2 behind HTTP Basic
+pipedrive.py          Pipedrive webhooks v2 and v1 behind HTTP Basic
 salesforce.py         Salesforce Outbound Messages (SOAP) and the Ack
 salesforce_ids.py     Salesforce ids, 15- and 18-character forms
 standard_webhooks.py  Standard Webhooks signatures around one inbound CloudEvent
