@@ -181,9 +181,10 @@ class FakeSalesforce(FakeVendor):
             self.sessions = dict.fromkeys(self.sessions, 0.0)
 
     def live_sessions(self) -> int:
+        """Sessions the token endpoint issued that have not ended (``token`` not counted)."""
         now = time.monotonic()
         with self.lock:
-            return sum(1 for ends in self.sessions.values() if ends > now)
+            return sum(1 for t, ends in self.sessions.items() if ends > now and t != self.token)
 
     def spend_daily_total(self) -> None:
         with self.lock:
