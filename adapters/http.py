@@ -29,6 +29,10 @@ only ``VendorUnavailable`` is retried, and a request that may have been processe
 that timed out or got a 5xx) is never re-sent here: the message-level retry that follows
 first looks the object up by its marker, so a create is never made twice.
 
+A credential that expires (Salesforce's OAuth session) is a ``Credential``: its headers are
+asked for each request, and on a 401 it may renew them; the request is then sent once more
+with the new ones, and a second 401 is ``VendorAuth`` as any other.
+
 Every request sent, every throttle and every wait our pacing imposed is told to an
 ``HttpObserver`` (the worker's is its Prometheus metrics, ``worker.metrics``), so this layer
 counts without knowing who listens.
@@ -71,6 +75,17 @@ class HttpObserver(Protocol):
 
     def paced(self, vendor: str, seconds: float) -> None:
         """Our own pacing held a request back for ``seconds`` before it was sent."""
+
+
+class Credential(Protocol):
+    """Credentials that are asked for at each request and can be renewed on a 401."""
+
+    def headers(self) -> Mapping[str, str]:
+        """The headers that carry the credential now."""
+
+    def renew(self, refused: Mapping[str, str], response: requests.Response) -> bool:
+        """The vendor answered 401 to ``refused``: True when newer credentials are ready to
+        send the request once more; may raise one of our errors (a refused renewal)."""
 
 
 class Unobserved:
@@ -245,6 +260,7 @@ class VendorHttp:
         quota: HourlyQuota | None = None,
         retry_hint: Callable[[requests.Response], str | None] | None = None,
         observer: HttpObserver = UNOBSERVED,
+        credential: Credential | None = None,
     ):
         self.vendor = vendor
         self.base_url = base_url.rstrip("/")
@@ -260,6 +276,7 @@ class VendorHttp:
         self.is_throttle = is_throttle or (lambda r: r.status_code in self.throttle_statuses)
         self.quota = quota
         self.observer = observer
+        self.credential = credential
         # The header a throttle's wait is read from (Toggl: a 429's or the quota's).
         self.retry_hint = retry_hint or (
             lambda r: next(
@@ -274,17 +291,34 @@ class VendorHttp:
         *,
         params: Mapping[str, Any] | None = None,
         json: Any = None,
+        data: Mapping[str, str] | None = None,
         ok_statuses: frozenset[int] = frozenset(),
         read_only: bool = False,
     ) -> VendorAnswer:
         """One call with retries. ``ok_statuses`` (say 404, 422) are returned, not raised.
-        ``read_only`` marks a POST that only reads (HubSpot's batch reads): safe to re-send."""
+        ``read_only`` marks a POST that only reads (HubSpot's batch reads): safe to re-send.
+        ``data`` is a form-encoded body (an OAuth token request)."""
         url = path if path.startswith("http") else f"{self.base_url}{path}"
         idempotent = read_only or method in IDEMPOTENT
-        return self.retrying(self._once, method, url, params, json, ok_statuses, idempotent)
+        body = {"json": json, "data": data}
+        return self.retrying(self._once, method, url, params, body, ok_statuses, idempotent)
 
-    def _once(self, method, url, params, json, ok_statuses, idempotent) -> VendorAnswer:
+    def _once(self, method, url, params, body, ok_statuses, idempotent) -> VendorAnswer:
         where = f"{self.vendor} {method} {url.removeprefix(self.base_url).split('?')[0]}"
+        sent = dict(self.credential.headers()) if self.credential else {}
+        response = self._send(method, url, params, body, sent, idempotent, where)
+        renewed = response.status_code == 401 and self.credential
+        if renewed and self.credential.renew(sent, response):
+            sent = dict(self.credential.headers())
+            response = self._send(method, url, params, body, sent, idempotent, where)
+        status = response.status_code
+        if 300 <= status < 400 and status not in ok_statuses:
+            raise _redirected(where, response)
+        if status < 400 or status in ok_statuses:
+            return VendorAnswer(response, idempotent, where)
+        raise self._failure(idempotent, where, response)
+
+    def _send(self, method, url, params, body, headers, idempotent, where) -> requests.Response:
         if self.quota:
             self._within_quota(where)
         if self.pacer and (waited := self.pacer.acquire()):
@@ -295,9 +329,10 @@ class VendorHttp:
                 method,
                 url,
                 params=params,
-                json=json,
+                headers=headers or None,
                 timeout=self.timeout,
                 allow_redirects=False,
+                **body,
             )
         except (requests.RequestException, ValueError) as exc:
             self.observer.answered(self.vendor, method, None, time.monotonic() - started)
@@ -308,11 +343,7 @@ class VendorHttp:
         self.observer.answered(self.vendor, method, status, time.monotonic() - started)
         if self.quota:
             self.quota.answered(response.headers)
-        if 300 <= status < 400 and status not in ok_statuses:
-            raise _redirected(where, response)
-        if status < 400 or status in ok_statuses:
-            return VendorAnswer(response, idempotent, where)
-        raise self._failure(idempotent, where, response)
+        return response
 
     def _within_quota(self, where: str) -> None:
         """Waits for the hourly quota to free a slot, on the pacer's clock and up to the

@@ -9,15 +9,30 @@ One deal read is, in calls (API version ``API``):
 - ``GET …/query?q=SELECT … FROM OpportunityLineItem WHERE OpportunityId = '…'`` (SOQL),
   following ``nextRecordsUrl`` until ``done``: the offerings.
 
-Salesforce errors are a JSON array of ``{"errorCode", "message"}``. Running out of API
-calls is ``403 REQUEST_LIMIT_EXCEEDED``, not a 429: that is throttling, not a refused
-token (401 ``INVALID_SESSION_ID``).
+Salesforce errors are a JSON array of ``{"errorCode", "message"}``. A session that is over
+is 401 ``INVALID_SESSION_ID``: the session (``adapters.salesforce_session``) gets a new token
+and the call is made once more. Running out of API calls is ``403 REQUEST_LIMIT_EXCEEDED``,
+not a 429, for two limits that recover very differently (developer.salesforce.com, "API
+Request Limits and Allocations"):
+
+- the org's total of API requests, counted over a rolling 24 hours (``TotalRequests Limit
+  exceeded``, or ``Sforce-Limit-Info: api-usage=N/M`` with N >= M): nothing frees in seconds
+  and no reset time is given, so it is a ``VendorUnavailable`` with ``retry_after`` of an
+  hour (``DAILY_WAIT``), not re-sent here: the delayed message retry tries again as calls of
+  a day ago age out of the window, a few times a day rather than in a burst;
+- the concurrent limit on requests running 20 s or longer (``ConcurrentRequests``,
+  ``ConcurrentPerOrgLongTxn``): such a request frees its slot within seconds, so a short wait
+  (``CONCURRENT_WAIT``) and the call is re-sent.
+
+Every answer's ``Sforce-Limit-Info`` (the daily use and allocation) is told to a
+``LimitObserver`` (the worker's is a Prometheus gauge, ``worker.metrics``).
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
+import threading
+from typing import Any, Protocol
 
 import requests
 import tenacity
@@ -25,6 +40,7 @@ import tenacity
 from adapters.deal_mapping import LineItem, emails, snapshot
 from adapters.http import DEFAULT_TIMEOUT, UNOBSERVED, HttpObserver, VendorHttp, segment
 from adapters.pacing import Pacer
+from adapters.salesforce_session import SalesforceSession
 from handlers.ports import CrmFields, DealSnapshot, StageFacts
 from schemas.errors import CrmRecordNotFound, Unreadable, VendorRejected
 from schemas.json_body import read_json
@@ -33,6 +49,29 @@ API = "v60.0"
 NOT_FOUND = frozenset({404})
 _ID = re.compile(r"^[A-Za-z0-9]{15}([A-Za-z0-9]{3})?$")
 _FIELD = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)?$")
+_USAGE = re.compile(r"api-usage=(\d+)/(\d+)")
+DAILY_WAIT = 3600.0  # seconds: see the docstring
+CONCURRENT_WAIT = 5.0  # seconds: a long-running request (20 s or more) is ending meanwhile
+
+
+class LimitObserver(Protocol):
+    """Told the org's daily API use from each answer; must be cheap and never raise."""
+
+    def api_usage(self, used: int, allocation: int) -> None: ...
+
+
+class _Unwatched:
+    def api_usage(self, used: int, allocation: int) -> None:
+        pass
+
+
+UNWATCHED = _Unwatched()
+
+
+def api_usage(response: requests.Response) -> tuple[int, int] | None:
+    """``Sforce-Limit-Info: api-usage=18/5000`` (maybe with ``; per-app-api-usage=…``)."""
+    found = _USAGE.search(response.headers.get("Sforce-Limit-Info") or "")
+    return (int(found[1]), int(found[2])) if found else None
 
 
 def _errors(response: requests.Response) -> list[dict]:
@@ -58,36 +97,75 @@ def is_throttle(response: requests.Response) -> bool:
     )
 
 
+def limit_wait(response: requests.Response) -> str:
+    """The wait of a refusal for rate, in seconds (read as a Retry-After): long for the
+    daily total, short for the concurrent limit (see the docstring)."""
+    usage = api_usage(response)
+    daily = (usage is not None and usage[0] >= usage[1]) or any(
+        "TotalRequests" in str(e.get("message")) for e in _errors(response)
+    )
+    return f"{DAILY_WAIT if daily else CONCURRENT_WAIT:g}"
+
+
 class SalesforceCrm:
     name = "salesforce"
 
     def __init__(
         self,
-        instance_url: str,
-        access_token: str,
+        session: SalesforceSession,
         *,
         fields: CrmFields,
         retrying: tenacity.Retrying,
         pacer: Pacer | None = None,
         observer: HttpObserver = UNOBSERVED,
+        limits: LimitObserver = UNWATCHED,
         read_timeout: float = 30.0,
     ):
-        self.http = VendorHttp(
-            "salesforce",
-            f"{instance_url.rstrip('/')}/services/data/{API}",
-            headers={"Authorization": f"Bearer {access_token}"},
+        self.session = session
+        self.fields = fields
+        self._http_options = dict(
             retrying=retrying,
             pacer=pacer,
             observer=observer,
             timeout=(DEFAULT_TIMEOUT[0], read_timeout),
             error_text=error_text,
             is_throttle=is_throttle,
+            retry_hint=limit_wait,
+            credential=session,
         )
-        self.origin = instance_url.rstrip("/")
-        self.fields = fields
+        self.limits = limits
+        self._http: VendorHttp | None = None
+        self._http_lock = threading.Lock()
         for name in (fields.offering_name, fields.budget_hours, fields.sold, fields.kind):
             if name and not _FIELD.match(name):  # it goes into SOQL: a name, nothing else
                 raise ValueError(f"not a Salesforce field name: {name!r}")
+
+    @property
+    def http(self) -> VendorHttp:
+        """Built at the first read: the instance URL may come with the first token."""
+        with self._http_lock:
+            if self._http is None:
+                origin = self.session.instance_url()
+                self._http = VendorHttp(
+                    "salesforce",
+                    f"{origin}/services/data/{API}",
+                    headers={},
+                    session=self._watched_session(),
+                    **self._http_options,
+                )
+                self.origin = origin
+            return self._http
+
+    def _watched_session(self) -> requests.Session:
+        """A session whose every answer (retries and refusals too) reports the daily use."""
+        session = requests.Session()
+
+        def report(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+            if usage := api_usage(response):
+                self.limits.api_usage(*usage)
+
+        session.hooks["response"].append(report)
+        return session
 
     def read_deal(self, deal_id: str) -> DealSnapshot:
         if not _ID.match(deal_id):

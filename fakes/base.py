@@ -30,6 +30,7 @@ class Request:
     query: dict[str, list[str]]
     headers: dict[str, str]  # lower-cased names
     body: Any  # parsed JSON, or None
+    form: dict[str, list[str]] = field(default_factory=dict)  # a form-encoded body's fields
 
     def arg(self, name: str, default: str | None = None) -> str | None:
         values = self.query.get(name)
@@ -198,16 +199,22 @@ class FakeVendor:
                 parts = urlsplit(self.path)
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
-                try:
-                    body = json.loads(raw) if raw else None
-                except ValueError:
-                    body = _INVALID_JSON
+                form: dict[str, list[str]] = {}
+                if (self.headers.get("Content-Type") or "").startswith(_FORM):
+                    body = None  # an OAuth token request: its fields go to ``form``
+                    form = parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True)
+                else:
+                    try:
+                        body = json.loads(raw) if raw else None
+                    except ValueError:
+                        body = _INVALID_JSON
                 request = Request(
                     self.command,
                     parts.path,
                     parse_qs(parts.query),
                     {k.lower(): v for k, v in self.headers.items()},
                     body,
+                    form,
                 )
                 response = fake.handle(request)
                 with fake.lock:
@@ -260,6 +267,7 @@ class FakeVendor:
 
 
 _INVALID_JSON = object()
+_FORM = "application/x-www-form-urlencoded"
 
 
 class _Server(ThreadingHTTPServer):

@@ -1,24 +1,51 @@
 """A fake Salesforce org over real HTTP, written from the Salesforce REST API docs: the calls
 ``adapters.salesforce`` makes, with Salesforce's rules where the docs state them.
 
-- ``Authorization: Bearer <access token>``; anything else is 401 ``INVALID_SESSION_ID``.
+- ``Authorization: Bearer <access token>``; anything else, or a session over, is 401
+  ``INVALID_SESSION_ID``. ``token`` is a session that never ends; sessions issued by the
+  token endpoint end ``session_seconds`` after they were issued (None: never). Salesforce
+  ends them after the org's timeout without activity; a fixed life is the stricter case.
+- ``POST /services/oauth2/token``, form-encoded, for the connected apps registered with
+  ``add_connected_app``: ``refresh_token`` (client id, secret, refresh token),
+  ``client_credentials`` (client id and secret, the app having a run-as user) and the JWT
+  bearer grant (an RS256 ``assertion``, verified with the app's certificate's public key:
+  ``iss`` the client id, ``sub`` an approved username, ``aud`` this fake's origin, ``exp``
+  required and not passed). The answer is ``access_token``, ``instance_url``, ``id``,
+  ``token_type`` and, where a client secret signs it, ``issued_at`` and ``signature``
+  (HMAC-SHA256 of id + issued_at with the secret); a refusal is 400 with ``{"error",
+  "error_description"}`` (``invalid_client_id``, ``invalid_client``, ``invalid_grant``,
+  ``unsupported_grant_type``).
+- Every REST answer carries ``Sforce-Limit-Info: api-usage=N/M``: each REST call counts
+  one against the daily ``allocation``; once spent, 403 ``REQUEST_LIMIT_EXCEEDED``
+  ``TotalRequests Limit exceeded.`` (lever: ``spend_daily_total``). The concurrent limit on
+  long-running requests is its own lever (``refuse_concurrent``, and the base's rate limit
+  and ``throttle_next``): 403 ``REQUEST_LIMIT_EXCEEDED`` ``ConcurrentRequests``.
 - Errors are JSON arrays of ``{"message", "errorCode"}``; a record that does not exist is
   404 ``NOT_FOUND``; ``fields=`` naming a field the object lacks is 400 ``INVALID_FIELD``;
   an API version other than the ones served is 404.
 - ``/query`` takes the one SOQL shape the adapter sends (line items of one Opportunity);
   anything else is 400 ``MALFORMED_QUERY``. Results come ``page_size`` records at a time
   with ``done`` and ``nextRecordsUrl``.
-- Running out of calls is 403 ``REQUEST_LIMIT_EXCEEDED`` (Salesforce sends no 429).
+- Salesforce sends no 429 and no Retry-After.
 
 Records are dicts keyed by 18-character id, fields by their API names.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import math
 import random
 import re
+import secrets
+import time
 import uuid
+from dataclasses import dataclass, field
 from typing import Any
+
+import jwt
 
 from fakes.base import FakeVendor, Request, Response, Route, serve_main
 
@@ -48,8 +75,30 @@ _LINE_ITEMS = re.compile(
 )
 
 
+TOKEN_PATH = "/services/oauth2/token"
+JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+DAILY_SPENT = "TotalRequests Limit exceeded."
+CONCURRENT = "ConcurrentRequests (Concurrent API Requests) Limit exceeded."
+
+
 def _error(status: int, code: str, message: str) -> Response:
     return Response(status, [{"message": message, "errorCode": code}])
+
+
+def _oauth_error(error: str, description: str) -> Response:
+    return Response(400, {"error": error, "error_description": description})
+
+
+@dataclass
+class ConnectedApp:
+    """A connected app of the org: the flows it allows and the credentials they take."""
+
+    client_id: str
+    client_secret: str | None = None
+    refresh_tokens: set[str] = field(default_factory=set)
+    run_as_user: bool = False  # the client-credentials flow needs one
+    jwt_users: set[str] = field(default_factory=set)  # pre-approved for the JWT flow
+    public_key: str | None = None  # PEM, of the certificate uploaded for the JWT flow
 
 
 class FakeSalesforce(FakeVendor):
@@ -62,9 +111,18 @@ class FakeSalesforce(FakeVendor):
         page_size: int = 2000,
         rate_limit: tuple[int, float] | None = (100, 1.0),
         latency: float = 0.0,
+        session_seconds: float | None = None,
+        allocation: int = 100_000,
     ):
         super().__init__(rate_limit=rate_limit, latency=latency)
         self.token = token
+        self.session_seconds = session_seconds
+        self.sessions: dict[str, float] = {token: math.inf}  # access token -> when it ends
+        self.apps: dict[str, ConnectedApp] = {}
+        self.tokens_issued: list[str] = []  # the grant type of each token issued
+        self.api_usage = 0
+        self.allocation = allocation
+        self._concurrent_refusals = 0
         self.page_size = page_size
         self.fields = {kind: set(names) for kind, names in FIELDS.items()}
         self.records: dict[str, dict[str, dict]] = {kind: {} for kind in FIELDS}
@@ -112,6 +170,31 @@ class FakeSalesforce(FakeVendor):
             )  # fmt: skip
         return opportunity
 
+    def add_connected_app(self, client_id: str, client_secret: str | None = None, **flows):
+        """``flows``: ``refresh_tokens``, ``run_as_user``, ``jwt_users``, ``public_key``."""
+        with self.lock:
+            self.apps[client_id] = ConnectedApp(client_id, client_secret, **flows)
+
+    def expire_sessions(self) -> None:
+        """Every session ends now (the org's timeout, or an admin revoking them)."""
+        with self.lock:
+            self.sessions = dict.fromkeys(self.sessions, 0.0)
+
+    def live_sessions(self) -> int:
+        """Sessions the token endpoint issued that have not ended (``token`` not counted)."""
+        now = time.monotonic()
+        with self.lock:
+            return sum(1 for t, ends in self.sessions.items() if ends > now and t != self.token)
+
+    def spend_daily_total(self) -> None:
+        with self.lock:
+            self.api_usage = self.allocation
+
+    def refuse_concurrent(self, count: int) -> None:
+        """The next ``count`` REST calls meet the concurrent long-running request limit."""
+        with self.lock:
+            self._concurrent_refusals += count
+
     def set_stage(self, opportunity: str, stage: str, *, won: bool, closed: bool) -> None:
         with self.lock:
             self.records["Opportunity"][opportunity].update(
@@ -125,17 +208,102 @@ class FakeSalesforce(FakeVendor):
             ("GET", re.compile(rf"{base}/sobjects/(\w+)/([^/]+)"), self._sobject),
             ("GET", re.compile(rf"{base}/query"), self._query),
             ("GET", re.compile(rf"{base}/query/([0-9a-f]+)-(\d+)"), self._more),
+            ("POST", re.compile(re.escape(TOKEN_PATH)), self._token),
         ]
 
+    def handle(self, request: Request) -> Response:
+        response = super().handle(request)
+        if request.path.startswith("/services/data/"):
+            with self.lock:
+                usage = f"api-usage={self.api_usage}/{self.allocation}"
+            response.headers = {**response.headers, "Sforce-Limit-Info": usage}
+        return response
+
     def authenticate(self, request: Request) -> Response | None:
+        """The session, then the org's limits; the token endpoint needs neither."""
+        if request.path == TOKEN_PATH:
+            return None
         with self.lock:
             self.received.append(request)
-        if request.headers.get("authorization") != f"Bearer {self.token}":
-            return _error(401, "INVALID_SESSION_ID", "Session expired or invalid")
+            scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
+            if scheme != "Bearer" or self.sessions.get(token, 0.0) <= time.monotonic():
+                return _error(401, "INVALID_SESSION_ID", "Session expired or invalid")
+            if self.api_usage >= self.allocation:
+                return _error(403, "REQUEST_LIMIT_EXCEEDED", DAILY_SPENT)
+            self.api_usage += 1
+            if self._concurrent_refusals:
+                self._concurrent_refusals -= 1
+                self.throttled += 1
+                return _error(403, "REQUEST_LIMIT_EXCEEDED", CONCURRENT)
         return None
 
     def throttle_response(self, retry_after: int) -> Response:
-        return _error(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
+        return _error(403, "REQUEST_LIMIT_EXCEEDED", CONCURRENT)
+
+    # -- OAuth ------------------------------------------------------------------------------
+    def _token(self, request: Request) -> Response:
+        form = {name: values[0] for name, values in request.form.items()}
+        grant = form.get("grant_type")
+        if grant == JWT_BEARER:
+            return self._jwt_bearer(form.get("assertion") or "")
+        app = self.apps.get(form.get("client_id") or "")
+        if grant not in ("refresh_token", "client_credentials"):
+            return _oauth_error("unsupported_grant_type", "grant type not supported")
+        if app is None:
+            return _oauth_error("invalid_client_id", "client identifier invalid")
+        if app.client_secret is None or not hmac.compare_digest(
+            app.client_secret, form.get("client_secret") or ""
+        ):
+            return _oauth_error("invalid_client", "invalid client credentials")
+        if grant == "refresh_token" and form.get("refresh_token") not in app.refresh_tokens:
+            return _oauth_error("invalid_grant", "expired access/refresh token")
+        if grant == "client_credentials" and not app.run_as_user:
+            return _oauth_error("invalid_grant", "no client credentials user enabled")
+        return self._issue(grant, app)
+
+    def _jwt_bearer(self, assertion: str) -> Response:
+        try:
+            issuer = jwt.decode(assertion, options={"verify_signature": False}).get("iss")
+        except jwt.InvalidTokenError:
+            return _oauth_error("invalid_grant", "invalid assertion")
+        app = self.apps.get(str(issuer))
+        if app is None or app.public_key is None:
+            return _oauth_error("invalid_client_id", "client identifier invalid")
+        try:
+            claims = jwt.decode(
+                assertion, app.public_key, algorithms=["RS256"], audience=self.origin,
+                issuer=app.client_id, options={"require": ["iss", "sub", "aud", "exp"]},
+            )  # fmt: skip
+        except jwt.InvalidAudienceError:
+            return _oauth_error("invalid_grant", "audience is invalid")
+        except jwt.ExpiredSignatureError:
+            return _oauth_error("invalid_grant", "expired authorization code")
+        except jwt.InvalidTokenError:
+            return _oauth_error("invalid_grant", "invalid assertion")
+        if claims["sub"] not in app.jwt_users:
+            return _oauth_error("invalid_grant", "user hasn't approved this consumer")
+        return self._issue(JWT_BEARER, app)
+
+    def _issue(self, grant: str, app: ConnectedApp) -> Response:
+        token = f"00D{secrets.token_hex(6)}!{secrets.token_urlsafe(32)}"
+        life = math.inf if self.session_seconds is None else self.session_seconds
+        self.sessions[token] = time.monotonic() + life
+        self.tokens_issued.append(grant)
+        identity = f"{self.origin}/id/{salesforce_id('00D')}/{salesforce_id('005')}"
+        body = {
+            "access_token": token,
+            "instance_url": self.origin,
+            "id": identity,
+            "token_type": "Bearer",
+            "scope": "api",
+        }
+        if app.client_secret and grant != JWT_BEARER:
+            issued_at = str(int(time.time() * 1000))
+            digest = hmac.new(
+                app.client_secret.encode(), (identity + issued_at).encode(), hashlib.sha256
+            ).digest()
+            body |= {"issued_at": issued_at, "signature": base64.b64encode(digest).decode()}
+        return Response(200, body)
 
     def not_found(self) -> Response:
         return _error(404, "NOT_FOUND", "The requested resource does not exist")

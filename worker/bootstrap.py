@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from adapters.http import default_retrying
+import structlog
+
+from adapters.http import DEFAULT_TIMEOUT, default_retrying
 from adapters.store import SqlStore
 from handlers.ports import CrmReader, TimesheetTool
 from handlers.rules import Rules, load_rules
 from handlers.run import Deps
-from worker import metrics, probes
+from worker import logs, metrics, probes
 from worker.consumer import Consumer
 from worker.crm_reads import SharedDealReads
 from worker.pacing import PacingStore, pacers, pacing_store
@@ -99,13 +101,56 @@ def build_crms(
         from adapters.salesforce import SalesforceCrm
 
         crms["salesforce"] = SalesforceCrm(
-            settings.salesforce_instance_url,
-            settings.salesforce_access_token.get_secret_value(),
+            salesforce_session(settings),
             fields=rules.spec.crm.fields("salesforce"),
             pacer=pace("salesforce", settings.salesforce_rate),
+            limits=metrics.SALESFORCE_LIMITS,
             **common,
         )
     return crms
+
+
+def salesforce_session(settings: Settings):
+    """The Salesforce sign-in the settings name (``Settings.salesforce_flow``); each token it
+    obtains is taught to the log redactor."""
+    from adapters import salesforce_session as oauth
+
+    def secret(value) -> str:
+        return value.get_secret_value()
+
+    flow = settings.salesforce_flow()
+    client_id, login_url = settings.salesforce_client_id, settings.salesforce_login_url
+    if flow == "refresh_token":
+        grant = oauth.refresh_token_grant(
+            client_id,
+            secret(settings.salesforce_client_secret),
+            secret(settings.salesforce_refresh_token),
+        )
+    elif flow == "client_credentials":
+        grant = oauth.client_credentials_grant(client_id, secret(settings.salesforce_client_secret))
+    elif flow == "jwt_bearer":
+        grant = oauth.jwt_bearer_grant(
+            client_id, settings.salesforce_username, settings.salesforce_private_key, login_url
+        )
+    else:
+        grant = None
+        structlog.get_logger(__name__).warning(
+            "salesforce_static_token",
+            setting="SALESFORCE_ACCESS_TOKEN",
+            renewal=False,
+            note="the session expires with the org's timeout (2 h by default) and every read "
+            "is then vendor_auth; set an OAuth flow (SALESFORCE_CLIENT_ID, ...) to renew it",
+        )
+    return oauth.SalesforceSession(
+        login_url,
+        grant,
+        retrying=default_retrying(),
+        access_token=secret(settings.salesforce_access_token) if grant is None else None,
+        instance_url=settings.salesforce_instance_url,
+        observer=metrics.VENDOR_CALLS,
+        timeout=(DEFAULT_TIMEOUT[0], settings.vendor_timeout),
+        on_token=logs.learn_secret,
+    )
 
 
 def topology(settings: Settings) -> Topology:

@@ -14,6 +14,8 @@ but an exception's text can still quote one (``requests`` puts the header value 
 formatting, so tracebacks are redacted too. It knows each secret in the forms it takes on the
 wire: the raw value (Clockify's ``X-Api-Key``, Harvest's ``Bearer <token>``), Toggl's HTTP
 Basic ``base64(<token>:api_token)``, and the escaped form a ``repr`` in a traceback shows.
+Secrets obtained at run time (Salesforce's OAuth access tokens) are taught to it with
+``learn_secret``; it keeps the last ``RECENT_SECRETS`` of them (older ones have expired).
 
 pika reports one failed connection attempt in six to eight lines at ERROR (each layer of its
 connection workflow says it again); those are dropped (``QuietConnectAttempts``), and the
@@ -27,6 +29,7 @@ import logging
 import re
 import sys
 import threading
+from collections import deque
 from collections.abc import Iterable
 from typing import Any, TextIO
 
@@ -35,30 +38,46 @@ import structlog
 REDACTED = "[redacted]"
 # Shorter values would blank out ordinary words; no vendor token is this short.
 MIN_SECRET_LENGTH = 4
+RECENT_SECRETS = 8
+
+
+def _forms(secret: str) -> set[str]:
+    forms: set[str] = set()
+    for value in {secret, secret.strip()}:
+        forms |= {
+            value,
+            repr(value)[1:-1],  # 'tok\n' appears as tok\\n in a traceback
+            base64.b64encode(f"{value}:api_token".encode()).decode(),  # Toggl Basic
+        }
+    return {f for f in forms if len(f) >= MIN_SECRET_LENGTH}
 
 
 class Redactor:
     """A structlog processor (and a ``logging.Filter``) replacing secrets in every field."""
 
     def __init__(self, secrets: Iterable[str]):
-        forms: set[str] = set()
-        for secret in secrets:
-            for value in {secret, secret.strip()}:
-                forms |= {
-                    value,
-                    repr(value)[1:-1],  # 'tok\n' appears as tok\\n in a traceback
-                    base64.b64encode(f"{value}:api_token".encode()).decode(),  # Toggl Basic
-                }
-        forms = {f for f in forms if len(f) >= MIN_SECRET_LENGTH}
+        self._fixed: set[str] = set().union(*(_forms(s) for s in secrets))
+        self._learned: deque[str] = deque(maxlen=RECENT_SECRETS)
+        self._compile()
+
+    def learn(self, secret: str) -> None:
+        """One more secret, obtained at run time (an OAuth access token)."""
+        self._learned.append(secret)
+        self._compile()
+
+    def _compile(self) -> None:
+        forms = self._fixed.union(*(_forms(s) for s in self._learned))
         # Longest first, so a form containing another is replaced whole.
         alternatives = sorted(forms, key=len, reverse=True)
+        # One assignment: a line being redacted on another thread sees the old or the new.
         self._pattern = re.compile("|".join(map(re.escape, alternatives))) if forms else None
 
     def redact(self, value: Any) -> Any:
-        if self._pattern is None:
+        pattern = self._pattern
+        if pattern is None:
             return value
         if isinstance(value, str):
-            return self._pattern.sub(REDACTED, value)
+            return pattern.sub(REDACTED, value)
         if isinstance(value, dict):
             return {k: self.redact(v) for k, v in value.items()}
         if isinstance(value, list | tuple):
@@ -71,6 +90,14 @@ class Redactor:
 
     def __call__(self, _logger, _method, event_dict: dict) -> dict:
         return {key: self.redact(value) for key, value in event_dict.items()}
+
+
+_redactor = Redactor(())  # the one ``configure`` installed last
+
+
+def learn_secret(secret: str) -> None:
+    """Every line from now on has ``secret`` redacted too (``Redactor.learn``)."""
+    _redactor.learn(secret)
 
 
 class QuietConnectAttempts(logging.Filter):
@@ -119,6 +146,8 @@ def configure(
     if form is None:
         form = "console" if _is_terminal(stream) else "json"
     threshold = logging.getLevelName(level)
+    global _redactor
+    _redactor = Redactor(secrets)
     common = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
@@ -127,7 +156,7 @@ def configure(
     ]
     tail = [
         structlog.processors.format_exc_info,
-        Redactor(secrets),  # last before rendering: it sees the formatted traceback
+        _redactor,  # last before rendering: it sees the formatted traceback
         _lead,
         structlog.dev.ConsoleRenderer(colors=_is_terminal(stream))
         if form == "console"

@@ -140,6 +140,28 @@ class VendorCalls:
 
 VENDOR_CALLS = VendorCalls()
 
+"""Salesforce counts an org's API requests over a rolling 24 hours and says where it stands
+in every REST answer (``Sforce-Limit-Info: api-usage=N/M``, ``adapters.salesforce``): the
+last answer's figures, so ``used / allocation`` can be alerted on before the 403s come."""
+CRM_DAILY_API_REQUESTS = Gauge(
+    "provisioner_crm_daily_api_requests",
+    "A CRM org's API requests in its rolling 24-hour window as its last answer told: "
+    "count=used, and count=allocation (the org's limit).",
+    ["crm", "count"],
+    registry=WORKER,
+)
+
+
+class SalesforceLimits:
+    """``adapters.salesforce.LimitObserver`` on the gauge above."""
+
+    def api_usage(self, used: int, allocation: int) -> None:
+        CRM_DAILY_API_REQUESTS.labels("salesforce", "used").set(used)
+        CRM_DAILY_API_REQUESTS.labels("salesforce", "allocation").set(allocation)
+
+
+SALESFORCE_LIMITS = SalesforceLimits()
+
 # -- work held by the worker ----------------------------------------------------------------
 """What the worker holds right now, read at scrape time from the lanes (``worker.lanes``)
 and the prefetch window (``worker.window``): nothing is updated on the hot path. And its

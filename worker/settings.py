@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import unquote, urlsplit
 
@@ -12,6 +13,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings import SettingsError as _SourceError
 
 HUBSPOT_API = "https://api.hubapi.com"
+SALESFORCE_LOGIN = "https://login.salesforce.com"
 
 
 class SettingsError(ValueError):
@@ -61,6 +63,14 @@ class Settings(BaseSettings):
     pipedrive_base_url: str | None = Field(None, alias="PIPEDRIVE_BASE_URL")
     salesforce_instance_url: str | None = Field(None, alias="SALESFORCE_INSTANCE_URL")
     salesforce_access_token: SecretStr | None = Field(None, alias="SALESFORCE_ACCESS_TOKEN")
+    # Salesforce's OAuth flows (``adapters.salesforce_session``): which one applies is decided
+    # by which of these are set (``salesforce_flow``); the token comes from the login URL.
+    salesforce_client_id: str | None = Field(None, alias="SALESFORCE_CLIENT_ID")
+    salesforce_client_secret: SecretStr | None = Field(None, alias="SALESFORCE_CLIENT_SECRET")
+    salesforce_refresh_token: SecretStr | None = Field(None, alias="SALESFORCE_REFRESH_TOKEN")
+    salesforce_username: str | None = Field(None, alias="SALESFORCE_USERNAME")
+    salesforce_private_key_file: str | None = Field(None, alias="SALESFORCE_PRIVATE_KEY_FILE")
+    salesforce_login_url: str = Field(SALESFORCE_LOGIN, alias="SALESFORCE_LOGIN_URL")
 
     # Client-side pacing per tool account, "calls/seconds" (vendor-documented defaults).
     harvest_rate: str = Field("100/15", alias="HARVEST_RATE_LIMIT")
@@ -110,6 +120,10 @@ class Settings(BaseSettings):
         "hubspot_access_token",
         "pipedrive_api_token",
         "salesforce_access_token",
+        "salesforce_client_id",
+        "salesforce_client_secret",
+        "salesforce_refresh_token",
+        "salesforce_username",
         mode="before",
     )
     @classmethod
@@ -133,18 +147,38 @@ class Settings(BaseSettings):
         return text
 
     @field_validator(
-        "hubspot_base_url", "pipedrive_base_url", "salesforce_instance_url", mode="before"
+        "hubspot_base_url",
+        "pipedrive_base_url",
+        "salesforce_instance_url",
+        "salesforce_login_url",
+        mode="before",
     )
     @classmethod
     def _crm_url(cls, value, info: ValidationInfo):
         if value is None or str(value).strip() == "":
-            # Compose passes "" for an unset one: HubSpot's has a default, the others none.
-            return HUBSPOT_API if info.field_name == "hubspot_base_url" else None
+            # Compose passes "" for an unset one: HubSpot's and Salesforce's login have a
+            # default, the others none.
+            return URL_DEFAULTS.get(info.field_name)
         text = str(value).strip().rstrip("/")
         parts = urlsplit(text)
         if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
             raise ValueError("must be an http(s) origin, e.g. https://acme.pipedrive.com")
         return text
+
+    @field_validator("salesforce_private_key_file", mode="before")
+    @classmethod
+    def _private_key_file(cls, value):
+        """Read once here, so a wrong path stops the start rather than the first deal."""
+        if value is None or str(value).strip() == "":
+            return None
+        path = str(value).strip()
+        try:
+            text = Path(path).read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"cannot be read ({type(exc).__name__})") from None
+        if "PRIVATE KEY-----" not in text:
+            raise ValueError("is not a PEM private key (-----BEGIN PRIVATE KEY-----)")
+        return path
 
     @field_validator(
         "harvest_rate",
@@ -228,6 +262,29 @@ class Settings(BaseSettings):
         host, _, port = self.metrics_bind.rpartition(":")
         return host.strip("[]"), int(port)
 
+    @property
+    def salesforce_private_key(self) -> str | None:
+        """The JWT bearer flow's private key (PEM), read from its file."""
+        if self.salesforce_private_key_file is None:
+            return None
+        return Path(self.salesforce_private_key_file).read_text()
+
+    def salesforce_flow(self) -> str | None:
+        """How the worker signs in to Salesforce (a key of ``SALESFORCE_FLOWS``), or None when
+        Salesforce is not configured; raises ``SettingsError`` for a set that is no one flow."""
+        chosen = {n for n in SALESFORCE_SIGN_IN if getattr(self, n)}
+        if not chosen and self.salesforce_instance_url is None:
+            return None
+        for flow, names in SALESFORCE_FLOWS.items():
+            if chosen == set(names) - {"salesforce_instance_url"}:
+                if not all(getattr(self, n) for n in names):  # the static token's URL
+                    raise SettingsError(
+                        "SALESFORCE_ACCESS_TOKEN and SALESFORCE_INSTANCE_URL go together "
+                        "(only one is set)"
+                    )
+                return flow
+        raise SettingsError(_no_one_flow(chosen))
+
     def _credentials(self, tool: str) -> list:
         return [getattr(self, name) for name in CREDENTIALS[tool]]
 
@@ -242,9 +299,14 @@ class Settings(BaseSettings):
                 self.hubspot_access_token,
                 self.pipedrive_api_token,
                 self.salesforce_access_token,
+                self.salesforce_client_secret,
+                self.salesforce_refresh_token,
             )
             if token is not None
         ]
+        if key := self.salesforce_private_key:
+            # The whole PEM, and each base64 line, should a fragment ever be shown.
+            found += [key, *(line for line in key.splitlines() if not line.startswith("-"))]
         for url in (self.amqp_url, self.database_url, self.pacing_url or ""):
             password = urlsplit(url).password
             if password:
@@ -256,7 +318,13 @@ class Settings(BaseSettings):
 
     def enabled_crms(self) -> list[str]:
         """The CRMs whose deals the worker can read: every setting they need is set."""
-        return [crm for crm, names in CRM_SETTINGS.items() if all(getattr(self, n) for n in names)]
+        enabled = [
+            crm for crm, names in CRM_SETTINGS.items() if all(getattr(self, n) for n in names)
+        ]
+        try:
+            return [*enabled, "salesforce"] if self.salesforce_flow() else enabled
+        except SettingsError:
+            return enabled  # half configured: ``half_configured_tools`` says why
 
     def half_configured_tools(self) -> list[str]:
         problems = []
@@ -275,6 +343,10 @@ class Settings(BaseSettings):
             if any(values) and not all(values):
                 aliases = " and ".join(type(self).model_fields[n].alias for n in names)
                 problems.append(f"{aliases} go together (only some are set)")
+        try:
+            self.salesforce_flow()
+        except SettingsError as exc:
+            problems.append(str(exc))
         return problems
 
 
@@ -288,12 +360,56 @@ CREDENTIALS = {
 }
 
 
-# A CRM is enabled when all of these are set (HubSpot's base URL has a default).
+# A CRM is enabled when all of these are set (HubSpot's base URL has a default); Salesforce
+# when one of its sign-in flows is (``SALESFORCE_FLOWS``).
 CRM_SETTINGS = {
     "hubspot": ("hubspot_access_token",),
     "pipedrive": ("pipedrive_api_token", "pipedrive_base_url"),
-    "salesforce": ("salesforce_access_token", "salesforce_instance_url"),
 }
+URL_DEFAULTS = {"hubspot_base_url": HUBSPOT_API, "salesforce_login_url": SALESFORCE_LOGIN}
+
+# Salesforce's ways to sign in, each by exactly the settings it needs (help.salesforce.com:
+# remoteaccess_oauth_refresh_token_flow, ..._client_credentials_flow, ..._jwt_flow). The
+# static token has no renewal: it dies with the org's session timeout.
+SALESFORCE_FLOWS = {
+    "refresh_token": ("salesforce_client_id", "salesforce_client_secret",
+                      "salesforce_refresh_token"),
+    "client_credentials": ("salesforce_client_id", "salesforce_client_secret"),
+    "jwt_bearer": ("salesforce_client_id", "salesforce_username", "salesforce_private_key_file"),
+    "access_token": ("salesforce_access_token", "salesforce_instance_url"),
+}  # fmt: skip
+# The settings that pick a flow (the instance URL may go with any: it overrides the answer's).
+SALESFORCE_SIGN_IN = (
+    "salesforce_access_token", "salesforce_client_id", "salesforce_client_secret",
+    "salesforce_refresh_token", "salesforce_username", "salesforce_private_key_file",
+)  # fmt: skip
+
+
+def _alias(name: str) -> str:
+    return Settings.model_fields[name].alias
+
+
+def _no_one_flow(chosen: set[str]) -> str:
+    """Names what is set and what each flow needs; never a value."""
+    shown = " and ".join(_alias(n) for n in SALESFORCE_SIGN_IN if n in chosen)
+    if not chosen:
+        return "SALESFORCE_INSTANCE_URL is set but no way to sign in to Salesforce: " + _flows()
+    missing = [
+        (flow, [_alias(n) for n in names if n not in chosen])
+        for flow, names in SALESFORCE_FLOWS.items()
+        if chosen < set(names)
+    ]
+    if missing:
+        hints = "; ".join(f"{', '.join(m)} for the {f.replace('_', ' ')} flow" for f, m in missing)
+        return f"Salesforce: {shown} set, which is no whole flow (add {hints})"
+    return f"Salesforce: {shown} set together, which mixes flows: {_flows()}"
+
+
+def _flows() -> str:
+    return "set exactly one of " + "; ".join(
+        f"{' + '.join(_alias(n) for n in names)} ({flow.replace('_', ' ')})"
+        for flow, names in SALESFORCE_FLOWS.items()
+    )
 
 
 # Empty means unset for what enables a tool or a CRM (compose passes ``${X:-}`` for every one
@@ -303,7 +419,9 @@ EMPTY_IS_UNSET = {
     "HARVEST_ACCOUNT_ID", "HARVEST_ACCESS_TOKEN", "TOGGL_API_TOKEN", "TOGGL_WORKSPACE_ID",
     "CLOCKIFY_API_KEY", "CLOCKIFY_WORKSPACE_ID", "HUBSPOT_ACCESS_TOKEN", "HUBSPOT_BASE_URL",
     "PIPEDRIVE_API_TOKEN", "PIPEDRIVE_BASE_URL", "SALESFORCE_INSTANCE_URL",
-    "SALESFORCE_ACCESS_TOKEN", "PROVISIONER_PACING_URL",
+    "SALESFORCE_ACCESS_TOKEN", "SALESFORCE_CLIENT_ID", "SALESFORCE_CLIENT_SECRET",
+    "SALESFORCE_REFRESH_TOKEN", "SALESFORCE_USERNAME", "SALESFORCE_PRIVATE_KEY_FILE",
+    "SALESFORCE_LOGIN_URL", "PROVISIONER_PACING_URL",
 }  # fmt: skip
 WHEN_UNSET = {"PROVISIONER_RULES": "the built-in defaults"}
 

@@ -10,6 +10,7 @@ import tenacity
 from adapters.hubspot import HubSpotCrm
 from adapters.pipedrive import PipedriveCrm
 from adapters.salesforce import SalesforceCrm
+from adapters.salesforce_session import SalesforceSession
 from fakes.hubspot import FakeHubSpot
 from fakes.pipedrive import FakePipedrive
 from fakes.salesforce import FakeSalesforce
@@ -100,9 +101,15 @@ class SalesforceHarness:
         self.fake.start()
 
     def crm(self, *, retrying=None, token=None, fields=None) -> SalesforceCrm:
-        return SalesforceCrm(
+        session = SalesforceSession(
             self.fake.origin,
-            token or self.fake.token,
+            None,  # a static token: the OAuth flows have their own suite
+            retrying=fast_retrying(),
+            access_token=token or self.fake.token,
+            instance_url=self.fake.origin,
+        )
+        return SalesforceCrm(
+            session,
             fields=fields or DEFAULT_FIELDS["salesforce"],
             retrying=retrying or fast_retrying(),
         )

@@ -1,0 +1,203 @@
+"""A Salesforce OAuth session: gets an access token for the configured flow and renews it
+when Salesforce says the session is over (401 ``INVALID_SESSION_ID``).
+
+Every flow is one form-encoded ``POST {login URL}/services/oauth2/token`` (help.salesforce.com
+remoteaccess_oauth_refresh_token_flow, ..._client_credentials_flow, ..._jwt_flow); the answer
+carries ``access_token`` and ``instance_url``:
+
+    flow                 grant_type                                        from settings
+    refresh token        refresh_token                                     client id, secret,
+                                                                           refresh token
+    client credentials   client_credentials (the login URL is My Domain)   client id, secret
+    JWT bearer           urn:ietf:params:oauth:grant-type:jwt-bearer,      client id, username,
+                         ``assertion`` RS256: iss, sub, aud, exp           private key
+
+One token request at a time per process: lanes that hit the 401 while a renewal is under way
+wait for it and use its token, so a burst of expired reads costs one token request. A refused
+grant (``invalid_grant``, ``invalid_client``, ...) is ``VendorAuth`` naming the settings to
+fix; no message carries a secret or a token. Each new token is told to ``on_token`` (the log
+redactor learns it there).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import requests
+import tenacity
+
+from adapters.http import DEFAULT_TIMEOUT, UNOBSERVED, HttpObserver, VendorHttp
+from schemas.errors import Unreadable, VendorAuth, VendorUnavailable
+from schemas.json_body import read_json
+
+TOKEN_PATH = "/services/oauth2/token"
+JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+# The assertion is good for this long: Salesforce wants ``exp`` within three minutes.
+ASSERTION_SECONDS = 150
+REFUSED = frozenset({400, 401, 403})
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What one flow sends to the token endpoint, and the settings a refusal names."""
+
+    form: Callable[[], dict[str, str]]  # built at each request: a JWT's ``exp`` moves on
+    settings: str
+    secrets: tuple[str, ...] = ()  # never shown, even if Salesforce's answer quotes one
+
+
+def refresh_token_grant(client_id: str, client_secret: str, refresh_token: str) -> Grant:
+    form = {
+        "grant_type": "refresh_token",
+        "client_id": client_id,
+        "client_secret": client_secret,
+        "refresh_token": refresh_token,
+    }
+    return Grant(
+        lambda: dict(form),
+        "SALESFORCE_CLIENT_ID, SALESFORCE_CLIENT_SECRET and SALESFORCE_REFRESH_TOKEN",
+        (client_secret, refresh_token),
+    )
+
+
+def client_credentials_grant(client_id: str, client_secret: str) -> Grant:
+    form = {
+        "grant_type": "client_credentials",
+        "client_id": client_id,
+        "client_secret": client_secret,
+    }
+    return Grant(
+        lambda: dict(form),
+        "SALESFORCE_CLIENT_ID, SALESFORCE_CLIENT_SECRET and SALESFORCE_LOGIN_URL (My Domain)",
+        (client_secret,),
+    )
+
+
+def jwt_bearer_grant(client_id: str, username: str, private_key: str, audience: str) -> Grant:
+    """``audience`` is the login URL (login.salesforce.com, test.salesforce.com for a
+    sandbox), as the JWT bearer flow documents ``aud``."""
+    import jwt  # PyJWT: only this flow needs it
+
+    def form() -> dict[str, str]:
+        claims = {
+            "iss": client_id,
+            "sub": username,
+            "aud": audience,
+            "exp": int(time.time()) + ASSERTION_SECONDS,
+        }
+        return {"grant_type": JWT_BEARER, "assertion": jwt.encode(claims, private_key, "RS256")}
+
+    return Grant(
+        form,
+        "SALESFORCE_CLIENT_ID, SALESFORCE_USERNAME and SALESFORCE_PRIVATE_KEY_FILE",
+        (private_key,),
+    )
+
+
+class SalesforceSession:
+    """The current access token and instance URL, renewed on demand (an ``http.Credential``).
+
+    Without a grant it holds a static ``SALESFORCE_ACCESS_TOKEN``, which cannot be renewed."""
+
+    def __init__(
+        self,
+        login_url: str,
+        grant: Grant | None,
+        *,
+        retrying: tenacity.Retrying,
+        access_token: str | None = None,
+        instance_url: str | None = None,
+        observer: HttpObserver = UNOBSERVED,
+        timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+        on_token: Callable[[str], None] = lambda token: None,
+    ):
+        self.grant = grant
+        self.http = VendorHttp(
+            "salesforce", login_url, headers={}, retrying=retrying, observer=observer,
+            timeout=timeout,
+        )  # fmt: skip
+        self.on_token = on_token
+        self._fixed_instance = instance_url.rstrip("/") if instance_url else None
+        self._token = access_token
+        self._instance = self._fixed_instance
+        self._lock = threading.Lock()  # one token request at a time
+
+    def instance_url(self) -> str:
+        """The org's REST origin: the setting, else the token answer's (fetching one)."""
+        if self._instance is None:
+            self._current()
+        return self._instance
+
+    def headers(self) -> Mapping[str, str]:
+        return {"Authorization": f"Bearer {self._current()}"}
+
+    def renew(self, refused: Mapping[str, str], response: requests.Response) -> bool:
+        if not _session_over(response):
+            return False  # a 401 of another kind: the caller reports it as it is
+        if self.grant is None:
+            raise VendorAuth(
+                "salesforce: the session of SALESFORCE_ACCESS_TOKEN is over and a static token "
+                "cannot be renewed: set SALESFORCE_CLIENT_ID and an OAuth flow's settings"
+            )
+        with self._lock:
+            if refused.get("Authorization") == f"Bearer {self._token}":
+                self._fetch()  # nobody renewed it meanwhile
+        return True
+
+    def _current(self) -> str:
+        token = self._token
+        if token is not None:
+            return token
+        with self._lock:
+            if self._token is None:  # another lane may have fetched it while we waited
+                self._fetch()
+            return self._token
+
+    def _fetch(self) -> None:
+        """One token request; the caller holds the lock."""
+        answer = self.http.request(
+            "POST", TOKEN_PATH, data=self.grant.form(), ok_statuses=REFUSED, read_only=True
+        )
+        if answer.status_code in REFUSED:
+            raise VendorAuth(
+                f"salesforce POST {TOKEN_PATH}: {answer.status_code} sign-in refused "
+                f"({self._reason(answer)}): check {self.grant.settings}"
+            )
+        body = answer.json()
+        token = body.get("access_token") if isinstance(body, dict) else None
+        instance = body.get("instance_url") if isinstance(body, dict) else None
+        if not isinstance(token, str) or not token or not (self._fixed_instance or instance):
+            err = VendorUnavailable(
+                f"salesforce POST {TOKEN_PATH}: answer without access_token or instance_url"
+            )
+            err.safe_to_retry = True
+            raise err
+        self.on_token(token)
+        self._token = token
+        self._instance = self._fixed_instance or str(instance).rstrip("/")
+
+    def _reason(self, answer) -> str:
+        """Salesforce's ``error``/``error_description``, without any secret it might quote."""
+        try:
+            body = read_json(answer.content)
+        except Unreadable:
+            body = None
+        if not isinstance(body, dict):
+            return "no OAuth error in the answer"
+        text = ": ".join(str(body[k]) for k in ("error", "error_description") if body.get(k))
+        for secret in self.grant.secrets:
+            text = text.replace(secret, "[redacted]")
+        return text[:200] or "no OAuth error in the answer"
+
+
+def _session_over(response: requests.Response) -> bool:
+    """Salesforce's 401 for a session that timed out or was revoked."""
+    try:
+        body = read_json(response.content)
+    except Unreadable:
+        return False
+    errors = body if isinstance(body, list) else []
+    return any(isinstance(e, dict) and e.get("errorCode") == "INVALID_SESSION_ID" for e in errors)

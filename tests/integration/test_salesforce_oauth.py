@@ -1,0 +1,223 @@
+"""Salesforce sessions that end, against the fake org over HTTP: each OAuth flow signs in, an
+expired session is renewed once (one token request however many lanes meet the 401), a
+refused grant names the settings and never the secret, and the two API limits wait as long
+as they take to recover: an hour for the daily total, seconds for the concurrent one."""
+
+from __future__ import annotations
+
+import io
+import json
+import secrets
+import threading
+
+import pytest
+import structlog
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from adapters import salesforce_session as oauth
+from adapters.salesforce import DAILY_WAIT, SalesforceCrm
+from fakes.salesforce import FakeSalesforce
+from handlers.crm_rules import DEFAULT_FIELDS
+from schemas.errors import VendorAuth, VendorUnavailable
+from tests.integration.harness import fast_retrying
+from worker import logs, metrics
+
+CLIENT_ID = "3MVG9" + secrets.token_hex(20)
+USERNAME = "integration@acme.example"
+OPPORTUNITY = r"/services/data/v60\.0/sobjects/Opportunity/\w+"
+
+
+def key_pair() -> tuple[str, str]:
+    """A fresh RSA key: the private key's PEM (ours) and the public key's (the app's)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    return private, public
+
+
+PRIVATE_KEY, PUBLIC_KEY = key_pair()
+
+
+@pytest.fixture
+def org():
+    with FakeSalesforce(rate_limit=None) as fake:
+        fake.secret = secrets.token_urlsafe(24)
+        fake.refresh_token = "5Aep" + secrets.token_urlsafe(40)
+        fake.add_connected_app(
+            CLIENT_ID,
+            fake.secret,
+            refresh_tokens={fake.refresh_token},
+            run_as_user=True,
+            jwt_users={USERNAME},
+            public_key=PUBLIC_KEY,
+        )
+        fake.deal = fake.add_opportunity(
+            "Rollout", "Closed Won", won=True, account=fake.add_account("Initech"),
+            owner=fake.add_user("owner@example.com"), line_items=[("Setup", 12)],
+        )  # fmt: skip
+        yield fake
+
+
+def grants(fake: FakeSalesforce) -> dict[str, oauth.Grant]:
+    return {
+        "refresh_token": oauth.refresh_token_grant(CLIENT_ID, fake.secret, fake.refresh_token),
+        "client_credentials": oauth.client_credentials_grant(CLIENT_ID, fake.secret),
+        oauth.JWT_BEARER: oauth.jwt_bearer_grant(CLIENT_ID, USERNAME, PRIVATE_KEY, fake.origin),
+    }
+
+
+def reader(fake: FakeSalesforce, grant: oauth.Grant | None, **session) -> SalesforceCrm:
+    return SalesforceCrm(
+        oauth.SalesforceSession(fake.origin, grant, retrying=fast_retrying(), **session),
+        fields=DEFAULT_FIELDS["salesforce"],
+        retrying=fast_retrying(),
+        limits=metrics.SALESFORCE_LIMITS,
+    )
+
+
+@pytest.mark.parametrize("flow", ["refresh_token", "client_credentials", oauth.JWT_BEARER])
+def test_each_flow_gets_a_token_and_the_instance_url_from_the_answer(org, flow):
+    crm = reader(org, grants(org)[flow])
+
+    deal = crm.read_deal(org.deal)
+
+    assert deal.deal_id == org.deal and deal.stage.won and deal.project is not None
+    assert org.tokens_issued == [flow]
+    assert crm.session.instance_url() == org.origin
+
+
+def test_an_expired_session_is_renewed_once_and_the_read_succeeds(org):
+    crm = reader(org, grants(org)["refresh_token"])
+    crm.read_deal(org.deal)
+    org.expire_sessions()
+
+    deal = crm.read_deal(org.deal)
+
+    assert deal.stage.won
+    assert org.tokens_issued == ["refresh_token", "refresh_token"]
+    assert [s for m, p, s in org.log if m == "GET" and s == 401] == [401]
+
+
+def test_many_lanes_meeting_the_401_at_once_cause_exactly_one_token_request(org):
+    crm = reader(org, grants(org)["client_credentials"])
+    crm.read_deal(org.deal)
+    org.expire_sessions()
+    start = threading.Barrier(8)
+    read, failed = [], []
+
+    def lane() -> None:
+        start.wait()
+        try:
+            read.append(crm.read_deal(org.deal).deal_id)
+        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+            failed.append(exc)
+
+    lanes = [threading.Thread(target=lane) for _ in range(8)]
+    for thread in lanes:
+        thread.start()
+    for thread in lanes:
+        thread.join(30)
+
+    assert failed == [] and read == [org.deal] * 8
+    assert org.tokens_issued == ["client_credentials"] * 2
+    assert org.requests_to("POST", "/services/oauth2/token") == 2
+
+
+@pytest.mark.parametrize(
+    "make, setting",
+    [
+        (lambda f: oauth.client_credentials_grant(CLIENT_ID, "wrong-" + f.secret),
+         "SALESFORCE_CLIENT_SECRET"),
+        (lambda f: oauth.refresh_token_grant(CLIENT_ID, f.secret, "5Aep-revoked-token-xyz"),
+         "SALESFORCE_REFRESH_TOKEN"),
+        (lambda f: oauth.jwt_bearer_grant(CLIENT_ID, USERNAME, key_pair()[0], f.origin),
+         "SALESFORCE_PRIVATE_KEY_FILE"),
+        (lambda f: oauth.jwt_bearer_grant(CLIENT_ID, "stranger@acme.example", PRIVATE_KEY,
+                                          f.origin), "SALESFORCE_USERNAME"),
+    ],
+)  # fmt: skip
+def test_a_refused_grant_is_vendor_auth_naming_the_setting_and_never_the_secret(org, make, setting):
+    grant = make(org)
+    crm = reader(org, grant)
+
+    with pytest.raises(VendorAuth) as refused:
+        crm.read_deal(org.deal)
+
+    message = refused.value.message
+    assert setting in message and "invalid_" in message
+    for secret in grant.secrets:
+        assert secret not in message
+    assert org.tokens_issued == [] and org.requests_to("GET", OPPORTUNITY) == 0
+
+
+def test_a_static_tokens_session_over_is_vendor_auth_naming_the_access_token_setting(org):
+    crm = reader(org, None, access_token=org.token, instance_url=org.origin)
+    org.expire_sessions()
+
+    with pytest.raises(VendorAuth) as refused:
+        crm.read_deal(org.deal)
+
+    assert "SALESFORCE_ACCESS_TOKEN" in refused.value.message
+    assert org.token not in refused.value.message
+    assert org.requests_to("POST", "/services/oauth2/token") == 0
+
+
+def test_a_spent_daily_total_waits_an_hour_and_is_not_sent_again(org):
+    crm = reader(org, grants(org)["refresh_token"])
+    org.spend_daily_total()
+
+    with pytest.raises(VendorUnavailable) as spent:
+        crm.read_deal(org.deal)
+
+    assert spent.value.retry_after == DAILY_WAIT and not spent.value.safe_to_retry
+    assert org.requests_to("GET", OPPORTUNITY) == 1  # no burst on a limit that needs hours
+
+
+def test_the_concurrent_request_limit_waits_short_and_the_read_is_retried(org):
+    crm = reader(org, grants(org)["refresh_token"])
+    org.refuse_concurrent(2)
+
+    deal = crm.read_deal(org.deal)
+
+    assert deal.deal_id == org.deal and org.throttled == 2
+    assert org.requests_to("GET", OPPORTUNITY) == 3
+
+
+def test_the_daily_api_usage_of_every_answer_is_a_gauge(org):
+    org.api_usage, org.allocation = 4_100, 15_000
+    crm = reader(org, grants(org)["refresh_token"])
+
+    crm.read_deal(org.deal)
+
+    def sample(count: str) -> float | None:
+        labels = {"crm": "salesforce", "count": count}
+        return metrics.WORKER.get_sample_value("provisioner_crm_daily_api_requests", labels)
+
+    assert sample("used") == org.api_usage > 4_100
+    assert sample("allocation") == 15_000
+
+
+def test_a_token_obtained_at_run_time_is_redacted_from_every_log_line(org):
+    stream = io.StringIO()
+    logs.configure(secrets=[], stream=stream, form="json")
+    issued: list[str] = []
+
+    def learn(token: str) -> None:
+        issued.append(token)
+        logs.learn_secret(token)
+
+    crm = reader(org, grants(org)["refresh_token"], on_token=learn)
+    crm.read_deal(org.deal)
+    structlog.get_logger("test").warning("oops", header=f"Bearer {issued[0]}")
+
+    [line] = [json.loads(x) for x in stream.getvalue().splitlines() if '"oops"' in x]
+    assert line["header"] == "Bearer [redacted]" and issued[0] not in stream.getvalue()
