@@ -25,8 +25,10 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import requests
+import structlog
 import tenacity
 
 from adapters.http import DEFAULT_TIMEOUT, UNOBSERVED, HttpObserver, VendorHttp
@@ -38,6 +40,13 @@ JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 # The assertion is good for this long: Salesforce wants ``exp`` within three minutes.
 ASSERTION_SECONDS = 150
 REFUSED = frozenset({400, 401, 403})
+# The JWT bearer flow's ``aud`` is Salesforce's authorization server, not the My Domain that
+# takes the request: production's or, for a sandbox, test's (help.salesforce.com
+# remoteaccess_oauth_jwt_flow).
+PRODUCTION_AUDIENCE = "https://login.salesforce.com"
+SANDBOX_AUDIENCE = "https://test.salesforce.com"
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -46,7 +55,10 @@ class Grant:
 
     form: Callable[[], dict[str, str]]  # built at each request: a JWT's ``exp`` moves on
     settings: str
-    secrets: tuple[str, ...] = ()  # never shown, even if Salesforce's answer quotes one
+    secrets: list[str]  # never shown, even if Salesforce's answer quotes one
+    # The refresh-token flow only: a connected app with refresh token rotation on answers
+    # with a new refresh token and invalidates the one sent; this keeps the new one.
+    rotate: Callable[[str], None] | None = None
 
 
 def refresh_token_grant(client_id: str, client_secret: str, refresh_token: str) -> Grant:
@@ -56,10 +68,17 @@ def refresh_token_grant(client_id: str, client_secret: str, refresh_token: str) 
         "client_secret": client_secret,
         "refresh_token": refresh_token,
     }
+    secrets = [client_secret, refresh_token]
+
+    def rotate(new: str) -> None:
+        form["refresh_token"] = new
+        secrets.append(new)
+
     return Grant(
         lambda: dict(form),
         "SALESFORCE_CLIENT_ID, SALESFORCE_CLIENT_SECRET and SALESFORCE_REFRESH_TOKEN",
-        (client_secret, refresh_token),
+        secrets,
+        rotate,
     )
 
 
@@ -72,13 +91,24 @@ def client_credentials_grant(client_id: str, client_secret: str) -> Grant:
     return Grant(
         lambda: dict(form),
         "SALESFORCE_CLIENT_ID, SALESFORCE_CLIENT_SECRET and SALESFORCE_LOGIN_URL (My Domain)",
-        (client_secret,),
+        [client_secret],
     )
 
 
+def jwt_audience(login_url: str) -> str:
+    """``aud`` for a login URL: a sandbox's My Domain (``*.sandbox.my.salesforce.com``) or
+    test.salesforce.com is test's server, any other Salesforce host production's; a host
+    outside salesforce.com (a proxy, a test double) is its own audience."""
+    host = (urlsplit(login_url).hostname or "").lower()
+    if not (host == "salesforce.com" or host.endswith(".salesforce.com")):
+        return login_url.rstrip("/")
+    if host == "test.salesforce.com" or ".sandbox." in host:
+        return SANDBOX_AUDIENCE
+    return PRODUCTION_AUDIENCE
+
+
 def jwt_bearer_grant(client_id: str, username: str, private_key: str, audience: str) -> Grant:
-    """``audience`` is the login URL (login.salesforce.com, test.salesforce.com for a
-    sandbox), as the JWT bearer flow documents ``aud``."""
+    """``audience``: ``jwt_audience`` of the login URL."""
     import jwt  # PyJWT: only this flow needs it
 
     def form() -> dict[str, str]:
@@ -93,7 +123,7 @@ def jwt_bearer_grant(client_id: str, username: str, private_key: str, audience: 
     return Grant(
         form,
         "SALESFORCE_CLIENT_ID, SALESFORCE_USERNAME and SALESFORCE_PRIVATE_KEY_FILE",
-        (private_key,),
+        [private_key],
     )
 
 
@@ -176,6 +206,18 @@ class SalesforceSession:
             err.safe_to_retry = True
             raise err
         self.on_token(token)
+        rotated = body.get("refresh_token")
+        if self.grant.rotate and isinstance(rotated, str) and rotated not in self.grant.secrets:
+            self.on_token(rotated)
+            self.grant.rotate(rotated)
+            log.warning(
+                "salesforce_refresh_token_rotated",
+                setting="SALESFORCE_REFRESH_TOKEN",
+                note="the connected app rotates refresh tokens: the new one is kept in this "
+                "process's memory only, and the configured one no longer works after a restart "
+                "or in another worker; turn rotation off for this app, or use the "
+                "client-credentials or JWT bearer flow",
+            )
         self._token = token
         self._instance = self._fixed_instance or str(instance).rstrip("/")
 

@@ -99,6 +99,9 @@ class ConnectedApp:
     run_as_user: bool = False  # the client-credentials flow needs one
     jwt_users: set[str] = field(default_factory=set)  # pre-approved for the JWT flow
     public_key: str | None = None  # PEM, of the certificate uploaded for the JWT flow
+    # Refresh token rotation: each refresh answers with a new refresh token and
+    # invalidates the one it was sent (help.salesforce.com remoteaccess_oauth_refresh_token_flow).
+    rotate_refresh_tokens: bool = False
 
 
 class FakeSalesforce(FakeVendor):
@@ -259,7 +262,13 @@ class FakeSalesforce(FakeVendor):
             return _oauth_error("invalid_grant", "expired access/refresh token")
         if grant == "client_credentials" and not app.run_as_user:
             return _oauth_error("invalid_grant", "no client credentials user enabled")
-        return self._issue(grant, app)
+        response = self._issue(grant, app)
+        if grant == "refresh_token" and app.rotate_refresh_tokens:
+            app.refresh_tokens.discard(form["refresh_token"])
+            rotated = "5Aep" + secrets.token_urlsafe(40)
+            app.refresh_tokens.add(rotated)
+            response.body["refresh_token"] = rotated
+        return response
 
     def _jwt_bearer(self, assertion: str) -> Response:
         try:

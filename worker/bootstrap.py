@@ -130,7 +130,10 @@ def salesforce_session(settings: Settings):
         grant = oauth.client_credentials_grant(client_id, secret(settings.salesforce_client_secret))
     elif flow == "jwt_bearer":
         grant = oauth.jwt_bearer_grant(
-            client_id, settings.salesforce_username, settings.salesforce_private_key, login_url
+            client_id,
+            settings.salesforce_username,
+            settings.salesforce_private_key,
+            oauth.jwt_audience(login_url),
         )
     else:
         grant = None

@@ -221,3 +221,34 @@ def test_a_token_obtained_at_run_time_is_redacted_from_every_log_line(org):
 
     [line] = [json.loads(x) for x in stream.getvalue().splitlines() if '"oops"' in x]
     assert line["header"] == "Bearer [redacted]" and issued[0] not in stream.getvalue()
+
+
+def test_a_rotated_refresh_token_is_kept_so_the_next_renewal_still_signs_in(org):
+    org.apps[CLIENT_ID].rotate_refresh_tokens = True
+    crm = reader(org, grants(org)["refresh_token"])
+    crm.read_deal(org.deal)
+    used = set(org.apps[CLIENT_ID].refresh_tokens)
+
+    for _ in range(3):  # each renewal spends the refresh token the one before it got
+        org.expire_sessions()
+        assert crm.read_deal(org.deal).stage.won
+
+    assert org.tokens_issued == ["refresh_token"] * 4
+    assert org.refresh_token not in org.apps[CLIENT_ID].refresh_tokens
+    assert org.apps[CLIENT_ID].refresh_tokens.isdisjoint(used)
+
+
+@pytest.mark.parametrize(
+    ("login_url", "audience"),
+    [
+        ("https://login.salesforce.com", "https://login.salesforce.com"),
+        ("https://test.salesforce.com/", "https://test.salesforce.com"),
+        ("https://acme.my.salesforce.com", "https://login.salesforce.com"),
+        ("https://acme--uat.sandbox.my.salesforce.com", "https://test.salesforce.com"),
+        ("http://127.0.0.1:8443", "http://127.0.0.1:8443"),
+    ],
+)
+def test_the_jwt_audience_is_salesforces_authorization_server_not_the_my_domain(
+    login_url, audience
+):
+    assert oauth.jwt_audience(login_url) == audience
