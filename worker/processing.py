@@ -12,9 +12,9 @@ with confirms and then acks; every policy choice is made here, in one place:
 | ... and the vendor named its reset,    | as above, to the shortest retry queue that lasts  |
 | later than the next delay              | the wait (rungs skipped); if none does, the       |
 |                                        | longest, with x-vendor-reset-at                   |
-| arrived before its x-vendor-reset-at   | message -> the shortest retry queue lasting what  |
-| (the vendor is not called)             | is left (else the longest), headers untouched:    |
-|                                        | no attempt spent, nothing added to its history    |
+| arrived before its x-vendor-reset-at,  | message -> the shortest retry queue lasting what  |
+| at most MAX_VENDOR_WAIT ahead (the     | is left (else the longest), headers untouched:    |
+| vendor is not called, no lock taken)   | no attempt spent, nothing added to its history    |
 | failure needing a person, or retryable | outcomes + timesheet.failed -> NS.events;         |
 | with no retry left                     | message -> NS.dead-letter with x-error-*          |
 | a bug (any other exception)            | as a retryable failure with code internal_error   |
