@@ -61,7 +61,9 @@ from schemas.json_body import read_json
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "PATCH", "DELETE"})
 USER_AGENT = "timesheet-provisioner (https://github.com/timesheet-provisioner)"
 DEFAULT_TIMEOUT = (5.0, 30.0)  # connect, read
-HOLD_OFF_CEILING = 60.0  # seconds we pause an account in-process on a Retry-After
+# Seconds we pause an account in-process on a Retry-After; a longer wait is the delayed message
+# retry's (``worker.processing``). Set per policy (``default_retrying``), read by ``VendorHttp``.
+HOLD_OFF_CEILING = 60.0
 
 
 class HttpObserver(Protocol):
@@ -116,22 +118,29 @@ def retry_after_seconds(value: str | None) -> float | None:
         return None  # an HTTP-date; rare enough to fall back to our own backoff
 
 
-def wait_for_vendor(fallback: tenacity.wait.wait_base, ceiling: float = HOLD_OFF_CEILING):
-    """A tenacity wait that honours the vendor's Retry-After, else uses ``fallback``."""
+class WaitForVendor(tenacity.wait.wait_base):
+    """A tenacity wait that honours the vendor's Retry-After up to ``ceiling``, else uses
+    ``fallback``. The ceiling travels with the policy, so ``VendorHttp`` knows which hints
+    its retries wait for and which it leaves to the message retry."""
 
-    def wait(state: tenacity.RetryCallState) -> float:
+    def __init__(self, fallback: tenacity.wait.wait_base, ceiling: float = HOLD_OFF_CEILING):
+        self.fallback = fallback
+        self.ceiling = ceiling
+
+    def __call__(self, state: tenacity.RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
         hint = getattr(exc, "retry_after", None)
-        return min(hint, ceiling) if hint is not None else fallback(state)
-
-    return wait
+        return min(hint, self.ceiling) if hint is not None else self.fallback(state)
 
 
-def default_retrying(attempts: int = 4) -> tenacity.Retrying:
+def default_retrying(
+    attempts: int = 4, hold_off_ceiling: float = HOLD_OFF_CEILING
+) -> tenacity.Retrying:
     return tenacity.Retrying(
         stop=tenacity.stop_after_attempt(attempts),
-        wait=wait_for_vendor(
-            tenacity.wait_exponential(multiplier=0.5, max=8) + tenacity.wait_random(0, 0.5)
+        wait=WaitForVendor(
+            tenacity.wait_exponential(multiplier=0.5, max=8) + tenacity.wait_random(0, 0.5),
+            hold_off_ceiling,
         ),
         retry=tenacity.retry_if_exception(lambda e: getattr(e, "safe_to_retry", False)),
         reraise=True,
@@ -267,6 +276,7 @@ class VendorHttp:
         self.session = session or requests.Session()
         self.session.headers.update({"User-Agent": USER_AGENT, **headers})
         self.retrying = retrying
+        self.hold_off_ceiling = getattr(retrying.wait, "ceiling", HOLD_OFF_CEILING)
         self.pacer = pacer
         self.timeout = timeout
         self.error_text = error_text
@@ -350,7 +360,7 @@ class VendorHttp:
         hold-off ceiling; a longer wait (or one with no pacer to wait on) is left to the
         delayed message retry, and no request is spent on it."""
         while wait := self.quota.wait_needed():
-            if self.pacer is None or wait > HOLD_OFF_CEILING:
+            if self.pacer is None or wait > self.hold_off_ceiling:
                 err = VendorUnavailable(
                     f"{where}: hourly quota spent, frees in {wait:.0f}s", retry_after=wait
                 )
@@ -366,11 +376,11 @@ class VendorHttp:
             self.observer.throttled(self.vendor)
             hint = retry_after_seconds(self.retry_hint(response))
             if hint is not None and self.pacer:
-                self.pacer.hold_off(min(hint, HOLD_OFF_CEILING))
+                self.pacer.hold_off(min(hint, self.hold_off_ceiling))
             err = VendorUnavailable(f"{where}: throttled ({status})", retry_after=hint)
             # A throttled request was not processed, so re-sending is safe; but a wait longer
             # than the ceiling (Toggl's hourly quota) is left to the delayed message retry.
-            err.safe_to_retry = hint is None or hint <= HOLD_OFF_CEILING
+            err.safe_to_retry = hint is None or hint <= self.hold_off_ceiling
             return err
         if status >= 500:
             err = VendorUnavailable(f"{where}: {status} {text}".strip())

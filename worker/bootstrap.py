@@ -24,7 +24,7 @@ def build_tools(settings: Settings, shared: PacingStore | None = None) -> dict[s
     pace = pacers(settings, shared)
     tools: dict[str, TimesheetTool] = {}
     common = dict(
-        retrying=default_retrying(),
+        retrying=default_retrying(hold_off_ceiling=settings.hold_off_ceiling),
         read_timeout=settings.vendor_timeout,
         observer=metrics.VENDOR_CALLS,
     )
@@ -72,7 +72,7 @@ def build_crms(
     pace = pacers(settings, shared)
     crms: dict[str, CrmReader] = {}
     common = dict(
-        retrying=default_retrying(),
+        retrying=default_retrying(hold_off_ceiling=settings.hold_off_ceiling),
         read_timeout=settings.vendor_timeout,
         observer=metrics.VENDOR_CALLS,
     )

@@ -31,6 +31,9 @@ ORIGINAL_EXCHANGE = "x-original-exchange"
 ORIGINAL_ROUTING_KEY = "x-original-routing-key"
 FAILURES = "x-failure-history"
 COPY_ID = "x-copy-id"  # unique per retry or dead-letter copy: the dead letter's id
+# When the vendor said its budget comes back (ISO 8601, UTC): set on a retry copy whose wait
+# outlasts the longest retry queue; until then the copy is parked again, the vendor not called.
+VENDOR_RESET_AT = "x-vendor-reset-at"
 MAX_ATTEMPTS = 1_000_000  # a producer's x-attempts is clamped: AMQP carries 64-bit integers
 
 
@@ -57,6 +60,18 @@ class Delivery:
             return min(max(int(self.headers.get(ATTEMPTS, 0)), 0), MAX_ATTEMPTS)
         except (TypeError, ValueError, OverflowError):
             return 0
+
+    @property
+    def vendor_reset_at(self) -> float | None:
+        """The vendor's reset (epoch seconds) this copy waits for, if any; a header a producer
+        garbled counts as none."""
+        value = self.headers.get(VENDOR_RESET_AT)
+        try:
+            text = value.decode() if isinstance(value, bytes) else value
+            at = datetime.fromisoformat(text)
+        except (TypeError, ValueError, UnicodeDecodeError):
+            return None
+        return at.timestamp() if at.tzinfo is not None else None
 
 
 @dataclass(frozen=True)
@@ -127,11 +142,14 @@ def failure_copy(
     message: str,
     attempts: int,
     exchange: str = "",
+    vendor_reset_at: float | None = None,
 ) -> Publish:
     """The inbound message, body and properties untouched, with headers that say why.
 
     A retry copy goes straight to its queue (``exchange`` empty); a dead letter goes through
-    the dead-letter exchange, so that the dead-letter journal gets it too."""
+    the dead-letter exchange, so that the dead-letter journal gets it too. Only a retry copy
+    waiting for a vendor's reset carries ``vendor_reset_at``; every other copy loses it, so a
+    dead letter replayed is worked at once."""
     now = datetime.now(UTC).isoformat()
     headers = delivery.headers
     # The headers are the producer's too: only a list of text is a history we can extend.
@@ -153,6 +171,19 @@ def failure_copy(
     headers.setdefault(FIRST_FAILED_AT, now)
     headers.setdefault(ORIGINAL_EXCHANGE, delivery.exchange)
     headers.setdefault(ORIGINAL_ROUTING_KEY, delivery.routing_key)
+    headers.pop(VENDOR_RESET_AT, None)
+    if vendor_reset_at is not None:
+        headers[VENDOR_RESET_AT] = datetime.fromtimestamp(vendor_reset_at, UTC).isoformat()
+    return _copy(delivery, headers, exchange, queue)
+
+
+def parked_copy(delivery: Delivery, *, queue: str) -> Publish:
+    """The message as it came, headers included (its attempts and the vendor's reset), back
+    to a retry queue: a wait, not a failure, so nothing is added to its history."""
+    return _copy(delivery, delivery.headers, "", queue)
+
+
+def _copy(delivery: Delivery, headers: dict[str, Any], exchange: str, queue: str) -> Publish:
     headers.pop("x-death", None)  # the broker's own bookkeeping from the retry queue
     p = delivery.properties
     properties = pika.BasicProperties(

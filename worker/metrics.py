@@ -47,7 +47,8 @@ def event_type_label(event_type: str | None) -> str:
 
 ``outcome`` of a finished event is the decision made before its ack (``worker.processing``):
 ``done`` (processed, outcomes published), ``duplicate`` (already processed: outcomes published
-again), ``retried`` (a retry is scheduled), ``dead_lettered``, ``rejected`` (even the
+again), ``retried`` (a retry is scheduled), ``parked`` (a retry copy came back before the
+vendor's reset and waits again, the vendor not called), ``dead_lettered``, ``rejected`` (even the
 dead-letter copy could not be written; the broker dead-letters the original). A decision
 the broker then refuses to take is counted again as refused (``worker.consumer``)."""
 EVENTS_RECEIVED = Counter(
@@ -86,6 +87,7 @@ OUTCOMES = {
     "processed": "done",
     "duplicate_republished": "duplicate",
     "retry_scheduled": "retried",
+    "retry_parked": "parked",  # back to wait for a vendor's reset: no call, no attempt
     "dead_lettered": "dead_lettered",
     "rejected_to_dead_letter": "rejected",
 }

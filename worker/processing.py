@@ -9,11 +9,28 @@ with confirms and then acks; every policy choice is made here, in one place:
 | unreadable                             | the message -> NS.dead-letter with x-error-*      |
 | retryable failure, retries left        | outcomes so far -> NS.events; message -> retry    |
 |                                        | queue of the next delay, x-attempts + 1           |
+| ... and the vendor named its reset,    | as above, to the shortest retry queue that lasts  |
+| later than the next delay              | the wait (rungs skipped); if none does, the       |
+|                                        | longest, with x-vendor-reset-at                   |
+| arrived before its x-vendor-reset-at,  | message -> the shortest retry queue lasting what  |
+| at most MAX_VENDOR_WAIT ahead (the     | is left (else the longest), headers untouched:    |
+| vendor is not called, no lock taken)   | no attempt spent, nothing added to its history    |
 | failure needing a person, or retryable | outcomes + timesheet.failed -> NS.events;         |
 | with no retry left                     | message -> NS.dead-letter with x-error-*          |
 | a bug (any other exception)            | as a retryable failure with code internal_error   |
 | redelivered after RUN_LIMIT runs that  | timesheet.failed worker_crashed -> NS.events;     |
 | never finished (it kills the worker)   | message -> NS.dead-letter                         |
+
+A vendor's reset hint (``VendorUnavailable.retry_after``: Pipedrive's daily budget, Salesforce's
+daily total) sizes the wait, so the vendor is asked again only once it said it would answer,
+and a spent budget is neither hammered nor dead-lettered. A reset past the longest queue is
+waited for in trips of that queue, at most ceil(hint / longest delay) of them, and the hint
+is capped at ``MAX_VENDOR_WAIT``, so a message is never parked for ever. Only the failures
+of this message count: other messages are not held (each learns the vendor's state by its
+own call). When one run fails on several offerings, a hint counts only if every retryable
+failure has one, and then the shortest: a failure that may work sooner (another vendor's
+5xx) is never held back by one vendor's reset, at the price of asking the throttled vendor
+once more before its reset, which then names the reset again.
 
 The text of an unexpected exception never goes on the bus: it can carry anything, a
 credential in a header value included (``requests`` puts them in ``InvalidHeader``). The bus
@@ -23,7 +40,10 @@ secrets redacted (``worker.logs``).
 
 from __future__ import annotations
 
+import time
 from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 import structlog
 
@@ -33,7 +53,14 @@ from schemas.errors import FailureCode, Permanent, ProvisionerError, Transient, 
 from schemas.inbound import Inbound
 from schemas.outbound import Outbound
 from worker import metrics
-from worker.messages import Decision, Delivery, Publish, failure_copy, outcome_message
+from worker.messages import (
+    Decision,
+    Delivery,
+    Publish,
+    failure_copy,
+    outcome_message,
+    parked_copy,
+)
 from worker.topology import Topology
 
 log = structlog.get_logger()
@@ -42,13 +69,25 @@ log = structlog.get_logger()
 # broker's delivery limit cannot tell a message that kills the worker from one that only
 # waited in a worker that was killed; this count only sees runs that began.
 RUN_LIMIT = 20
+# The longest vendor reset we wait for: Pipedrive's daily budget comes back at the start of
+# the next day, Salesforce's daily total over a rolling 24 hours. A longer hint is capped, and
+# a reset header further ahead is not ours (a producer's), so it is ignored.
+MAX_VENDOR_WAIT = 25 * 3600.0
 
 
 class Processor:
-    def __init__(self, deps: Deps, topology: Topology, *, source: str):
+    def __init__(
+        self,
+        deps: Deps,
+        topology: Topology,
+        *,
+        source: str,
+        clock: Callable[[], float] = time.time,  # wall clock: a reset time crosses processes
+    ):
         self.deps = deps
         self.topology = topology
         self.source = source
+        self.clock = clock
         self.notes: Counter[str] = Counter()  # runs that published nothing, by why
 
     def process(self, delivery: Delivery, parsed: Inbound | Unreadable) -> Decision:
@@ -88,6 +127,8 @@ class Processor:
         attempt = delivery.attempts_before + 1
         if isinstance(parsed, Unreadable):
             return self._dead_letter(delivery, parsed.code, parsed.message, attempt, [])
+        if (left := self._vendor_wait_left(delivery)) is not None:
+            return self._park(delivery, left)
         if delivery.redelivered and self.deps.store.note_run(parsed.envelope.key) > RUN_LIMIT:
             return self._crashed(delivery, parsed, attempt)
         # Several worker processes may share one database: one of them at a time per project.
@@ -149,24 +190,50 @@ class Processor:
     ) -> Decision:
         """Retry later while a retryable failure has retries left; else dead-letter, with
         ``timesheet.failed`` for each failure."""
-        retry_queue = self.topology.retry_queue_for(attempt)
-        retryable = any(f.error.retryable for f in failures) if failures else error.retryable
-        if retry_queue and retryable:
+        errors = [f.error for f in failures] if failures else [error]
+        retryable = [e for e in errors if e.retryable]
+        hint = _vendor_hint(retryable)
+        delay = self.topology.retry_delay_for(attempt, hint)
+        if delay is not None and retryable:
+            queue = self.topology.retry_queue(delay)
+            fields = {"code": error.code, "attempt": attempt, "queue": queue}
+            reset_at = None
+            if hint is not None:
+                fields["retry_after"] = hint
+                if hint > delay:  # outlasts every queue: parked on arrival until the reset
+                    reset_at = self.clock() + hint
+                    fields["vendor_reset_at"] = _iso(reset_at)
             copy = failure_copy(
                 delivery,
-                queue=retry_queue,
+                queue=queue,
                 code=error.code,
                 message=error.message,
                 attempts=attempt,
+                vendor_reset_at=reset_at,
             )
-            return Decision(
-                events + [copy],
-                "retry_scheduled",
-                {"code": error.code, "attempt": attempt, "queue": retry_queue},
-            )
+            return Decision(events + [copy], "retry_scheduled", fields)
         return self._dead_letter(
             delivery, error.code, error.message, attempt, events + list(failed_events)
         )
+
+    def _vendor_wait_left(self, delivery: Delivery) -> float | None:
+        """Seconds until the vendor reset this copy waits for, if it is still ahead."""
+        reset_at = delivery.vendor_reset_at
+        if reset_at is None or self.topology.longest_delay is None:
+            return None
+        left = reset_at - self.clock()
+        return left if 0 < left <= MAX_VENDOR_WAIT else None
+
+    def _park(self, delivery: Delivery, left: float) -> Decision:
+        """Back to wait for the vendor's reset: no call, no attempt, no lock, no outcome."""
+        queue = self.topology.retry_queue(self.topology.delay_lasting(left))
+        fields = {
+            "queue": queue,
+            "waits": round(left, 3),
+            "vendor_reset_at": _iso(delivery.vendor_reset_at),
+            "attempts": delivery.attempts_before,
+        }
+        return Decision([parked_copy(delivery, queue=queue)], "retry_parked", fields)
 
     def _events(self, inbound: Inbound, outcomes: list[Outbound]) -> list[Publish]:
         source, event_id = inbound.envelope.key
@@ -200,6 +267,19 @@ def _internal(exc: Exception, event_id: str | None) -> Transient:
         FailureCode.INTERNAL_ERROR,
         f"{type(exc).__name__}: see the worker log for {where}"[:500],
     )
+
+
+def _vendor_hint(errors: list[ProvisionerError]) -> float | None:
+    """The wait the vendors asked for, capped: only when every retryable failure names one,
+    and then the shortest (see the module docstring)."""
+    hints = [getattr(e, "retry_after", None) for e in errors]
+    if not hints or None in hints:
+        return None
+    return min(min(hints), MAX_VENDOR_WAIT)
+
+
+def _iso(epoch: float | None) -> str | None:
+    return None if epoch is None else datetime.fromtimestamp(epoch, UTC).isoformat()
 
 
 def _event_id(delivery: Delivery, parsed: Inbound | Unreadable) -> str | None:

@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     pipedrive_rate: str = Field("20/2", alias="PIPEDRIVE_RATE_LIMIT")
     salesforce_rate: str = Field("25/1", alias="SALESFORCE_RATE_LIMIT")
     vendor_timeout: float = Field(30.0, alias="PROVISIONER_VENDOR_TIMEOUT", gt=0)
+    # The longest throttle wait (a vendor's Retry-After) a worker sits out in-process; a longer
+    # one becomes a delayed message retry sized by it (adapters.http, worker.processing).
+    hold_off_ceiling: float = Field(60.0, alias="PROVISIONER_HOLD_OFF_CEILING", ge=0, le=3600)
     # One budget per vendor account for every worker, in Redis (adapters.shared_pacing);
     # unset, each process paces alone. While Redis is away each process keeps 1/WORKERS of a
     # limit (or 1/the number Redis last counted, if more): the processes sharing an account.

@@ -107,9 +107,26 @@ class Topology:
 
     def retry_queue_for(self, attempt: int) -> str | None:
         """The queue that holds a message after its ``attempt``-th failure, if any retry is left."""
+        delay = self.retry_delay_for(attempt)
+        return None if delay is None else self.retry_queue(delay)
+
+    def retry_delay_for(self, attempt: int, hint: float | None = None) -> float | None:
+        """The wait after the ``attempt``-th failure, if any retry is left: the ladder's rung,
+        or, when the vendor's ``hint`` is longer, the shortest retry queue that lasts it (the
+        longest queue when none does). Rungs are skipped, attempts are not: an attempt is a
+        call to the vendor, and the ladder's length still bounds them."""
         if attempt > len(self.retry_delays):
             return None
-        return self.retry_queue(self.retry_delays[attempt - 1])
+        rung = self.retry_delays[attempt - 1]
+        return rung if hint is None or hint <= rung else self.delay_lasting(hint)
+
+    def delay_lasting(self, seconds: float) -> float:
+        """The shortest retry delay of at least ``seconds``, else the longest there is."""
+        return min((d for d in self.retry_delays if d >= seconds), default=self.longest_delay)
+
+    @property
+    def longest_delay(self) -> float | None:
+        return max(self.retry_delays, default=None)
 
     def queues(self) -> list[str]:
         """Every queue ``declare`` makes (the router's lock is exclusive and goes by itself)."""

@@ -4,13 +4,18 @@ A fake Harvest (real HTTP, in this process), a fresh PostgreSQL schema, a fresh 
 the broker, ``workers`` processes of ``python -m worker.commands run`` sharing all three and
 the Redis pacing budget, and a seeded scenario (``tests.scale_show.scenario``) published in
 one go with publisher confirms. With ``kill``, one worker is SIGKILLed once ``kill_at`` of
-the events have outcomes, and another started in its place. Everything made is removed
-afterwards; the workers' logs stay in ``directory`` when the run found a problem.
+the events have outcomes, and another started in its place. The victim is chosen when it is
+killed, by what it holds then: a worker that has processed events and owns partitions with
+messages still in them (a worker that started late on a busy machine may own nothing yet, so
+a victim named in advance could hold nothing and the kill would prove nothing). Everything
+made is removed afterwards; the workers' logs stay in ``directory`` when the run found a
+problem.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
 import shutil
@@ -42,6 +47,7 @@ QUIET = 3.0  # seconds without a new outcome after the last expected one: proves
 # Seconds without a new outcome, every queue of the namespace empty, before a run that still
 # misses outcomes is judged as it is: an event handled out of order may cause none at all.
 STALL = 10.0
+LOOK_EVERY = 1.0  # seconds between looks for a victim (each asks rabbitmqctl)
 
 
 @dataclass
@@ -85,6 +91,18 @@ class WorkerProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
+
+    def processed(self) -> int:
+        return self.log_path.read_text(errors="replace").count('"event": "processed"')
+
+    def partitions(self) -> list[int]:
+        """The partitions its last ``partitions_assigned`` line says it owns."""
+        owned: list[int] = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            if "partitions_assigned" in line:
+                with contextlib.suppress(ValueError):
+                    owned = json.loads(line).get("partitions", owned)
+        return owned
 
     def kill(self) -> None:
         self.process.send_signal(signal.SIGKILL)
@@ -177,11 +195,24 @@ def run(options: Options) -> Result:
             return enough
 
         deadline = time.monotonic() + options.timeout
-        victim_index = min(1, len(workers) - 1)
+        chosen: list[WorkerProcess] = []
+        looked = {"at": 0.0}
+
+        def victim_found(outcomes: list[dict]) -> bool:
+            """Once ``kill_at`` of the events have outcomes: a worker holding work right now."""
+            if not caused(options.kill_at)(outcomes):
+                return False
+            if time.monotonic() - looked["at"] < LOOK_EVERY:
+                return False
+            looked["at"] = time.monotonic()
+            victim = _holding_work(workers, namespace)
+            chosen[:] = [victim] if victim else []
+            return victim is not None
+
         try:
             if options.kill:
-                bus.wait_until(caused(options.kill_at), deadline - time.monotonic())
-                victim = workers[victim_index]
+                bus.wait_until(victim_found, deadline - time.monotonic())
+                [victim] = chosen
                 victim.kill()
                 result.killed = victim.process.pid
                 spawn()
@@ -202,7 +233,8 @@ def run(options: Options) -> Result:
                 result.problems.append(f"worker{i} exited by itself ({w.process.returncode})")
         result.problems += check(scenario, outcomes, projects, client_names, dead, refs)
         result.worked = [w.log_path.read_text().count('"event": "processed"') for w in workers]
-        if options.kill and result.worked[victim_index] == 0:
+        killed = [i for i, w in enumerate(workers) if w.process.pid == result.killed]
+        if options.kill and (not killed or result.worked[killed[0]] == 0):
             # Then the kill proved nothing. (The replacement may find little left to do: the
             # survivors take the victim's partitions as soon as its session is gone.)
             result.problems.append(f"the kill missed: events processed by worker {result.worked}")
@@ -216,10 +248,29 @@ def run(options: Options) -> Result:
     return result
 
 
+def _holding_work(workers: list[WorkerProcess], namespace: str) -> WorkerProcess | None:
+    """The live worker that has processed events and whose partitions hold the most messages
+    (ready or unacked) right now, if any does."""
+    depths = _depths(namespace)
+    best, most = None, 0
+    for w in workers:
+        if w.process.poll() is not None or not w.processed():
+            continue
+        held = sum(depths.get(f"{namespace}.partition.{p}", 0) for p in w.partitions())
+        if held > most:
+            best, most = w, held
+    return best
+
+
+def _depths(namespace: str) -> dict[str, int]:
+    """Messages (ready and unacked) in each queue of the namespace, as the broker says."""
+    rows = rabbitmqctl("list_queues", "name", "messages", "--no-table-headers").splitlines()
+    return {row.split()[0]: int(row.split()[1]) for row in rows if row.startswith(f"{namespace}.")}
+
+
 def _drained(namespace: str) -> bool:
     """Every queue of the namespace is empty, nothing unacked (what the broker says)."""
-    rows = rabbitmqctl("list_queues", "name", "messages", "--no-table-headers").splitlines()
-    return all(int(row.split()[1]) == 0 for row in rows if row.startswith(f"{namespace}."))
+    return all(count == 0 for count in _depths(namespace).values())
 
 
 def _premake(harvest: FakeHarvest, premade: sc.Premade) -> str:
