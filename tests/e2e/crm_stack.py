@@ -21,6 +21,8 @@ from fakes.salesforce import FakeSalesforce
 from tests import crm_webhooks as crm
 from tests.e2e.ingress import free_port, request
 
+RIGHT_TOKEN = object()  # ProcessIngress.salesforce_raw: the configured endpoint token
+
 
 class ProcessIngress:
     def __init__(self, env: dict[str, str], log_path: Path):
@@ -70,10 +72,10 @@ class ProcessIngress:
             crm.salesforce_message(self.env["SALESFORCE_ORGANIZATION_ID"], notifications)
         )[0]
 
-    def salesforce_raw(self, body: bytes, *, token: str | None = "") -> tuple:
+    def salesforce_raw(self, body: bytes, *, token: str | None | object = RIGHT_TOKEN) -> tuple:
         """An Outbound Message to the endpoint URL with ``token`` (default: the right one;
         None: no token at all): (status, headers, body)."""
-        token = self.env["SALESFORCE_WEBHOOK_TOKEN"] if token == "" else token
+        token = self.env["SALESFORCE_WEBHOOK_TOKEN"] if token is RIGHT_TOKEN else token
         headers = {"Content-Type": "text/xml; charset=UTF-8", "SOAPAction": '""'}
         return request(self.port, "POST", crm.salesforce_path(token), body, headers)
 
