@@ -444,6 +444,26 @@ def test_a_bad_setting_stops_the_ingress_with_exit_2_naming_it_not_its_value(var
     assert len(lines) == 1 and variable in lines[0] and value not in lines[0]
 
 
+@pytest.mark.parametrize("token", [None, "short-but-secret"])
+def test_a_salesforce_organization_without_a_good_endpoint_token_stops_the_ingress_with_exit_2(
+    token,
+):
+    env = {**os.environ, "SALESFORCE_ORGANIZATION_ID": crm.salesforce_id("00D")}
+    env.pop("SALESFORCE_WEBHOOK_TOKEN", None)
+    if token is not None:
+        env["SALESFORCE_WEBHOOK_TOKEN"] = token
+    result = subprocess.run(
+        [sys.executable, "-m", "worker.commands", "ingress"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert "SALESFORCE_WEBHOOK_TOKEN" in line and "short-but-secret" not in line
+
+
 def test_a_message_no_queue_takes_is_a_503_not_a_silent_loss(ingress, ingress_env, tap):
     # Someone unbound the work queue: the broker would confirm and drop the message.
     topology = Topology(ingress_env["PROVISIONER_NAMESPACE"], (0.2, 0.4))

@@ -27,6 +27,7 @@ from xml.etree.ElementTree import Element, ParseError
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import iterparse
 
+from worker import metrics
 from worker.ingress.deal_events import Outgoing, deal_changed
 from worker.ingress.refusals import Malformed, Unauthorized
 from worker.ingress.salesforce_ids import to_18
@@ -170,4 +171,6 @@ def translate(body: bytes, *, organization_id: str) -> tuple[list[Outgoing], int
             ignored += 1
         else:
             outgoing.append(event)
+    if ignored:
+        metrics.INGRESS_SKIPPED.labels("salesforce", "not_a_deal").inc(ignored)
     return outgoing, ignored
