@@ -37,6 +37,32 @@ def hubspot_deal_event(portal_id: int, **fields) -> dict:
     }
 
 
+def hubspot_association_event(
+    portal_id: int, from_id: int, to_id: int, association_type: str, *, removed=False
+) -> dict:
+    """A ``deal.associationChange``: no ``objectId``, the two sides and the type instead
+    (HubSpot webhooks, "association change" payloads; reference crm-production)."""
+    event = hubspot_deal_event(portal_id, subscriptionType="deal.associationChange")
+    for name in ("objectId", "propertyName", "propertyValue"):
+        del event[name]
+    return {
+        **event,
+        "associationType": association_type,
+        "fromObjectId": from_id,
+        "toObjectId": to_id,
+        "associationRemoved": removed,
+        "isPrimaryAssociation": False,
+    }
+
+
+def hubspot_merge_event(portal_id: int, primary_id: int, merged_ids: list[int]) -> dict:
+    """A ``deal.merge``: the surviving deal is ``primaryObjectId``, the others merged in."""
+    event = hubspot_deal_event(portal_id, subscriptionType="deal.merge", objectId=primary_id)
+    for name in ("propertyName", "propertyValue"):
+        del event[name]
+    return {**event, "primaryObjectId": primary_id, "mergedObjectIds": merged_ids}
+
+
 def hubspot_v3_headers(secret: str, method: str, uri: str, body: bytes, ts_ms=None) -> dict:
     """HubSpot's v3 recipe: HMAC-SHA256 over method + URI + body + timestamp, base64.
     ``uri`` is the one HubSpot called, already as HubSpot signs it (escapes decoded)."""
@@ -154,6 +180,16 @@ def salesforce_message(organization_id: str, notifications: list[tuple[str, dict
         + "".join(parts)
         + "</notifications></soapenv:Body></soapenv:Envelope>"
     ).encode()
+
+
+def salesforce_webhook_token() -> str:
+    """A SALESFORCE_WEBHOOK_TOKEN: 43 URL-safe characters, as ``secrets.token_urlsafe``."""
+    return secrets.token_urlsafe(32)
+
+
+def salesforce_path(token: str | None) -> str:
+    """The endpoint URL's path as configured in Salesforce's Outbound Message."""
+    return "/webhooks/salesforce" + (f"?token={token}" if token is not None else "")
 
 
 def opportunity(**fields) -> dict:

@@ -34,6 +34,17 @@ API (import from ``tests.strategies``):
 ``body(event: dict) -> bytes``: the JSON body of an event.
 
 ``EVENT_TYPES``: the four inbound types above.
+
+``hostile_crm_text() -> SearchStrategy[str]``
+    Strings a broken CRM or a forger puts into a CRM notification's fields, each of which
+    the webhook ingress must answer with a 400 (never a 5xx) wherever it lands: NUL, lone
+    surrogates, times that have no UTC equivalent (year 1 or 9999 with an offset) or lie
+    outside the worker's range, ids that climb paths (``5/../7``), non-ASCII digits.
+    ``crm.dumps`` writes the surrogates and NUL as JSON escapes, as a sender would.
+
+``hostile_xml_declarations() -> SearchStrategy[bytes]``
+    XML declarations naming encodings an XML reader cannot use (unknown names, codecs expat
+    cannot drive, non-text codecs), to put in front of a Salesforce Outbound Message.
 """
 
 from __future__ import annotations
@@ -439,3 +450,35 @@ BAD_BODY_KINDS: dict[str, st.SearchStrategy[bytes]] = {
 def bad_bodies() -> st.SearchStrategy[bytes]:
     """Any kind of bad body; see the module docstring and ``BAD_BODY_KINDS``."""
     return st.one_of(*BAD_BODY_KINDS.values())
+
+
+HOSTILE_TIMES = (
+    "0001-01-01T00:00:00+14:00",  # no UTC equivalent: before year 1
+    "0001-01-01T00:00:00+00:01",
+    "9999-12-31T23:59:59-14:00",  # no UTC equivalent: after year 9999
+    "9999-12-31T23:59:59-00:01",
+    "0001-01-01T00:00:00Z",
+    "9999-12-31T23:59:59Z",
+    "1969-12-31T23:59:59Z",
+)
+HOSTILE_IDS = ("5/../7", "../../v1/users/me", "7?x=1", "7#", "%2e%2e", "٣", "7\n8", " 7")
+
+
+def hostile_crm_text() -> st.SearchStrategy[str]:
+    """See the module docstring."""
+    unstorable = st.sampled_from(["\x00", "\ud800", "\udfff", "\udc80"])
+    return st.one_of(
+        st.sampled_from(HOSTILE_TIMES),
+        st.sampled_from(HOSTILE_IDS),
+        st.builds(
+            lambda a, bad, b: a + bad + b, st.text(max_size=5), unstorable, st.text(max_size=5)
+        ),
+    )
+
+
+def hostile_xml_declarations() -> st.SearchStrategy[bytes]:
+    """See the module docstring."""
+    names = st.sampled_from(
+        ["x-unknown", "UTF-32", "utf-7", "idna", "punycode", "rot13", "hex", "mbcs", "utf-16"]
+    )
+    return names.map(lambda name: f'<?xml version="1.0" encoding="{name}"?>'.encode())

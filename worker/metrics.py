@@ -230,6 +230,13 @@ INGRESS_REQUESTS = Counter(
     ["route", "status"],
     registry=INGRESS,
 )
+INGRESS_SKIPPED = Counter(
+    "provisioner_ingress_skipped",
+    "CRM notifications the ingress answered 2xx without publishing, by CRM and why: "
+    "not_a_deal (another object) or malformed (one event of a batch that cannot be read).",
+    ["crm", "reason"],
+    registry=INGRESS,
+)
 INGRESS_PUBLISHED = Counter(
     "provisioner_ingress_published",
     "Events the ingress published and the broker confirmed, by route.",

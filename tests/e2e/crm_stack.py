@@ -21,6 +21,8 @@ from fakes.salesforce import FakeSalesforce
 from tests import crm_webhooks as crm
 from tests.e2e.ingress import free_port, request
 
+RIGHT_TOKEN = object()  # ProcessIngress.salesforce_raw: the configured endpoint token
+
 
 class ProcessIngress:
     def __init__(self, env: dict[str, str], log_path: Path):
@@ -66,9 +68,16 @@ class ProcessIngress:
         return request(self.port, "POST", "/webhooks/pipedrive", crm.dumps(payload), headers)[0]
 
     def salesforce(self, notifications: list[tuple[str, dict]]) -> int:
-        body = crm.salesforce_message(self.env["SALESFORCE_ORGANIZATION_ID"], notifications)
+        return self.salesforce_raw(
+            crm.salesforce_message(self.env["SALESFORCE_ORGANIZATION_ID"], notifications)
+        )[0]
+
+    def salesforce_raw(self, body: bytes, *, token: str | None | object = RIGHT_TOKEN) -> tuple:
+        """An Outbound Message to the endpoint URL with ``token`` (default: the right one;
+        None: no token at all): (status, headers, body)."""
+        token = self.env["SALESFORCE_WEBHOOK_TOKEN"] if token is RIGHT_TOKEN else token
         headers = {"Content-Type": "text/xml; charset=UTF-8", "SOAPAction": '""'}
-        return request(self.port, "POST", "/webhooks/salesforce", body, headers)[0]
+        return request(self.port, "POST", crm.salesforce_path(token), body, headers)
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -140,6 +149,7 @@ def start_ingress(worker_env, tmp_path, bus):
         "PIPEDRIVE_WEBHOOK_USER": f"hook-{uuid.uuid4().hex[:6]}",
         "PIPEDRIVE_WEBHOOK_PASSWORD": secrets.token_urlsafe(16),
         "SALESFORCE_ORGANIZATION_ID": crm.salesforce_id("00D"),
+        "SALESFORCE_WEBHOOK_TOKEN": crm.salesforce_webhook_token(),
     }
 
     def start() -> ProcessIngress:

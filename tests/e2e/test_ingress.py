@@ -40,6 +40,7 @@ def ingress_env(amqp_url, namespace) -> dict[str, str]:
         "PIPEDRIVE_WEBHOOK_USER": f"hook-{uuid.uuid4().hex[:6]}",
         "PIPEDRIVE_WEBHOOK_PASSWORD": secrets.token_urlsafe(16),
         "SALESFORCE_ORGANIZATION_ID": crm.salesforce_id("00D"),
+        "SALESFORCE_WEBHOOK_TOKEN": crm.salesforce_webhook_token(),
         "PROVISIONER_WEBHOOK_SECRET": crm.whsec(),
     }
 
@@ -153,9 +154,8 @@ def test_a_salesforce_message_with_two_notifications_publishes_two_events_and_on
     org = ingress_env["SALESFORCE_ORGANIZATION_ID"]
     notes = [(crm.salesforce_id("04l"), crm.opportunity()) for _ in range(2)]
     headers = {"Content-Type": "text/xml; charset=UTF-8", "SOAPAction": '""'}
-    status, response_headers, body = ingress.post(
-        "/webhooks/salesforce", crm.salesforce_message(org, notes), headers
-    )
+    path = crm.salesforce_path(ingress_env["SALESFORCE_WEBHOOK_TOKEN"])
+    status, response_headers, body = ingress.post(path, crm.salesforce_message(org, notes), headers)
     assert status == 200
     assert response_headers["content-type"].startswith("text/xml")
     assert body.count(b"<Ack>true</Ack>") == 1
@@ -194,7 +194,10 @@ def test_a_standard_webhook_the_worker_would_refuse_is_a_400_with_its_reason(
 
 def test_a_route_whose_secret_is_not_configured_answers_404(start_ingress, tap):
     server = start_ingress(
-        PIPEDRIVE_WEBHOOK_USER="", PIPEDRIVE_WEBHOOK_PASSWORD="", SALESFORCE_ORGANIZATION_ID=""
+        PIPEDRIVE_WEBHOOK_USER="",
+        PIPEDRIVE_WEBHOOK_PASSWORD="",
+        SALESFORCE_ORGANIZATION_ID="",
+        SALESFORCE_WEBHOOK_TOKEN="",
     )
     assert server.post("/webhooks/pipedrive", b"{}")[0] == 404
     assert server.get("/webhooks/salesforce")[0] == 404
@@ -209,6 +212,7 @@ def test_a_route_whose_secret_is_not_configured_answers_404(start_ingress, tap):
         ("altered", 401),
         ("no credentials", 401),
         ("wrong organization", 401),
+        ("no endpoint token", 401),
         ("not json", 400),
         ("wrong shape", 400),
         ("too large", 413),
@@ -239,9 +243,16 @@ def test_a_refused_request_publishes_nothing(ingress, ingress_env, tap, case, st
             "/webhooks/pipedrive", crm.dumps(crm.pipedrive_deal_won("1"))
         ),
         "wrong organization": lambda: ingress.post(
-            "/webhooks/salesforce",
+            crm.salesforce_path(ingress_env["SALESFORCE_WEBHOOK_TOKEN"]),
             crm.salesforce_message(
                 crm.salesforce_id("00D"), [("04l000000000001", crm.opportunity())]
+            ),
+        ),
+        "no endpoint token": lambda: ingress.post(
+            "/webhooks/salesforce",
+            crm.salesforce_message(
+                ingress_env["SALESFORCE_ORGANIZATION_ID"],
+                [(crm.salesforce_id("04l"), crm.opportunity())],
             ),
         ),
         "not json": lambda: signed(b"[{"),
@@ -275,6 +286,21 @@ def test_a_body_over_the_limit_is_refused_before_it_is_read(start_ingress, tap):
         b"HTTP/1.1 400",  # the HTTP parser's own refusal of a length past 2**64
         b"HTTP/1.1 413",
     )
+
+
+def test_after_a_413_the_server_closes_the_connection(start_ingress, tap):
+    server = start_ingress(PROVISIONER_INGRESS_MAX_BODY="4096")
+    head = b"POST /webhooks/hubspot HTTP/1.1\r\nHost: x\r\nContent-Length: 104857600\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(head + b"x" * 8192)
+        answer, deadline = b"", time.monotonic() + 5
+        while chunk := sock.recv(65536):  # b"" only when the server has closed its side
+            answer += chunk
+            assert time.monotonic() < deadline, "the connection stayed open after the 413"
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert status_line.startswith(b"HTTP/1.1 413")
+    assert b"connection: close" in rest.lower()
+    assert answer.count(b"HTTP/1.1") == 1  # the body's bytes were not read as a request
 
 
 def test_a_slow_client_is_answered_408_at_the_read_timeout(start_ingress, tap):
@@ -416,6 +442,26 @@ def test_a_bad_setting_stops_the_ingress_with_exit_2_naming_it_not_its_value(var
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and variable in lines[0] and value not in lines[0]
+
+
+@pytest.mark.parametrize("token", [None, "short-but-secret"])
+def test_a_salesforce_organization_without_a_good_endpoint_token_stops_the_ingress_with_exit_2(
+    token,
+):
+    env = {**os.environ, "SALESFORCE_ORGANIZATION_ID": crm.salesforce_id("00D")}
+    env.pop("SALESFORCE_WEBHOOK_TOKEN", None)
+    if token is not None:
+        env["SALESFORCE_WEBHOOK_TOKEN"] = token
+    result = subprocess.run(
+        [sys.executable, "-m", "worker.commands", "ingress"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert "SALESFORCE_WEBHOOK_TOKEN" in line and "short-but-secret" not in line
 
 
 def test_a_message_no_queue_takes_is_a_503_not_a_silent_loss(ingress, ingress_env, tap):

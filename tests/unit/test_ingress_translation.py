@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from structlog.testing import capture_logs
 
 from schemas.envelope import CloudEvent
 from tests import crm_webhooks as crm
@@ -70,10 +71,7 @@ def test_hubspot_generic_object_events_about_deals_count_as_deals():
     [
         (b'{"not": "an array"}', "not an array"),
         (b"[1]", "not an object"),
-        (b'[{"eventId": 1}]', "subscriptionType"),
-        (crm.dumps([{**crm.hubspot_deal_event(1), "objectId": "12"}]), "objectId"),
-        (crm.dumps([{**crm.hubspot_deal_event(1), "portalId": 2**70}]), "portalId"),
-        (crm.dumps([{**crm.hubspot_deal_event(1), "eventId": True}]), "eventId"),
+        (crm.dumps([crm.hubspot_deal_event(1), "deal"]), "not an object"),
         (b"[" * 100 + b"]" * 100, "deeper"),
         (b"[" * 100_000, "deeper"),
         (b"[" + b"9" * 5000 + b"]", "5000 digits"),
@@ -87,6 +85,149 @@ def test_a_body_that_is_not_hubspots_shape_is_malformed_with_one_line(body, reas
     with pytest.raises(Malformed, match=reason) as refused:
         hubspot.translate(body)
     assert "\n" not in refused.value.reason
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        {"subscriptionType": "deal.propertyChange", "eventId": 1},
+        {**crm.hubspot_deal_event(1), "objectId": "12"},
+        {**crm.hubspot_deal_event(1), "portalId": 2**70},
+        {**crm.hubspot_deal_event(1), "eventId": True},
+        {**crm.hubspot_deal_event(1), "objectId": None},
+        {**crm.hubspot_deal_event(1), "propertyValue": "\ud800"},  # a lone surrogate
+        {**crm.hubspot_deal_event(1), "propertyValue": "Kick-off\x00"},  # PostgreSQL: no NUL
+        {**crm.hubspot_deal_event(1), "occurredAt": 10**14 - 1},  # year 5138
+        crm.hubspot_association_event(1, 5, 6, "LINE_ITEM_TO_CONTACT"),  # no deal side
+        {**crm.hubspot_merge_event(1, 77, [5]), "primaryObjectId": None},
+    ],
+)
+def test_one_hubspot_event_that_cannot_be_read_is_skipped_and_the_rest_published(broken):
+    good = crm.hubspot_deal_event(62515)
+    outgoing, ignored = hubspot.translate(crm.dumps([broken, good]))
+    assert [e["subject"] for e in events(outgoing)] == [str(good["objectId"])]
+    assert ignored == 1
+
+
+def test_a_hubspot_association_change_names_the_deal_on_whichever_side_it_is():
+    to_deal = crm.hubspot_association_event(62515, 901, 42, "LINE_ITEM_TO_DEAL")
+    from_deal = crm.hubspot_association_event(62515, 43, 902, "DEAL_TO_LINE_ITEM", removed=True)
+    one, two = events(hubspot.translate(crm.dumps([to_deal, from_deal]))[0])
+    assert (one["subject"], two["subject"]) == ("42", "43")
+    assert one["data"]["change"] == {
+        "subscriptionType": "deal.associationChange",
+        "associationType": "LINE_ITEM_TO_DEAL",
+        "associationRemoved": False,
+        "isPrimaryAssociation": False,
+        "fromObjectId": 901,
+        "toObjectId": 42,
+    }
+    assert two["data"]["change"]["associationRemoved"] is True
+    generic = {
+        **crm.hubspot_association_event(62515, 7, 44, "NO_LABEL"),
+        "subscriptionType": "object.associationChange",
+        "fromObjectTypeId": "0-8",
+        "toObjectTypeId": "0-3",
+    }
+    assert [e["subject"] for e in events(hubspot.translate(crm.dumps([generic]))[0])] == ["44"]
+
+
+def test_hubspot_merge_restore_creation_and_deletion_each_name_their_deal():
+    merge = crm.hubspot_merge_event(62515, 77, [5, 6])
+    kinds = ["deal.creation", "deal.deletion", "deal.restore", "object.restore"]
+    others = [
+        {**crm.hubspot_deal_event(62515, objectId=80 + i, subscriptionType=kind),
+         "objectTypeId": "0-3"}
+        for i, kind in enumerate(kinds)
+    ]  # fmt: skip
+    published = events(hubspot.translate(crm.dumps([merge, *others]))[0])
+    assert [e["subject"] for e in published] == ["77", "80", "81", "82", "83"]
+    assert published[0]["data"]["change"] == {
+        "subscriptionType": "deal.merge",
+        "mergedObjectIds": [5, 6],
+    }
+    assert [e["data"]["change"]["subscriptionType"] for e in published[1:]] == kinds
+
+
+def test_skipped_hubspot_events_are_counted_by_why_without_their_content():
+    from worker import metrics
+
+    def skipped(reason: str) -> float:
+        return (
+            metrics.INGRESS.get_sample_value(
+                "provisioner_ingress_skipped_total", {"crm": "hubspot", "reason": reason}
+            )
+            or 0.0
+        )
+
+    before = skipped("not_a_deal"), skipped("malformed")
+    contact = {**crm.hubspot_deal_event(1), "subscriptionType": "contact.creation"}
+    broken = {**crm.hubspot_deal_event(1), "objectId": "secret-looking-value"}
+    with capture_logs() as lines:
+        hubspot.translate(crm.dumps([contact, broken, broken]))
+    assert (skipped("not_a_deal"), skipped("malformed")) == (before[0] + 1, before[1] + 2)
+    assert [line["event"] for line in lines] == ["hubspot_events_skipped"]
+    assert "secret-looking-value" not in repr(lines)
+
+
+@pytest.mark.parametrize(
+    "deal_id,reason",
+    [
+        ("5/../7", "not digits"),
+        ("../../v1/users/me", "not digits"),
+        ("٣", "not digits"),  # a digit, but not an ASCII one
+    ],
+)
+def test_a_pipedrive_deal_id_that_is_not_digits_is_malformed(deal_id, reason):
+    payload = crm.pipedrive_deal_won("12882925")
+    payload["meta"]["entity_id"] = deal_id
+    with pytest.raises(Malformed, match=reason):
+        pipedrive.translate(crm.dumps(payload))
+
+
+@pytest.mark.parametrize(
+    "change,reason",
+    [
+        ({"title": "Acme\ud800"}, "lone surrogate"),
+        ({"title": "Acme\x00"}, "NUL"),
+    ],
+)
+def test_pipedrive_text_the_worker_could_not_store_is_malformed(change, reason):
+    payload = crm.pipedrive_deal_won("12882925")
+    payload["data"].update(change)
+    with pytest.raises(Malformed, match=reason):
+        pipedrive.translate(crm.dumps(payload))
+
+
+@pytest.mark.parametrize(
+    "stamp",
+    ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00Z",
+     "9999-12-31T00:00:00Z"],
+)  # fmt: skip
+def test_times_without_a_utc_equivalent_or_outside_the_workers_range_are_malformed(stamp):
+    payload = crm.pipedrive_deal_won("12882925", timestamp=stamp)
+    with pytest.raises(Malformed, match="time"):
+        pipedrive.translate(crm.dumps(payload))
+    org = crm.salesforce_id("00D")
+    note = crm.salesforce_message(org, [(crm.salesforce_id("04l"),
+                                         crm.opportunity(LastModifiedDate=stamp))])  # fmt: skip
+    with pytest.raises(Malformed, match="time"):
+        salesforce.translate(note, organization_id=org)
+
+
+@pytest.mark.parametrize("deal_id", ["006/../001", "006000000000001AAAX", "0060000000000"])
+def test_a_salesforce_opportunity_id_of_another_form_is_malformed(deal_id):
+    org = crm.salesforce_id("00D")
+    note = crm.salesforce_message(org, [(crm.salesforce_id("04l"), crm.opportunity(Id=deal_id))])
+    with pytest.raises(Malformed, match="15 or 18"):
+        salesforce.translate(note, organization_id=org)
+
+
+@pytest.mark.parametrize("encoding", ["x-unknown", "UTF-32", "utf-7", "idna", "rot13", "hex"])
+def test_xml_declaring_an_encoding_the_reader_cannot_use_is_malformed(encoding):
+    body = f'<?xml version="1.0" encoding="{encoding}"?><a/>'.encode()
+    with pytest.raises(Malformed, match="encoding"):
+        salesforce.translate(body, organization_id=crm.salesforce_id("00D"))
 
 
 def test_a_pipedrive_won_change_gives_one_deal_changed_with_meta_data_and_previous():

@@ -9,7 +9,7 @@ import pytest
 from pydantic import SecretStr
 
 from tests import crm_webhooks as crm
-from worker.ingress import hubspot, pipedrive, standard_webhooks
+from worker.ingress import hubspot, pipedrive, salesforce, standard_webhooks
 from worker.ingress.refusals import Unauthorized
 from worker.ingress.salesforce_ids import to_18
 from worker.ingress.settings import webhook_key
@@ -148,6 +148,30 @@ def test_pipedrive_credentials_must_match_exactly():
         with pytest.raises(Unauthorized) as refused:
             pipedrive.verify(wrong, user="hook", password="pw")
         assert refused.value.headers["WWW-Authenticate"].startswith("Basic")
+
+
+@pytest.mark.parametrize(
+    "query,reason",
+    [
+        (b"", "missing"),
+        (b"tokn=x", "missing"),
+        (b"token=", "wrong"),
+        (b"token=guess", "wrong"),
+        (b"token=%ff%fe", "wrong"),
+        (b"token=RIGHT&token=RIGHT", "more than one"),  # one token, not a choice of several
+    ],
+)
+def test_the_salesforce_endpoint_token_must_be_there_once_and_equal(query, reason):
+    token = crm.salesforce_webhook_token()
+    with pytest.raises(Unauthorized, match=reason) as refused:
+        salesforce.verify_token(query.replace(b"RIGHT", token.encode()), token=token)
+    assert token not in refused.value.reason
+
+
+def test_the_right_salesforce_endpoint_token_passes_among_other_parameters():
+    token = crm.salesforce_webhook_token()
+    salesforce.verify_token(f"token={token}".encode(), token=token)
+    salesforce.verify_token(f"source=sf&token={token}".encode(), token=token)
 
 
 def test_salesforce_ids_match_in_both_forms_and_a_bad_suffix_does_not():

@@ -1,6 +1,7 @@
 """``provisioner ingress``: the CRM webhook ingress. Settings are checked before anything
-starts (exit 2 naming the variable); the server itself is imported only for this command,
-so the rest of the CLI does not pay for it."""
+starts: exit 2 naming the variable, e.g. SALESFORCE_WEBHOOK_TOKEN missing beside
+SALESFORCE_ORGANIZATION_ID (that route would otherwise take anyone's messages). The server
+itself is imported only for this command, so the rest of the CLI does not pay for it."""
 
 from __future__ import annotations
 

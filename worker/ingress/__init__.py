@@ -7,10 +7,10 @@ refusals.py           why a request is refused, as exceptions carrying their HTT
 publisher.py          one AMQP connection on the server's event loop, pipelined confirms
 hubspot.py            HubSpot signatures v1/v2/v3 and the event array
 pipedrive.py          Pipedrive webhooks v2 and v1 behind HTTP Basic
-salesforce.py         Salesforce Outbound Messages (SOAP) and the Ack
+salesforce.py         Salesforce Outbound Messages (SOAP): the endpoint token, the Ack
 salesforce_ids.py     Salesforce ids, 15- and 18-character forms
 standard_webhooks.py  Standard Webhooks signatures around one inbound CloudEvent
-deal_events.py        one crm.deal_changed CloudEvent per CRM notification
+deal_events.py        one crm.deal_changed per CRM notification, held to what the worker takes
 strict_json.py        JSON for untrusted bodies: bounded, no NaN, one-line errors
 server.py             uvicorn, configured for untrusted clients
 """

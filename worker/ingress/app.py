@@ -1,7 +1,11 @@
 """The ingress's routes (contract, "CRM webhook ingress"). Each webhook goes the same way:
 
-    route configured? (404) -> body within size and time (413, 408) -> verify (401)
-    -> translate (400) -> publish and await every confirm (503) -> 2xx
+    route configured? (404) -> a credential in the URL (401, Salesforce, before the body)
+    -> body within size and time (413, 408) -> verify (401) -> translate (400)
+    -> publish and await every confirm (503) -> 2xx
+
+After a 413 or 408 the connection is closed (``Connection: close``): the rest of that body
+is still on the wire, and reading it to reach the next request is what 413 refused.
 
 ``Refused`` carries each refusal's status; anything else that goes wrong answers 503, so a
 CRM retries rather than drops. Nothing is published before verification and translation of
@@ -117,22 +121,30 @@ def build_app(settings: IngressSettings, publisher: ConfirmingPublisher) -> Acce
         outgoing, ignored = pipedrive.translate(body)
         return Accepted(outgoing, ignored, "basic")
 
+    def salesforce_token(request: Request) -> None:
+        token = settings.salesforce_webhook_token
+        salesforce.verify_token(request.scope["query_string"], token=token.get_secret_value())
+
     def salesforce_route(_request: Request, body: bytes) -> Accepted:
         outgoing, ignored = salesforce.translate(
             body, organization_id=settings.salesforce_organization_id
         )
         ack = Response(salesforce.ACK, 200, media_type=salesforce.ACK_CONTENT_TYPE)
-        return Accepted(outgoing, ignored, "organization_id", ack)
+        return Accepted(outgoing, ignored, "token", ack)
 
     def events_route(request: Request, body: bytes) -> Accepted:
         standard_webhooks.verify(request.headers, body, key=events_key, now=time.time())
         parse_json(body)  # the strict reading first: depth, number sizes, NaN
         return Accepted([standard_webhooks.translate(body)], 0, "v1")
 
-    def webhook_endpoint(handler: Handler) -> Callable[..., Awaitable]:
+    def webhook_endpoint(
+        handler: Handler, gate: Callable[[Request], None] | None = None
+    ) -> Callable[..., Awaitable]:
         async def endpoint(request: Request) -> Response:
             state = request.scope.setdefault("state", {})
             try:
+                if gate is not None:  # a credential in the URL: judged before the body is read
+                    gate(request)
                 body = await read_body(request, settings.max_body, settings.read_timeout)
                 accepted = handler(request, body)
                 state["signature"] = accepted.signature
@@ -179,14 +191,18 @@ def build_app(settings: IngressSettings, publisher: ConfirmingPublisher) -> Acce
 
     # A route whose secret is not set does not exist: 404 to every method (contract).
     configured = {
-        "/webhooks/hubspot": (hubspot_route, secret is not None),
-        "/webhooks/pipedrive": (pipedrive_route, settings.pipedrive_user is not None),
-        "/webhooks/salesforce": (salesforce_route, settings.salesforce_organization_id),
-        "/webhooks/events": (events_route, webhook is not None),
+        "/webhooks/hubspot": (hubspot_route, None, secret is not None),
+        "/webhooks/pipedrive": (pipedrive_route, None, settings.pipedrive_user is not None),
+        "/webhooks/salesforce": (
+            salesforce_route,
+            salesforce_token,
+            settings.salesforce_organization_id is not None,
+        ),
+        "/webhooks/events": (events_route, None, webhook is not None),
     }
     routes = [
-        Route(path, webhook_endpoint(handler), methods=["POST"])
-        for path, (handler, enabled) in configured.items()
+        Route(path, webhook_endpoint(handler, gate), methods=["POST"])
+        for path, (handler, gate, enabled) in configured.items()
         if enabled
     ]
     routes.append(Route("/healthz", healthz, methods=["GET"]))

@@ -4,8 +4,13 @@ The XML comes from the internet, so it is read by defusedxml with DTDs, entities
 external references forbidden, within the body limit, and no deeper than ``MAX_DEPTH``
 (an element tree that deep would cost memory and stack to build and free).
 
-Salesforce signs nothing: the ``OrganizationId`` in the body must be ours (either id form),
-and TLS does the rest. Each ``Notification`` becomes one ``crm.deal_changed`` whose id is
+Salesforce signs nothing, and the ``OrganizationId`` is no secret (it is printed in public
+web-to-lead forms). So the endpoint URL configured in Salesforce carries one:
+``/webhooks/salesforce?token=<SALESFORCE_WEBHOOK_TOKEN>``, checked in constant time before
+the body is read (``verify_token``); only then is the ``OrganizationId`` checked, as a
+second guard against a message meant for another org. Salesforce's own advice (accept
+only its IP ranges, check its client certificate at the TLS proxy) belongs in front of
+this process. Each ``Notification`` becomes one ``crm.deal_changed`` whose id is
 the notification ``Id``, which Salesforce keeps across its retries. Only Opportunities are
 published; notifications about other objects are counted and acknowledged, since anything
 but the Ack makes Salesforce retry for 24 hours.
@@ -16,11 +21,13 @@ from __future__ import annotations
 import hmac
 import io
 from datetime import UTC, datetime
+from urllib.parse import parse_qsl
 from xml.etree.ElementTree import Element, ParseError
 
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import iterparse
 
+from worker import metrics
 from worker.ingress.deal_events import Outgoing, deal_changed
 from worker.ingress.refusals import Malformed, Unauthorized
 from worker.ingress.salesforce_ids import to_18
@@ -65,9 +72,29 @@ def _parse(body: bytes) -> Element:
         raise Malformed(f"XML refused: {type(exc).__name__}") from None
     except ParseError as exc:
         raise Malformed(f"body is not XML: {exc}") from None
+    except (LookupError, ValueError):
+        # expat asks Python for the codec the XML declaration names: an unknown name is a
+        # LookupError, a codec expat cannot drive (UTF-7, UTF-32, idna) a ValueError.
+        raise Malformed("XML declares an encoding this endpoint does not read") from None
     if root is None:
         raise Malformed("body is not XML: no element")
     return root
+
+
+def verify_token(query_string: bytes, *, token: str) -> None:
+    """Raises ``Unauthorized`` unless the query holds exactly one ``token``, equal to ours.
+    The reason never repeats what was sent (the access log never holds the query)."""
+    given = [
+        value
+        for name, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
+        if name == "token"
+    ]
+    if not given:
+        raise Unauthorized("the endpoint URL's token is missing (?token=)")
+    if len(given) > 1:
+        raise Unauthorized("the endpoint URL carries more than one token")
+    if not hmac.compare_digest(given[0].encode(errors="replace"), token.encode()):
+        raise Unauthorized("the endpoint URL's token is wrong")
 
 
 def _local(tag: str) -> str:
@@ -144,4 +171,6 @@ def translate(body: bytes, *, organization_id: str) -> tuple[list[Outgoing], int
             ignored += 1
         else:
             outgoing.append(event)
+    if ignored:
+        metrics.INGRESS_SKIPPED.labels("salesforce", "not_a_deal").inc(ignored)
     return outgoing, ignored

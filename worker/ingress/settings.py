@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -15,6 +16,8 @@ from worker.ingress.salesforce_ids import to_18
 from worker.settings import Settings, SettingsError
 
 MIB = 1024 * 1024
+MIN_TOKEN_CHARS = 32
+_URL_SAFE = re.compile(r"[A-Za-z0-9._~-]+")
 
 
 class IngressSettings(Settings):
@@ -32,6 +35,9 @@ class IngressSettings(Settings):
     pipedrive_user: str | None = Field(None, alias="PIPEDRIVE_WEBHOOK_USER")
     pipedrive_password: SecretStr | None = Field(None, alias="PIPEDRIVE_WEBHOOK_PASSWORD")
     salesforce_organization_id: str | None = Field(None, alias="SALESFORCE_ORGANIZATION_ID")
+    # Outbound Messages carry no signature and the OrganizationId is public, so the endpoint
+    # URL carries this secret: https://<host>/webhooks/salesforce?token=<token>.
+    salesforce_webhook_token: SecretStr | None = Field(None, alias="SALESFORCE_WEBHOOK_TOKEN")
     webhook_secret: SecretStr | None = Field(None, alias="PROVISIONER_WEBHOOK_SECRET")
 
     @field_validator(
@@ -39,6 +45,7 @@ class IngressSettings(Settings):
         "pipedrive_user",
         "pipedrive_password",
         "salesforce_organization_id",
+        "salesforce_webhook_token",
         "webhook_secret",
         mode="before",
     )
@@ -75,6 +82,20 @@ class IngressSettings(Settings):
             raise ValueError("must be a Salesforce organization id (00D…, 15 or 18 characters)")
         return canonical
 
+    @field_validator("salesforce_webhook_token")
+    @classmethod
+    def _webhook_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        token = value.get_secret_value()
+        if len(token) < MIN_TOKEN_CHARS:
+            raise ValueError(f"must be at least {MIN_TOKEN_CHARS} characters")
+        # Unreserved URL characters only: the token goes into the endpoint URL as it is,
+        # so what Salesforce sends is exactly what is compared.
+        if not _URL_SAFE.fullmatch(token):
+            raise ValueError("may hold only letters, digits and - . _ ~ (it goes in a URL)")
+        return value
+
     @field_validator("webhook_secret")
     @classmethod
     def _whsec(cls, value: SecretStr | None) -> SecretStr | None:
@@ -91,11 +112,25 @@ class IngressSettings(Settings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _salesforce_token(self) -> IngressSettings:
+        if self.salesforce_organization_id and self.salesforce_webhook_token is None:
+            raise ValueError(
+                "SALESFORCE_WEBHOOK_TOKEN is required when SALESFORCE_ORGANIZATION_ID is set: "
+                "the endpoint URL's secret, since Outbound Messages are not signed"
+            )
+        return self
+
     def secrets(self) -> list[str]:
         """The worker's secrets and the ingress's, for the log redactor (``worker.logs``),
         including Pipedrive's credentials as its ``Authorization: Basic`` carries them."""
         found = super().secrets()
-        for secret in (self.hubspot_client_secret, self.pipedrive_password, self.webhook_secret):
+        for secret in (
+            self.hubspot_client_secret,
+            self.pipedrive_password,
+            self.salesforce_webhook_token,
+            self.webhook_secret,
+        ):
             if secret is not None:
                 found.append(secret.get_secret_value())
         if self.pipedrive_user and self.pipedrive_password:
