@@ -6,7 +6,7 @@ SQL store. Fakes of both live in the tests.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -295,3 +295,31 @@ class DealReads(Protocol):
     announces, so one read serves every event for the deal that arrived before it began."""
 
     def read(self, crm: str, deal_id: str, *, received_at: float | None) -> DealSnapshot: ...
+
+
+@dataclass(frozen=True)
+class DealChange:
+    """One deal as a CRM's changed-since listing shows it: enough to tell whether it matters
+    to the rules (its stage) and to name its change (the CRM's own last-modified time, UTC,
+    to the millisecond the CRM gives)."""
+
+    deal_id: str
+    modified_at: datetime
+    stage: StageFacts
+
+
+class CrmSweep(Protocol):
+    """A CRM account's changed-since listing, for ``provisioner crm reconcile``: what the
+    webhooks should have told, read back. Raises only the ``schemas.errors`` tree."""
+
+    name: str
+
+    def account_id(self) -> str:
+        """The account as its webhooks name it (HubSpot portalId, Pipedrive company_id,
+        Salesforce's 18-character organization id), read from the CRM itself."""
+        ...
+
+    def changed_deals(self, since: datetime, until: datetime) -> Iterator[DealChange]:
+        """Every deal whose last modification is in ``[since, until)``, each once, oldest
+        first where the CRM can sort, across every page (and any cap of one query)."""
+        ...

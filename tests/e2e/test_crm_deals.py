@@ -50,33 +50,6 @@ def test_hubspot_closed_won_then_in_progress_gives_one_harvest_project_per_line_
     ]  # fmt: skip
 
 
-def test_pipedrive_won_then_a_mapped_stage_gives_one_harvest_project_per_product(
-    stack, bus, pipedrive, harvest
-):
-    _, ingress = stack()
-    owner = f"{rid('owner')}@example.com"
-    harvest.add_user(owner)
-    organization = rid("Globex")
-    deal = pipedrive.add_deal(
-        "Intranet", status="won", stage_id=5, org_id=pipedrive.add_organization(organization),
-        user_id=pipedrive.add_user(owner), products=[("Design", 30), ("Build", 90)],
-    )  # fmt: skip
-    project_id = f"pipedrive:{deal}"
-    company_id = str(random.randrange(10**6, 10**7))
-
-    assert ingress.pipedrive(crm.pipedrive_deal_won(company_id, entity_id=str(deal))) == 200
-    [activated] = bus.wait_for(1, project_id=project_id, type="project.activated")
-    products = [str(p["id"]) for p in pipedrive.deal_products[deal]]
-    assert activated["data"]["offering_ids"] == products
-
-    pipedrive.set_status(deal, "won", stage_id=7)
-    assert ingress.pipedrive(crm.pipedrive_deal_won(company_id, entity_id=str(deal))) == 200
-    provisioned = bus.wait_for(2, project_id=project_id, type="timesheet.provisioned")
-
-    assert all(p["data"]["team_assigned"] == [owner] for p in provisioned)
-    assert sorted(p["budget"] for p in harvest_projects_of(harvest, organization)) == [30, 90]
-
-
 def test_a_salesforce_outbound_message_then_a_delivery_stage_provisions_the_line_items(
     stack, bus, salesforce, harvest
 ):

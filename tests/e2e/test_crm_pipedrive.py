@@ -24,7 +24,7 @@ def test_a_pipedrive_deal_provisions_while_every_v1_read_answers_410(
     harvest.add_user(owner)
     organization = rid("Globex")
     deal = pipedrive.add_deal(
-        "Intranet", status="won", stage_id=7, org_id=pipedrive.add_organization(organization),
+        "Intranet", status="won", stage_id=5, org_id=pipedrive.add_organization(organization),
         user_id=pipedrive.add_user(owner), products=[("Design", 30), ("Build", 90)],
     )  # fmt: skip
     project_id = f"pipedrive:{deal}"
@@ -37,7 +37,12 @@ def test_a_pipedrive_deal_provisions_while_every_v1_read_answers_410(
     assert v1_read.status_code == 410
 
     assert ingress.pipedrive(crm.pipedrive_deal_won(company_id, entity_id=str(deal))) == 200
-    bus.wait_for(1, project_id=project_id, type="project.activated")
+    [activated] = bus.wait_for(1, project_id=project_id, type="project.activated")
+    products = [str(p["id"]) for p in pipedrive.deal_products[deal]]
+    assert activated["data"]["offering_ids"] == products
+
+    pipedrive.set_status(deal, "won", stage_id=7)  # the rules map stage 7 to in_progress
+    assert ingress.pipedrive(crm.pipedrive_deal_won(company_id, entity_id=str(deal))) == 200
     provisioned = bus.wait_for(2, project_id=project_id, type="timesheet.provisioned")
 
     assert all(p["data"]["team_assigned"] == [owner] for p in provisioned)
