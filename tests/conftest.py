@@ -3,11 +3,15 @@ a failure of the run, never a skipped test; tests/unit alone needs none."""
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
+import threading
 from pathlib import Path
 
 import pika
 import pytest
+import structlog
 
 from tests.postgres import fresh_schema
 
@@ -44,3 +48,20 @@ def pg_schema_url(postgres_url):
     """A PostgreSQL URL whose connections work in a schema of their own, dropped afterwards."""
     with fresh_schema(postgres_url) as url:
         yield url
+
+
+@pytest.fixture
+def restore_logging():
+    """Puts structlog and the root logger back as they were after the test: a test that
+    configures logging as a process does (``worker.logs.configure``) must not leave later
+    tests' loggers cached on its pipeline, where ``capture_logs`` no longer sees them."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    hooks = sys.excepthook, threading.excepthook
+    yield
+    sys.excepthook, threading.excepthook = hooks
+    structlog.reset_defaults()
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    logging.getLogger("pika").setLevel(logging.NOTSET)
+    logging.captureWarnings(False)

@@ -206,7 +206,7 @@ def test_the_daily_api_usage_of_every_answer_is_a_gauge(org):
     assert sample("allocation") == 15_000
 
 
-def test_a_token_obtained_at_run_time_is_redacted_from_every_log_line(org):
+def test_a_token_obtained_at_run_time_is_redacted_from_every_log_line(org, restore_logging):
     stream = io.StringIO()
     logs.configure(secrets=[], stream=stream, form="json")
     issued: list[str] = []

@@ -25,21 +25,6 @@ TOGGL_BASIC = base64.b64encode(f"{TOGGL}:api_token".encode()).decode()
 
 
 @pytest.fixture
-def restore_logging():
-    """Puts structlog and the root logger back as they were after the test."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    hooks = sys.excepthook, threading.excepthook
-    yield
-    sys.excepthook, threading.excepthook = hooks
-    structlog.reset_defaults()
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    logging.getLogger("pika").setLevel(logging.NOTSET)
-    logging.captureWarnings(False)
-
-
-@pytest.fixture
 def configured(restore_logging):
     """``configured(**kwargs)`` sets logging up as ``provisioner run`` does, into a buffer;
     returns a function giving the text written so far."""
