@@ -1,0 +1,145 @@
+"""The changed-since listings of Pipedrive and Salesforce (``CrmSweep``) against their fakes
+over HTTP, two deals a page: every deal changed in ``[since, until)`` comes once, oldest
+first, with its stage as ``read_deal`` gives it; nothing outside the window does, at either
+end, even when the window ends in the middle of a second; the account is the one webhooks
+name; a throttle in the middle of a listing is waited out and the listing completes."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import requests
+
+from adapters.http import default_retrying
+from handlers.ports import StageFacts
+from tests.builders import rid
+from tests.integration.crm_harnesses import LOST, OPEN, WON, PipedriveHarness
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # the start of every window below
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+# -- Pipedrive ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def pipedrive():
+    harness = PipedriveHarness()
+    yield harness
+    harness.fake.stop()
+
+
+def pipedrive_deal(harness: PipedriveHarness, changed: datetime, place: str = WON) -> str:
+    deal_id = harness.seed(rid("Deal"), client=rid("Acme"), items=[("Build", 10)], place=place)
+    harness.fake.set_update_time(int(deal_id), changed)
+    return deal_id
+
+
+def test_pipedrive_lists_each_deal_of_the_window_once_oldest_first_across_pages(pipedrive):
+    # Seeded out of order, so that the order can only come from the listing's sort.
+    inside = {seconds: pipedrive_deal(pipedrive, at(seconds)) for seconds in (40, 0, 3599, 7, 900)}
+    pipedrive_deal(pipedrive, at(-1))  # just before since
+    pipedrive_deal(pipedrive, at(3600))  # at until: outside, the window is half-open
+
+    listed = list(pipedrive.crm().changed_deals(at(0), at(3600)))
+
+    assert [c.deal_id for c in listed] == [inside[s] for s in sorted(inside)]
+    assert [c.modified_at for c in listed] == [at(s) for s in sorted(inside)]
+    assert pipedrive.fake.requests_to("GET", "/api/v2/deals") == 3  # 2 + 2 + 1
+    assert pipedrive.fake.retired_reads() == []
+
+
+def test_pipedrive_stage_facts_are_those_read_deal_gives(pipedrive):
+    deals = {place: pipedrive_deal(pipedrive, at(10), place) for place in (OPEN, WON, LOST)}
+    crm = pipedrive.crm()
+
+    listed = {c.deal_id: c.stage for c in crm.changed_deals(at(0), at(60))}
+
+    assert listed == {deal_id: crm.read_deal(deal_id).stage for deal_id in deals.values()}
+    assert listed[deals[WON]] == StageFacts("3", won=True, lost=False, label="status won")
+    assert listed[deals[LOST]].lost and not listed[deals[OPEN]].won
+
+
+def test_pipedrive_windows_split_inside_a_second_share_no_deal_and_miss_none(pipedrive):
+    # update_time is kept to the second: the query's bounds are whole seconds, the window not.
+    deals = [pipedrive_deal(pipedrive, at(s)) for s in (0, 1, 2, 3)]
+    crm = pipedrive.crm()
+
+    first = list(crm.changed_deals(at(0.5), at(2.5)))
+    second = list(crm.changed_deals(at(2.5), at(4)))
+
+    assert [c.deal_id for c in first] == deals[1:3]
+    assert [c.deal_id for c in second] == deals[3:]
+
+
+def test_pipedrive_a_deal_changed_while_listed_comes_once(pipedrive):
+    deals = [pipedrive_deal(pipedrive, at(s)) for s in (1, 2, 3, 4)]
+    listing = pipedrive.crm().changed_deals(at(0), at(60))
+    seen = [next(listing).deal_id, next(listing).deal_id]  # the first page
+
+    # Changed again now, it sorts after the others: the keyset cursor meets it a second time.
+    pipedrive.fake.set_update_time(int(deals[0]), at(30))
+    seen += [c.deal_id for c in listing]
+
+    assert seen == deals
+
+
+def test_pipedrive_leaves_out_deleted_deals(pipedrive):
+    kept = pipedrive_deal(pipedrive, at(5))
+    gone = pipedrive_deal(pipedrive, at(6))
+    pipedrive.fake.set_status(int(gone), "deleted")
+    pipedrive.fake.set_update_time(int(gone), at(7))
+
+    assert [c.deal_id for c in pipedrive.crm().changed_deals(at(0), at(60))] == [kept]
+
+
+def test_pipedrive_account_is_the_company_of_the_tokens_user_read_once(pipedrive):
+    crm = pipedrive.crm()
+
+    assert crm.account_id() == crm.account_id() == str(pipedrive.fake.company_id)
+    assert pipedrive.fake.requests_to("GET", "/api/v1/users/me") == 1
+
+
+def test_pipedrive_throttle_in_the_middle_of_a_listing_is_waited_out(pipedrive):
+    deals = [pipedrive_deal(pipedrive, at(s)) for s in range(5)]
+    # The adapters' own policy: it waits the reset Pipedrive gives (x-ratelimit-reset).
+    listing = pipedrive.crm(retrying=default_retrying()).changed_deals(at(0), at(60))
+    seen = [next(listing).deal_id, next(listing).deal_id]
+    pipedrive.fake.throttle_next(1, retry_after=1)
+
+    started = time.monotonic()
+    seen += [c.deal_id for c in listing]
+
+    assert seen == deals
+    assert pipedrive.fake.throttled == 1
+    assert time.monotonic() - started >= 1.0
+
+
+def test_pipedrive_listing_uses_v2_while_v1_deal_lists_stay_gone(pipedrive):
+    pipedrive_deal(pipedrive, at(1))
+
+    assert len(list(pipedrive.crm().changed_deals(at(0), at(60)))) == 1
+    answer = requests.get(
+        f"{pipedrive.fake.origin}/api/v1/deals",
+        params={"sort": "update_time ASC"},
+        headers={"x-api-token": pipedrive.fake.token},
+        timeout=5,
+    )
+    assert answer.status_code == 410
+    assert [path for _, path, _ in pipedrive.fake.retired_reads()] == ["/api/v1/deals"]
+
+
+def test_pipedrive_fake_refuses_a_window_that_is_not_rfc_3339(pipedrive):
+    answer = requests.get(
+        f"{pipedrive.fake.origin}/api/v2/deals",
+        params={"updated_since": "2026-03-02 09:00:00"},  # v1's format, not v2's
+        headers={"x-api-token": pipedrive.fake.token},
+        timeout=5,
+    )
+
+    assert answer.status_code == 400 and answer.json()["success"] is False
