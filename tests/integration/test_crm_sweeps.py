@@ -6,16 +6,30 @@ name; a throttle in the middle of a listing is waited out and the listing comple
 
 from __future__ import annotations
 
+import secrets
 import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
+from adapters import salesforce_session as oauth
 from adapters.http import default_retrying
+from adapters.salesforce import SalesforceCrm
+from fakes.salesforce import FakeSalesforce
+from handlers.crm_rules import DEFAULT_FIELDS
 from handlers.ports import StageFacts
 from tests.builders import rid
-from tests.integration.crm_harnesses import LOST, OPEN, WON, PipedriveHarness
+from tests.integration.crm_harnesses import (
+    LOST,
+    OPEN,
+    WON,
+    PipedriveHarness,
+    SalesforceHarness,
+)
+from tests.integration.harness import fast_retrying
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # the start of every window below
 
@@ -143,3 +157,140 @@ def test_pipedrive_fake_refuses_a_window_that_is_not_rfc_3339(pipedrive):
     )
 
     assert answer.status_code == 400 and answer.json()["success"] is False
+
+
+# -- Salesforce -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def salesforce():
+    harness = SalesforceHarness()
+    yield harness
+    harness.fake.stop()
+
+
+def opportunity(harness: SalesforceHarness, changed: datetime, place: str = WON) -> str:
+    deal_id = harness.seed(rid("Deal"), client=rid("Acme"), items=[("Build", 10)], place=place)
+    harness.fake.set_modstamp(deal_id, changed)
+    return deal_id
+
+
+def test_salesforce_lists_each_opportunity_of_the_window_once_oldest_first_across_pages(
+    salesforce,
+):
+    inside = {seconds: opportunity(salesforce, at(seconds)) for seconds in (40, 0, 3599.9, 7, 900)}
+    opportunity(salesforce, at(-0.001))  # just before since
+    opportunity(salesforce, at(3600))  # at until: outside, the window is half-open
+
+    listed = list(salesforce.crm().changed_deals(at(0), at(3600)))
+
+    assert [c.deal_id for c in listed] == [inside[s] for s in sorted(inside)]
+    assert [c.modified_at for c in listed] == [at(s) for s in sorted(inside)]
+    assert salesforce.fake.requests_to("GET", r"/services/data/v60\.0/query") == 1
+    assert salesforce.fake.requests_to("GET", r"/services/data/v60\.0/query/[\w-]+") == 2
+
+
+def test_salesforce_stage_facts_are_those_read_deal_gives(salesforce):
+    deals = {place: opportunity(salesforce, at(10), place) for place in (OPEN, WON, LOST)}
+    crm = salesforce.crm()
+
+    listed = {c.deal_id: c.stage for c in crm.changed_deals(at(0), at(60))}
+
+    assert listed == {deal_id: crm.read_deal(deal_id).stage for deal_id in deals.values()}
+    assert listed[deals[WON]] == StageFacts("Closed Won", won=True, lost=False, label="Closed Won")
+    assert listed[deals[LOST]].lost and not listed[deals[OPEN]].won
+
+
+def test_salesforce_windows_split_inside_a_second_share_no_opportunity_and_miss_none(salesforce):
+    # SOQL's literals stop at the second; SystemModstamp goes to the millisecond.
+    deals = [opportunity(salesforce, at(s)) for s in (0.2, 0.7, 1.4, 2.6)]
+    crm = salesforce.crm()
+
+    first = list(crm.changed_deals(at(0.5), at(1.5)))
+    second = list(crm.changed_deals(at(1.5), at(3)))
+
+    assert [c.deal_id for c in first] == deals[1:3]
+    assert [c.deal_id for c in second] == deals[3:]
+
+
+def test_salesforce_a_stage_change_moves_the_modstamp_into_a_later_window(salesforce):
+    deal_id = opportunity(salesforce, at(-3600), place=OPEN)
+    before = datetime.now(UTC)
+    salesforce.fake.set_stage(deal_id, "Closed Won", won=True, closed=True)
+
+    listed = list(salesforce.crm().changed_deals(before - timedelta(seconds=1), at(10**8)))
+
+    assert [(c.deal_id, c.stage.won) for c in listed] == [(deal_id, True)]
+    assert listed[0].modified_at >= before.replace(microsecond=0)
+
+
+def test_salesforce_throttle_in_the_middle_of_a_listing_is_waited_out(salesforce):
+    deals = [opportunity(salesforce, at(s)) for s in range(5)]
+    listing = salesforce.crm().changed_deals(at(0), at(60))
+    seen = [next(listing).deal_id, next(listing).deal_id]
+    salesforce.fake.refuse_concurrent(1)  # 403 REQUEST_LIMIT_EXCEEDED, ConcurrentRequests
+
+    seen += [c.deal_id for c in listing]
+
+    assert seen == deals
+    assert salesforce.fake.throttled == 1
+
+
+def test_salesforce_fake_refuses_a_quoted_datetime_literal(salesforce):
+    answer = requests.get(
+        f"{salesforce.fake.origin}/services/data/v60.0/query",
+        params={"q": "SELECT Id, StageName, IsWon, IsClosed, SystemModstamp FROM Opportunity "
+                "WHERE SystemModstamp >= '2026-03-02T09:00:00Z' AND SystemModstamp < "
+                "'2026-03-02T10:00:00Z' ORDER BY SystemModstamp"},
+        headers={"Authorization": f"Bearer {salesforce.fake.token}"},
+        timeout=5,
+    )  # fmt: skip
+
+    assert answer.status_code == 400 and answer.json()[0]["errorCode"] == "MALFORMED_QUERY"
+
+
+def test_salesforce_account_with_a_static_token_is_the_organization_record(salesforce):
+    crm = salesforce.crm()
+
+    assert crm.account_id() == crm.account_id() == salesforce.fake.organization_id
+    assert len(crm.account_id()) == 18
+    assert salesforce.fake.requests_to("GET", r"/services/data/v60\.0/query") == 1
+
+
+CLIENT_ID = "3MVG9" + secrets.token_hex(20)
+USERNAME = "sweeps@acme.example"
+
+
+@pytest.fixture(scope="module")
+def key_pair() -> tuple[str, str]:
+    """A fresh RSA key: the private key's PEM (ours) and the public key's (the app's)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return private, public.decode()
+
+
+@pytest.mark.parametrize("flow", ["refresh_token", "client_credentials", oauth.JWT_BEARER])
+def test_salesforce_account_under_each_oauth_flow_comes_from_the_token_answer(flow, key_pair):
+    private, public = key_pair
+    with FakeSalesforce(rate_limit=None) as fake:
+        secret, refresh = secrets.token_urlsafe(24), "5Aep" + secrets.token_urlsafe(40)
+        fake.add_connected_app(CLIENT_ID, secret, refresh_tokens={refresh}, run_as_user=True,
+                               jwt_users={USERNAME}, public_key=public)  # fmt: skip
+        grant = {
+            "refresh_token": oauth.refresh_token_grant(CLIENT_ID, secret, refresh),
+            "client_credentials": oauth.client_credentials_grant(CLIENT_ID, secret),
+            oauth.JWT_BEARER: oauth.jwt_bearer_grant(CLIENT_ID, USERNAME, private, fake.origin),
+        }[flow]
+        session = oauth.SalesforceSession(fake.origin, grant, retrying=fast_retrying())
+        crm = SalesforceCrm(session, fields=DEFAULT_FIELDS["salesforce"], retrying=fast_retrying())
+
+        assert crm.account_id() == fake.organization_id
+        assert fake.tokens_issued == [flow]
+        assert fake.requests_to("GET", r"/services/data/.*") == 0  # no query needed
