@@ -16,11 +16,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from adapters import salesforce_session as oauth
-from adapters.http import default_retrying
+from adapters.http import HOLD_OFF_CEILING, default_retrying
 from adapters.salesforce import SalesforceCrm
 from fakes.salesforce import FakeSalesforce
 from handlers.crm_rules import DEFAULT_FIELDS
 from handlers.ports import StageFacts
+from schemas.errors import VendorUnavailable
 from tests.builders import rid
 from tests.integration.crm_harnesses import (
     LOST,
@@ -50,7 +51,7 @@ def pipedrive():
 
 def pipedrive_deal(harness: PipedriveHarness, changed: datetime, place: str = WON) -> str:
     deal_id = harness.seed(rid("Deal"), client=rid("Acme"), items=[("Build", 10)], place=place)
-    harness.fake.set_update_time(int(deal_id), changed)
+    harness.set_modified(deal_id, changed)
     return deal_id
 
 
@@ -101,6 +102,35 @@ def test_pipedrive_a_deal_changed_while_listed_comes_once(pipedrive):
     seen += [c.deal_id for c in listing]
 
     assert seen == deals
+
+
+def test_pipedrive_a_status_change_moves_the_deal_into_a_later_window(pipedrive):
+    deal_id = pipedrive_deal(pipedrive, at(-3600), place=OPEN)
+    before = datetime.now(UTC).replace(microsecond=0)
+    pipedrive.fake.set_status(int(deal_id), "won")
+
+    listed = list(pipedrive.crm().changed_deals(before, at(10**8)))
+
+    assert [(c.deal_id, c.stage.won) for c in listed] == [(deal_id, True)]
+    assert listed[0].modified_at >= before
+
+
+def test_pipedrive_a_daily_budget_spent_mid_listing_ends_it_with_the_wait_to_the_reset(
+    pipedrive,
+):
+    for s in range(4):
+        pipedrive_deal(pipedrive, at(s))
+    crm = pipedrive.crm()
+    crm.clock = lambda: datetime(2026, 11, 27, 14, 0, tzinfo=UTC)
+    listing = crm.changed_deals(at(0), at(60))
+    next(listing), next(listing)
+    pipedrive.fake.spend_daily_budget()
+
+    with pytest.raises(VendorUnavailable) as failed:
+        list(listing)
+
+    assert failed.value.retry_after == 10 * 3600 > HOLD_OFF_CEILING  # to midnight UTC
+    assert pipedrive.fake.throttled == 1  # and not re-sent
 
 
 def test_pipedrive_leaves_out_deleted_deals(pipedrive):
@@ -171,7 +201,7 @@ def salesforce():
 
 def opportunity(harness: SalesforceHarness, changed: datetime, place: str = WON) -> str:
     deal_id = harness.seed(rid("Deal"), client=rid("Acme"), items=[("Build", 10)], place=place)
-    harness.fake.set_modstamp(deal_id, changed)
+    harness.set_modified(deal_id, changed)
     return deal_id
 
 
