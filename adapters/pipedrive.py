@@ -23,6 +23,9 @@ As a ``CrmSweep`` (``provisioner crm reconcile``):
   whole seconds around the window (``since`` floored, ``until`` rounded up) and each deal is
   checked against the exact window here, so consecutive windows never share a deal. The list
   leaves out deleted deals (``status`` not asked for): a deleted deal cannot become a project.
+  It leaves out archived deals too, since 2025-07-15 (changelog, "Archived deals and leads
+  will not be returned in existing endpoints"; they are under ``/api/v2/deals/archived``): a
+  deal archived before a sweep sees it is not swept, as a person set it aside.
   A deal changed while the listing runs may show again further on (the cursor is keyset, by
   ``update_time``): it is given once, at its first place; the worker reads it as it is now.
 
