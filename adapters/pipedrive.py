@@ -14,6 +14,21 @@ uses v2 wherever v2 exists. One deal read is, in calls:
 - ``GET /api/v1/users/{id}``: the owner's e-mail (users have no v2 endpoint).
 So 4 calls for a deal with an owner, an organization and up to 500 products.
 
+As a ``CrmSweep`` (``provisioner crm reconcile``):
+- ``account_id``: ``GET /api/v1/users/me`` -> ``company_id``, the company of the token's
+  user, as webhooks name it (``meta.company_id``); read once per adapter;
+- ``changed_deals``: ``GET /api/v2/deals?updated_since=…&updated_until=…&sort_by=update_time
+  &sort_direction=asc&limit=500``, then ``cursor`` = ``additional_data.next_cursor`` until it
+  is null (10 tokens a page). ``update_time`` is UTC to the second; the bounds go out as
+  whole seconds around the window (``since`` floored, ``until`` rounded up) and each deal is
+  checked against the exact window here, so consecutive windows never share a deal. The list
+  leaves out deleted deals (``status`` not asked for): a deleted deal cannot become a project.
+  It leaves out archived deals too, since 2025-07-15 (changelog, "Archived deals and leads
+  will not be returned in existing endpoints"; they are under ``/api/v2/deals/archived``): a
+  deal archived before a sweep sees it is not swept, as a person set it aside.
+  A deal changed while the listing runs may show again further on (the cursor is keyset, by
+  ``update_time``): it is given once, at its first place; the worker reads it as it is now.
+
 Errors are ``{"success": false, "error", "error_info", ...}``. Limits (Pipedrive, "Rate
 limiting"): a burst window of 2 s per token (429 with ``x-ratelimit-reset``, seconds), and
 a daily token budget per company that resets at the start of the next day. A 429 that says
@@ -26,7 +41,8 @@ answers with a 403).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -36,8 +52,8 @@ import tenacity
 from adapters.deal_mapping import LineItem, emails, snapshot
 from adapters.http import DEFAULT_TIMEOUT, UNOBSERVED, HttpObserver, VendorHttp, segment
 from adapters.pacing import Pacer
-from handlers.ports import CrmFields, DealSnapshot, StageFacts
-from schemas.errors import CrmRecordNotFound, VendorRejected
+from handlers.ports import CrmFields, DealChange, DealSnapshot, StageFacts
+from schemas.errors import CrmRecordNotFound, VendorRejected, VendorUnavailable
 
 NOT_FOUND = frozenset({404})
 PAGE = 500  # v2's largest page: every call spends the daily budget, so take few
@@ -71,6 +87,44 @@ class PipedriveCrm:
             retry_hint=self._wait_hint,
         )
         self.fields = fields
+        self._company_id: str | None = None
+        self._company_lock = threading.Lock()
+
+    def account_id(self) -> str:
+        with self._company_lock:
+            if self._company_id is None:
+                user = self.http.request("GET", "/api/v1/users/me").json().get("data")
+                company = user.get("company_id") if isinstance(user, dict) else None
+                if not _an_id(company):
+                    raise VendorUnavailable(
+                        "pipedrive GET /api/v1/users/me: answer without a company_id"
+                    )
+                self._company_id = str(company)
+            return self._company_id
+
+    def changed_deals(self, since: datetime, until: datetime) -> Iterator[DealChange]:
+        if since.tzinfo is None or until.tzinfo is None:
+            raise ValueError("changed_deals takes aware datetimes (UTC)")
+        window = {
+            "updated_since": _rfc3339(_whole_second(since, up=False)),
+            "updated_until": _rfc3339(_whole_second(until, up=True)),
+            "sort_by": "update_time",
+            "sort_direction": "asc",
+            "limit": PAGE,
+        }
+        params: dict[str, Any] = window
+        given: set[str] = set()
+        while True:
+            body = self.http.request("GET", "/api/v2/deals", params=params).json()
+            for deal in body.get("data") or []:
+                change = _change(deal)
+                if since <= change.modified_at < until and change.deal_id not in given:
+                    given.add(change.deal_id)
+                    yield change
+            cursor = (body.get("additional_data") or {}).get("next_cursor")
+            if not cursor:
+                return
+            params = {**window, "cursor": cursor}
 
     def read_deal(self, deal_id: str) -> DealSnapshot:
         if not (deal_id.isascii() and deal_id.isdigit()):  # the ingress checked it too
@@ -87,8 +141,6 @@ class PipedriveCrm:
         if self.fields.team_emails:
             custom = deal.get("custom_fields") or {}
             team += emails(_custom_value(custom.get(self.fields.team_emails)))
-        status = deal.get("status")
-        stage_id = deal.get("stage_id")
         return snapshot(
             "pipedrive",
             deal_id,
@@ -96,12 +148,7 @@ class PipedriveCrm:
             client=self._organization(deal.get("org_id")),
             items=self._products(deal_id),
             team=team,
-            stage=StageFacts(
-                str(stage_id) if stage_id is not None else None,
-                won=status == "won",
-                lost=status == "lost",
-                label=f"status {status}",
-            ),
+            stage=_stage(deal),
         )
 
     def _owner_emails(self, owner_id: Any) -> list[str]:
@@ -161,6 +208,43 @@ class PipedriveCrm:
             seconds = (midnight - now).total_seconds()
             return f"{3600 if seconds > 23 * 3600 else seconds:.0f}"
         return headers.get("Retry-After") or headers.get("x-ratelimit-reset")
+
+
+def _stage(deal: dict) -> StageFacts:
+    status = deal.get("status")
+    stage_id = deal.get("stage_id")
+    return StageFacts(
+        str(stage_id) if stage_id is not None else None,
+        won=status == "won",
+        lost=status == "lost",
+        label=f"status {status}",
+    )
+
+
+def _change(deal: Any) -> DealChange:
+    """A listed deal. A row we cannot place in time fails the listing: skipping it could be
+    the one won deal the sweep is for."""
+    try:
+        deal_id = deal["id"]
+        modified = datetime.fromisoformat(deal["update_time"])
+    except (TypeError, KeyError, ValueError):
+        raise VendorUnavailable(
+            "pipedrive GET /api/v2/deals: a deal without an id or an RFC 3339 update_time"
+        ) from None
+    if modified.tzinfo is None:  # v2 times are UTC; v1's had no zone at all
+        modified = modified.replace(tzinfo=UTC)
+    return DealChange(str(deal_id), modified.astimezone(UTC), _stage(deal))
+
+
+def _whole_second(moment: datetime, *, up: bool) -> datetime:
+    """Pipedrive keeps ``update_time`` to the second: a bound on the whole second that keeps
+    the window inside the query (the exact window is checked on each deal)."""
+    floor = moment.astimezone(UTC).replace(microsecond=0)
+    return floor + timedelta(seconds=1) if up and floor < moment else floor
+
+
+def _rfc3339(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _an_id(value: Any) -> bool:

@@ -24,6 +24,19 @@ Request Limits and Allocations"):
   ``ConcurrentPerOrgLongTxn``): such a request frees its slot within seconds, so a short wait
   (``CONCURRENT_WAIT``) and the call is re-sent.
 
+As a ``CrmSweep`` (``provisioner crm reconcile``):
+- ``account_id``: the org's 18-character id, as Outbound Messages name it
+  (``OrganizationId``): from the token answer's identity URL under an OAuth flow
+  (``SalesforceSession.organization_id``), else ``SELECT Id FROM Organization``; read once;
+- ``changed_deals``: ``SELECT Id, StageName, IsWon, IsClosed, SystemModstamp FROM Opportunity
+  WHERE SystemModstamp >= <since> AND SystemModstamp < <until> ORDER BY SystemModstamp``,
+  following ``nextRecordsUrl`` until ``done``. SOQL's dateTime literals are unquoted, UTC,
+  to the second (``2026-01-01T00:00:00Z``; developer.salesforce.com, "Date Formats and Date
+  Literals in WHERE"), so the bounds are the whole seconds around the window and each record
+  is checked against the exact window here. ``SystemModstamp`` moves on every change,
+  including those the system makes (a workflow, a roll-up); ``query`` leaves out deleted
+  records, which cannot become projects anyway.
+
 Every answer's ``Sforce-Limit-Info`` (the daily use and allocation) is told to a
 ``LimitObserver`` (the worker's is a Prometheus gauge, ``worker.metrics``).
 """
@@ -32,6 +45,8 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import requests
@@ -41,8 +56,8 @@ from adapters.deal_mapping import LineItem, emails, snapshot
 from adapters.http import DEFAULT_TIMEOUT, UNOBSERVED, HttpObserver, VendorHttp, segment
 from adapters.pacing import Pacer
 from adapters.salesforce_session import SalesforceSession
-from handlers.ports import CrmFields, DealSnapshot, StageFacts
-from schemas.errors import CrmRecordNotFound, Unreadable, VendorRejected
+from handlers.ports import CrmFields, DealChange, DealSnapshot, StageFacts
+from schemas.errors import CrmRecordNotFound, Unreadable, VendorRejected, VendorUnavailable
 from schemas.json_body import read_json
 
 API = "v60.0"
@@ -50,6 +65,7 @@ NOT_FOUND = frozenset({404})
 _ID = re.compile(r"^[A-Za-z0-9]{15}([A-Za-z0-9]{3})?$")
 _FIELD = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)?$")
 _USAGE = re.compile(r"api-usage=(\d+)/(\d+)")
+_ORGANIZATION = re.compile(r"^00D[A-Za-z0-9]{15}$")
 DAILY_WAIT = 3600.0  # seconds: see the docstring
 CONCURRENT_WAIT = 5.0  # seconds: a long-running request (20 s or more) is ending meanwhile
 
@@ -136,6 +152,8 @@ class SalesforceCrm:
         self.limits = limits
         self._http: VendorHttp | None = None
         self._http_lock = threading.Lock()
+        self._organization: str | None = None
+        self._organization_lock = threading.Lock()
         for name in (fields.offering_name, fields.budget_hours, fields.sold, fields.kind):
             if name and not _FIELD.match(name):  # it goes into SOQL: a name, nothing else
                 raise ValueError(f"not a Salesforce field name: {name!r}")
@@ -167,6 +185,34 @@ class SalesforceCrm:
         session.hooks["response"].append(report)
         return session
 
+    def account_id(self) -> str:
+        with self._organization_lock:
+            if self._organization is None:
+                self._organization = self.session.organization_id() or self._queried_org()
+            return self._organization
+
+    def _queried_org(self) -> str:
+        """A static token comes with no identity URL: the org's one Organization record."""
+        found = [r.get("Id") for r in self._query("SELECT Id FROM Organization")]
+        if len(found) != 1 or not _ORGANIZATION.match(str(found[0])):
+            raise VendorUnavailable("salesforce SELECT Id FROM Organization: no 18-character Id")
+        return found[0]
+
+    def changed_deals(self, since: datetime, until: datetime) -> Iterator[DealChange]:
+        if since.tzinfo is None or until.tzinfo is None:
+            raise ValueError("changed_deals takes aware datetimes (UTC)")
+        soql = (
+            "SELECT Id, StageName, IsWon, IsClosed, SystemModstamp FROM Opportunity "
+            f"WHERE SystemModstamp >= {_soql_time(since, up=False)} "
+            f"AND SystemModstamp < {_soql_time(until, up=True)} ORDER BY SystemModstamp"
+        )
+        given: set[str] = set()
+        for record in self._query(soql):
+            change = _change(record)
+            if since <= change.modified_at < until and change.deal_id not in given:
+                given.add(change.deal_id)
+                yield change
+
     def read_deal(self, deal_id: str) -> DealSnapshot:
         if not _ID.match(deal_id):
             raise VendorRejected(f"salesforce: {deal_id[:40]!r} is not an Opportunity id")
@@ -186,7 +232,6 @@ class SalesforceCrm:
         team = emails((owner or {}).get("Email"))
         if self.fields.team_emails:
             team += emails(opportunity.get(self.fields.team_emails))
-        stage = opportunity.get("StageName")
         return snapshot(
             "salesforce",
             deal_id,
@@ -194,12 +239,7 @@ class SalesforceCrm:
             client=(account_id, account.get("Name")) if account else None,
             items=self._line_items(deal_id),
             team=team,
-            stage=StageFacts(
-                stage,
-                won=opportunity.get("IsWon") is True,
-                lost=opportunity.get("IsClosed") is True and opportunity.get("IsWon") is not True,
-                label=stage,
-            ),
+            stage=_stage(opportunity),
         )
 
     def _record(self, sobject: str, record_id: str, fields: list[str]) -> dict | None:
@@ -221,11 +261,6 @@ class SalesforceCrm:
             f"SELECT {', '.join(columns)} FROM OpportunityLineItem "
             f"WHERE OpportunityId = '{deal_id}' ORDER BY Id"  # deal_id is checked: an id
         )
-        body = self.http.request("GET", "/query", params={"q": soql}).json()
-        records = list(body.get("records") or [])
-        while not body.get("done", True) and body.get("nextRecordsUrl"):
-            body = self.http.request("GET", f"{self.origin}{body['nextRecordsUrl']}").json()
-            records += body.get("records") or []
         return [
             LineItem(
                 id=str(r["Id"]),
@@ -234,8 +269,50 @@ class SalesforceCrm:
                 sold=_path(r, f.sold) if f.sold else None,
                 kind=_path(r, f.kind) if f.kind else None,
             )
-            for r in records
+            for r in self._query(soql)
         ]
+
+    def _query(self, soql: str) -> Iterator[dict]:
+        """Every record of a SOQL query, page after page (``nextRecordsUrl`` until ``done``)."""
+        body = self.http.request("GET", "/query", params={"q": soql}).json()
+        yield from body.get("records") or []
+        while not body.get("done", True) and body.get("nextRecordsUrl"):
+            body = self.http.request("GET", f"{self.origin}{body['nextRecordsUrl']}").json()
+            yield from body.get("records") or []
+
+
+def _stage(opportunity: dict) -> StageFacts:
+    stage = opportunity.get("StageName")
+    return StageFacts(
+        stage,
+        won=opportunity.get("IsWon") is True,
+        lost=opportunity.get("IsClosed") is True and opportunity.get("IsWon") is not True,
+        label=stage,
+    )
+
+
+def _change(record: Any) -> DealChange:
+    """A listed Opportunity. A record we cannot place in time fails the listing: skipping it
+    could be the one won deal the sweep is for."""
+    try:
+        deal_id = record["Id"]
+        # REST gives 2026-01-01T09:00:00.000+0000: UTC, to the millisecond.
+        modified = datetime.fromisoformat(record["SystemModstamp"])
+    except (TypeError, KeyError, ValueError):
+        raise VendorUnavailable(
+            "salesforce Opportunity query: a record without an Id or a SystemModstamp"
+        ) from None
+    if modified.tzinfo is None:
+        modified = modified.replace(tzinfo=UTC)
+    return DealChange(str(deal_id), modified.astimezone(UTC), _stage(record))
+
+
+def _soql_time(moment: datetime, *, up: bool) -> str:
+    """A SOQL dateTime literal on the whole second below (or, ``up``, above) ``moment``."""
+    floor = moment.astimezone(UTC).replace(microsecond=0)
+    if up and floor < moment:
+        floor += timedelta(seconds=1)
+    return floor.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _path(record: dict, name: str) -> Any:

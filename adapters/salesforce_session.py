@@ -17,10 +17,15 @@ wait for it and use its token, so a burst of expired reads costs one token reque
 grant (``invalid_grant``, ``invalid_client``, ...) is ``VendorAuth`` naming the settings to
 fix; no message carries a secret or a token. Each new token is told to ``on_token`` (the log
 redactor learns it there).
+
+The answer's ``id`` is the identity URL, ``https://login.salesforce.com/id/<org id>/<user
+id>`` (developer.salesforce.com, "Using Identity URLs"): the org id a sweep names its
+account by comes from there, at no extra call (``organization_id``).
 """
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -45,6 +50,9 @@ REFUSED = frozenset({400, 401, 403})
 # remoteaccess_oauth_jwt_flow).
 PRODUCTION_AUDIENCE = "https://login.salesforce.com"
 SANDBOX_AUDIENCE = "https://test.salesforce.com"
+
+# The org id in the identity URL's path; an org's 18-character id starts with 00D.
+_IDENTITY = re.compile(r"/id/(00D[A-Za-z0-9]{15})/[A-Za-z0-9]{15,18}/?")
 
 log = structlog.get_logger(__name__)
 
@@ -153,6 +161,7 @@ class SalesforceSession:
         self._fixed_instance = instance_url.rstrip("/") if instance_url else None
         self._token = access_token
         self._instance = self._fixed_instance
+        self._organization: str | None = None
         self._lock = threading.Lock()  # one token request at a time
 
     def instance_url(self) -> str:
@@ -160,6 +169,14 @@ class SalesforceSession:
         if self._instance is None:
             self._current()
         return self._instance
+
+    def organization_id(self) -> str | None:
+        """The org's 18-character id from the token answer's identity URL (fetching a token if
+        none is held yet); None for a static token, which comes without one."""
+        if self.grant is None:
+            return None
+        self._current()
+        return self._organization
 
     def headers(self) -> Mapping[str, str]:
         return {"Authorization": f"Bearer {self._current()}"}
@@ -220,6 +237,8 @@ class SalesforceSession:
             )
         self._token = token
         self._instance = self._fixed_instance or str(instance).rstrip("/")
+        identity = _IDENTITY.fullmatch(urlsplit(str(body.get("id") or "")).path)
+        self._organization = identity[1] if identity else None
 
     def _reason(self, answer) -> str:
         """Salesforce's ``error``/``error_description``, without any secret it might quote."""

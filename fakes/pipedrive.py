@@ -9,7 +9,16 @@ the docs state them.
   still readable for a while, with ``is_deleted`` true.
 - ``GET /api/v2/deals/{id}/products``: ``limit`` 1..500 (default 100), opaque ``cursor``,
   ``additional_data.next_cursor`` null on the last page; no products is ``data: []``.
-- ``GET /api/v2/organizations/{id}`` and ``GET /api/v1/users/{id}`` (users stay on v1).
+- ``GET /api/v2/deals`` (the list, 10 tokens a page): ``updated_since`` (``update_time`` >=)
+  and ``updated_until`` (<), both RFC 3339; ``sort_by`` id, update_time or add_time (default
+  id) and ``sort_direction`` asc or desc (default asc); ``status`` a comma-separated choice of
+  open, won, lost, deleted, without which deleted deals are left out; ``limit`` 1..500
+  (default 100) and a keyset ``cursor`` (the sort value and id of the last deal shown, so a
+  deal changed while a listing runs moves to its new place). Anything malformed is 400.
+  ``update_time`` is UTC to the second (``2025-01-01T10:20:00Z``) and moves whenever the deal
+  changes (lever: ``set_update_time``).
+- ``GET /api/v2/organizations/{id}``, ``GET /api/v1/users/{id}`` (users stay on v1) and
+  ``GET /api/v1/users/me``: the token's user with its company (``company_id``).
 - The v1 reads Pipedrive retired on 2026-08-01 (deals, deal products, organizations,
   stages, pipelines) answer 410 Gone, so a reader that drifts back fails loudly.
 - Every answer carries the burst headers ``x-ratelimit-limit``, ``-remaining`` and
@@ -24,8 +33,10 @@ from __future__ import annotations
 import base64
 import binascii
 import itertools
+import json
 import random
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 from fakes.base import FakeVendor, Request, Response, Route, serve_main
@@ -33,6 +44,9 @@ from fakes.base import FakeVendor, Request, Response, Route, serve_main
 MAX_LIMIT = 500
 DAILY_BUDGET = 30_000  # tokens: the base budget of one seat on the smallest plan
 COST = {"v1": 2, "v2": 1}  # a single-entity GET; v2 costs about half of v1
+LIST_COST = 10  # GET /api/v2/deals, per page (the v2 reference's "Cost")
+SORT_FIELDS = ("id", "update_time", "add_time")
+STATUSES = frozenset({"open", "won", "lost", "deleted"})
 INFO = "Please check developers.pipedrive.com for more information about Pipedrive API."
 RETIRED_V1 = re.compile(r"/api/v1/(deals|organizations|stages|pipelines)(/.*)?")
 
@@ -53,9 +67,11 @@ class FakePipedrive(FakeVendor):
         rate_limit: tuple[int, float] | None = (20, 2.0),
         latency: float = 0.0,
         daily_budget: int = DAILY_BUDGET,
+        company_id: int | None = None,
     ):
         super().__init__(rate_limit=rate_limit, latency=latency)
         self.token = token
+        self.company_id = company_id or random.randint(10**6, 10**7)
         self.page_size = page_size
         self.daily_budget = daily_budget
         self.budget_left = daily_budget
@@ -65,6 +81,7 @@ class FakePipedrive(FakeVendor):
         self.deal_products: dict[int, list[dict]] = {}  # deal id -> attached products
         self.received: list[Request] = []
         self._ids = itertools.count(random.randint(1000, 10**6))
+        self.token_user = self.add_user("api-owner@example.com")  # whose token this is
 
     # -- seeding ----------------------------------------------------------------------------
     def add_user(self, email: str) -> int:
@@ -97,11 +114,12 @@ class FakePipedrive(FakeVendor):
         """``user_id`` is the owner (v2's ``owner_id``); keyword extras are custom fields."""
         with self.lock:
             deal_id = next(self._ids)
+            now = _now()
             self.deals[deal_id] = {
                 "id": deal_id, "title": title, "status": "open", "stage_id": stage_id,
                 "pipeline_id": 1, "value": 0, "currency": "EUR", "org_id": org_id,
                 "owner_id": user_id, "person_id": None, "is_deleted": False,
-                "custom_fields": dict(custom),
+                "add_time": now, "update_time": now, "custom_fields": dict(custom),
             }  # fmt: skip
             self.deal_products[deal_id] = [
                 {"id": next(self._ids), "deal_id": deal_id, "product_id": next(self._ids),
@@ -122,6 +140,12 @@ class FakePipedrive(FakeVendor):
                 deal["status"] = status
             if stage_id is not None:
                 deal["stage_id"] = stage_id
+            deal["update_time"] = _now()
+
+    def set_update_time(self, deal_id: int, when: datetime) -> None:
+        """The deal's last change was at ``when`` (UTC, kept to the second, as Pipedrive)."""
+        with self.lock:
+            self.deals[deal_id]["update_time"] = _stamp(when)
 
     # -- levers -------------------------------------------------------------------------------
     def spend_daily_budget(self) -> None:
@@ -141,9 +165,11 @@ class FakePipedrive(FakeVendor):
     # -- the API ----------------------------------------------------------------------------
     def routes(self) -> list[Route]:
         return [
+            ("GET", re.compile(r"/api/v2/deals"), self._list_deals),
             ("GET", re.compile(r"/api/v2/deals/([^/]+)"), self._get_deal),
             ("GET", re.compile(r"/api/v2/deals/([^/]+)/products"), self._products),
             ("GET", re.compile(r"/api/v2/organizations/([^/]+)"), self._get_organization),
+            ("GET", re.compile(r"/api/v1/users/me"), self._me),
             ("GET", re.compile(r"/api/v1/users/([^/]+)"), self._get_user),
             *[(m, RETIRED_V1, self._retired) for m in ("GET", "POST", "PUT", "DELETE")],
         ]
@@ -166,7 +192,8 @@ class FakePipedrive(FakeVendor):
                 response.headers = {"x-daily-ratelimit-token-remaining": "0"}
                 return response
             version = "v2" if request.path.startswith("/api/v2/") else "v1"
-            self.budget_left = max(0, self.budget_left - COST[version])
+            cost = LIST_COST if request.path == "/api/v2/deals" else COST[version]
+            self.budget_left = max(0, self.budget_left - cost)
         return None
 
     def _limit_headers(self) -> dict[str, str]:
@@ -223,6 +250,32 @@ class FakePipedrive(FakeVendor):
             200, {"success": True, "data": page, "additional_data": {"next_cursor": next_cursor}}
         )
 
+    def _list_deals(self, request: Request) -> Response:
+        try:
+            query = _DealQuery(request)
+        except ValueError as exc:
+            return _error(400, str(exc))
+        rows = sorted(
+            (d for d in self.deals.values() if query.wants(d)),
+            key=query.key,
+            reverse=query.descending,
+        )
+        if query.after is not None:
+            rows = [d for d in rows if query.beyond(d)]
+        page = rows[: min(query.limit, self.page_size)]
+        more = len(rows) > len(page)
+        cursor = query.cursor_after(page[-1]) if more else None
+        shown = [dict(d, custom_fields=dict(d["custom_fields"])) for d in page]
+        return Response(
+            200, {"success": True, "data": shown, "additional_data": {"next_cursor": cursor}}
+        )
+
+    def _me(self, request: Request) -> Response:
+        user = dict(self.users[self.token_user])
+        user |= {"company_id": self.company_id, "company_name": "Fake Company",
+                 "company_domain": f"fake-{self.company_id}", "timezone_name": "UTC"}  # fmt: skip
+        return Response(200, {"success": True, "data": user})
+
     def _get_organization(self, request: Request, org_id: str) -> Response:
         org = self.organizations.get(int(org_id)) if org_id.isdigit() else None
         if org is None:
@@ -234,6 +287,85 @@ class FakePipedrive(FakeVendor):
         if user is None:
             return _error(404, "User not found")
         return Response(200, {"success": True, "data": dict(user)})
+
+
+def _now() -> str:
+    return _stamp(datetime.now(UTC))
+
+
+def _stamp(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _rfc3339(name: str, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    if not _RFC3339.fullmatch(value):
+        raise ValueError(f"{name} must be in RFC3339 format, e.g. 2025-01-01T10:20:00Z")
+    return datetime.fromisoformat(value.replace("z", "Z")).astimezone(UTC)
+
+
+_RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)")
+
+
+class _DealQuery:
+    """One ``GET /api/v2/deals``: its filters, its order and where its cursor left off."""
+
+    def __init__(self, request: Request):
+        self.since = _rfc3339("updated_since", request.arg("updated_since"))
+        self.until = _rfc3339("updated_until", request.arg("updated_until"))
+        self.sort_by = request.arg("sort_by", "id")
+        if self.sort_by not in SORT_FIELDS:
+            raise ValueError(f"sort_by must be one of {', '.join(SORT_FIELDS)}")
+        direction = request.arg("sort_direction", "asc")
+        if direction not in ("asc", "desc"):
+            raise ValueError("sort_direction must be asc or desc")
+        self.descending = direction == "desc"
+        statuses = request.arg("status")
+        self.statuses = set(statuses.split(",")) if statuses else {"open", "won", "lost"}
+        if not self.statuses <= STATUSES:
+            raise ValueError(f"status must be among {', '.join(sorted(STATUSES))}")
+        limit = request.arg("limit", "100")
+        if not (limit.isdigit() and 1 <= int(limit) <= MAX_LIMIT):
+            raise ValueError(f"limit must be 1..{MAX_LIMIT}")
+        self.limit = int(limit)
+        self.after = self._decode(request.arg("cursor"))
+
+    def wants(self, deal: dict) -> bool:
+        status = "deleted" if deal["is_deleted"] else deal["status"]
+        changed = datetime.fromisoformat(deal["update_time"])
+        return (
+            status in self.statuses
+            and (self.since is None or changed >= self.since)
+            and (self.until is None or changed < self.until)
+        )
+
+    def key(self, deal: dict) -> tuple:
+        return (deal[self.sort_by], deal["id"])
+
+    def beyond(self, deal: dict) -> bool:
+        """After the cursor's deal in this order (keyset paging)."""
+        key = self.key(deal)
+        return key < self.after if self.descending else key > self.after
+
+    def cursor_after(self, deal: dict) -> str:
+        value = {"field": self.sort_by, "fieldValue": deal[self.sort_by], "id": deal["id"],
+                 "sortDirection": "desc" if self.descending else "asc"}  # fmt: skip
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+
+    def _decode(self, cursor: str | None) -> tuple | None:
+        if cursor is None:
+            return None
+        try:
+            raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+            value = json.loads(raw)
+            if value["field"] != self.sort_by or not isinstance(value["id"], int):
+                raise ValueError
+            if value["sortDirection"] != ("desc" if self.descending else "asc"):
+                raise ValueError
+            return (value["fieldValue"], value["id"])
+        except (binascii.Error, UnicodeDecodeError, ValueError, KeyError, TypeError):
+            raise ValueError("Invalid cursor") from None
 
 
 def _offset(cursor: str | None) -> int:

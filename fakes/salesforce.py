@@ -23,9 +23,16 @@
 - Errors are JSON arrays of ``{"message", "errorCode"}``; a record that does not exist is
   404 ``NOT_FOUND``; ``fields=`` naming a field the object lacks is 400 ``INVALID_FIELD``;
   an API version other than the ones served is 404.
-- ``/query`` takes the one SOQL shape the adapter sends (line items of one Opportunity);
-  anything else is 400 ``MALFORMED_QUERY``. Results come ``page_size`` records at a time
-  with ``done`` and ``nextRecordsUrl``.
+- ``/query`` takes the SOQL shapes the adapter sends, and nothing else (400
+  ``MALFORMED_QUERY``): the line items of one Opportunity; ``SELECT Id FROM Organization``;
+  Opportunities by ``SystemModstamp`` between two unquoted UTC dateTime literals
+  (``>= … AND < …``, to the second), ``ORDER BY SystemModstamp``. Results come
+  ``page_size`` records at a time with ``done`` and ``nextRecordsUrl``, from the records as
+  they were when the query ran (a query locator).
+- Every Opportunity has a ``SystemModstamp`` (``2026-01-01T09:00:00.000+0000``) that moves
+  when it changes (``set_stage``; lever: ``set_modstamp``). The org's id
+  (``organization_id``) is its Organization record's ``Id`` and the first part of the
+  identity URL (``id``) in every token answer.
 - Salesforce sends no 429 and no Retry-After.
 
 Records are dicts keyed by 18-character id, fields by their API names.
@@ -43,6 +50,7 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import jwt
@@ -64,14 +72,31 @@ def salesforce_id(prefix: str) -> str:
 
 VERSION = "v60.0"
 FIELDS = {
-    "Opportunity": {"Id", "Name", "StageName", "IsWon", "IsClosed", "AccountId", "OwnerId"},
+    "Opportunity": {
+        "Id",
+        "Name",
+        "StageName",
+        "IsWon",
+        "IsClosed",
+        "AccountId",
+        "OwnerId",
+        "SystemModstamp",
+    },  # fmt: skip
     "Account": {"Id", "Name"},
     "User": {"Id", "Email", "Name"},
     "OpportunityLineItem": {"Id", "Name", "Quantity", "OpportunityId", "Product2Id"},
+    "Organization": {"Id", "Name"},
 }
 _LINE_ITEMS = re.compile(
     r"SELECT (?P<columns>[A-Za-z0-9_., ]+) FROM OpportunityLineItem "
     r"WHERE OpportunityId = '(?P<id>[A-Za-z0-9]{15,18})' ORDER BY Id"
+)
+_ORGANIZATION = "SELECT Id FROM Organization"
+_DATETIME = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:Z|[+-]\d\d:\d\d)"  # no quotes, no fraction
+_CHANGED = re.compile(
+    r"SELECT (?P<columns>[A-Za-z0-9_., ]+) FROM Opportunity "
+    rf"WHERE SystemModstamp >= (?P<since>{_DATETIME}) AND SystemModstamp < (?P<until>{_DATETIME}) "
+    r"ORDER BY SystemModstamp"
 )
 
 
@@ -129,6 +154,7 @@ class FakeSalesforce(FakeVendor):
         self.page_size = page_size
         self.fields = {kind: set(names) for kind, names in FIELDS.items()}
         self.records: dict[str, dict[str, dict]] = {kind: {} for kind in FIELDS}
+        self.organization_id = self.add("Organization", "00D", Name="Fake Org")
         self.received: list[Request] = []
         self._cursors: dict[str, list[dict]] = {}
 
@@ -164,7 +190,7 @@ class FakeSalesforce(FakeVendor):
         opportunity = self.add(
             "Opportunity", "006", Name=name, StageName=stage, IsWon=won,
             IsClosed=won if closed is None else closed, AccountId=account, OwnerId=owner,
-            **custom,
+            SystemModstamp=_modstamp(datetime.now(UTC)), **custom,
         )  # fmt: skip
         for item_name, quantity in line_items:
             self.add(
@@ -201,8 +227,14 @@ class FakeSalesforce(FakeVendor):
     def set_stage(self, opportunity: str, stage: str, *, won: bool, closed: bool) -> None:
         with self.lock:
             self.records["Opportunity"][opportunity].update(
-                StageName=stage, IsWon=won, IsClosed=closed
-            )
+                StageName=stage, IsWon=won, IsClosed=closed,
+                SystemModstamp=_modstamp(datetime.now(UTC)),
+            )  # fmt: skip
+
+    def set_modstamp(self, opportunity: str, when: datetime) -> None:
+        """The Opportunity last changed at ``when`` (kept to the millisecond, as Salesforce)."""
+        with self.lock:
+            self.records["Opportunity"][opportunity]["SystemModstamp"] = _modstamp(when)
 
     # -- the API ----------------------------------------------------------------------------
     def routes(self) -> list[Route]:
@@ -298,7 +330,7 @@ class FakeSalesforce(FakeVendor):
         life = math.inf if self.session_seconds is None else self.session_seconds
         self.sessions[token] = time.monotonic() + life
         self.tokens_issued.append(grant)
-        identity = f"{self.origin}/id/{salesforce_id('00D')}/{salesforce_id('005')}"
+        identity = f"{self.origin}/id/{self.organization_id}/{salesforce_id('005')}"
         body = {
             "access_token": token,
             "instance_url": self.origin,
@@ -340,23 +372,34 @@ class FakeSalesforce(FakeVendor):
         return Response(200, self._shown(sobject, record, fields))
 
     def _query(self, request: Request) -> Response:
-        found = _LINE_ITEMS.fullmatch(request.arg("q") or "")
-        if not found:
-            return _error(400, "MALFORMED_QUERY", "unexpected token: the fake reads one query")
-        columns = [c.strip() for c in found["columns"].split(",")]
-        unknown = [c for c in columns if c not in self.fields["OpportunityLineItem"]]
+        soql = request.arg("q") or ""
+        if soql == _ORGANIZATION:
+            rows = list(self.records["Organization"].values())
+            return self._results("Organization", rows, ["Id"])
+        if found := _LINE_ITEMS.fullmatch(soql):
+            rows = sorted(
+                (r for r in self.records["OpportunityLineItem"].values()
+                 if r["OpportunityId"] == found["id"]),
+                key=lambda r: r["Id"],
+            )  # fmt: skip
+            return self._results("OpportunityLineItem", rows, _columns(found))
+        if found := _CHANGED.fullmatch(soql):
+            since, until = (datetime.fromisoformat(found[b]) for b in ("since", "until"))
+            rows = sorted(
+                (r for r in self.records["Opportunity"].values()
+                 if since <= datetime.fromisoformat(r["SystemModstamp"]) < until),
+                key=lambda r: (datetime.fromisoformat(r["SystemModstamp"]), r["Id"]),
+            )  # fmt: skip
+            return self._results("Opportunity", rows, _columns(found))
+        return _error(400, "MALFORMED_QUERY", "unexpected token: the fake reads three queries")
+
+    def _results(self, sobject: str, rows: list[dict], columns: list[str]) -> Response:
+        unknown = [c for c in columns if c not in self.fields[sobject]]
         if unknown:
             return _error(
-                400,
-                "INVALID_FIELD",
-                f"No such column '{unknown[0]}' on entity 'OpportunityLineItem'.",
+                400, "INVALID_FIELD", f"No such column '{unknown[0]}' on entity '{sobject}'."
             )
-        rows = sorted(
-            (r for r in self.records["OpportunityLineItem"].values()
-             if r["OpportunityId"] == found["id"]),
-            key=lambda r: r["Id"],
-        )  # fmt: skip
-        records = [self._shown("OpportunityLineItem", r, columns) for r in rows]
+        records = [self._shown(sobject, r, columns) for r in rows]
         cursor = uuid.uuid4().hex[:16]
         self._cursors[cursor] = records
         return self._page(cursor, 0)
@@ -376,6 +419,17 @@ class FakeSalesforce(FakeVendor):
         if cursor not in self._cursors:
             return _error(400, "INVALID_QUERY_LOCATOR", "invalid query locator")
         return self._page(cursor, int(start))
+
+
+def _columns(found: re.Match[str]) -> list[str]:
+    return [c.strip() for c in found["columns"].split(",")]
+
+
+def _modstamp(when: datetime) -> str:
+    """Salesforce's REST form of a dateTime: UTC, milliseconds, ``+0000``."""
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + (
+        f"{when.microsecond // 1000:03d}+0000"
+    )
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ records a page, so every list spans pages), and a CRM-neutral way to seed deals.
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import datetime
 
 import tenacity
 
@@ -85,6 +86,10 @@ class PipedriveHarness:
                 row[self.hours_property] = hours
         return str(deal)
 
+    def set_modified(self, deal_id: str, when: datetime) -> None:
+        """The deal's last change was at ``when``, as its changed-since listing shows it."""
+        self.fake.set_update_time(int(deal_id), when)
+
     def missing_deal_id(self) -> str:
         return "987654321"
 
@@ -128,6 +133,10 @@ class SalesforceHarness:
                 if row["OpportunityId"] == deal:
                     row[self.hours_property] = hours
         return deal
+
+    def set_modified(self, deal_id: str, when: datetime) -> None:
+        """The deal's last change was at ``when``, as its changed-since listing shows it."""
+        self.fake.set_modstamp(deal_id, when)
 
     def missing_deal_id(self) -> str:
         return "0065e00000ZZZZZAAA"
