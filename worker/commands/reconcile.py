@@ -100,11 +100,13 @@ def cmd_crm_reconcile(args: argparse.Namespace) -> int:
     from adapters.sql import DRIVER_ERRORS
     from handlers.rules import RulesError, load_rules
     from schemas.errors import ProvisionerError
-    from worker import bootstrap, reconcile
+    from worker import bootstrap, logs, reconcile
     from worker.commands.startup import store_or_fail
     from worker.pacing import pacing_store
 
     settings = settings_or_fail()
+    # Log lines (a reader's warnings) go to stderr, redacted: stdout is the command's output.
+    logs.configure(settings.log_level, secrets=settings.secrets(), form=settings.log_format)
     now = datetime.now(UTC)
     try:
         since = parse_since(args.since, now) if args.since is not None else None
