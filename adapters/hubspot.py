@@ -13,12 +13,23 @@ One deal read is, in calls:
   stage ids are won (``closedwon``; a custom pipeline's stage HubSpot marks
   ``isClosed`` with probability 1) or lost (closed, probability 0), and their labels.
 
+As a ``CrmSweep`` (``provisioner crm reconcile``):
+- ``GET /account-info/v3/details`` once: ``portalId``, the account its webhooks name;
+- ``POST /crm/v3/objects/deals/search`` on ``hs_lastmodifieddate`` (``GTE``/``LT``, epoch
+  ms), ascending, ``after`` pages of 200. One query reaches at most 10,000 results (HubSpot
+  answers 400 past them), so a window that would pass the cap restarts from the last
+  modification time it saw, skipping the deals already given at that millisecond. Search
+  has its own, lower limit (HubSpot's search guide: a few requests a second per account),
+  paced apart from, and on top of, the account's budget.
+
 HubSpot errors are ``{"status": "error", "message", "category", "correlationId"}``;
 throttling is 429 (policy in the body, ``X-HubSpot-RateLimit-*`` headers, no Retry-After).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import tenacity
@@ -26,12 +37,18 @@ import tenacity
 from adapters.deal_mapping import LineItem, emails, snapshot
 from adapters.http import DEFAULT_TIMEOUT, UNOBSERVED, HttpObserver, VendorHttp, segment
 from adapters.pacing import Pacer
-from handlers.ports import CrmFields, DealSnapshot, StageFacts
+from handlers.ports import CrmFields, DealChange, DealSnapshot, StageFacts
 from schemas.errors import CrmRecordNotFound, VendorRejected
 
 NOT_FOUND = frozenset({404})
 BATCH = 100  # ids per batch read (HubSpot's limit)
 PRIMARY_COMPANY = 5  # HubSpot-defined association type: the deal's primary company
+SEARCH_PAGE = 200  # results per search page (HubSpot's most)
+SEARCH_CAP = 10_000  # results one search query reaches; paging past them is a 400
+# HubSpot's search limit: 4 a second per token in its changelog, 5 per account in the guide.
+SEARCH_RATE = (4, 1.0)
+MODIFIED = "hs_lastmodifieddate"
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class HubSpotCrm:
@@ -47,6 +64,8 @@ class HubSpotCrm:
         pacer: Pacer | None = None,
         observer: HttpObserver = UNOBSERVED,
         read_timeout: float = 30.0,
+        search_pacer: Pacer | None = None,
+        search_cap: int = SEARCH_CAP,
     ):
         self.http = VendorHttp(
             "hubspot",
@@ -59,6 +78,9 @@ class HubSpotCrm:
         )
         self.fields = fields
         self._stages: dict[str, StageFacts] | None = None  # stage id -> facts, all pipelines
+        self._portal: str | None = None
+        self.search_pacer = search_pacer or Pacer(*SEARCH_RATE)
+        self.search_cap = search_cap
 
     def read_deal(self, deal_id: str) -> DealSnapshot:
         if not (deal_id.isascii() and deal_id.isdigit()):  # the ingress checked it too
@@ -179,6 +201,87 @@ class HubSpotCrm:
                     label=stage.get("label"),
                 )
         return stages
+
+    # -- the sweep (``CrmSweep``) ---------------------------------------------------------
+    def account_id(self) -> str:
+        if self._portal is None:
+            portal = self.http.request("GET", "/account-info/v3/details").json().get("portalId")
+            if not isinstance(portal, int) or isinstance(portal, bool):
+                raise VendorRejected("hubspot: the account details carry no numeric portalId")
+            self._portal = str(portal)
+        return self._portal
+
+    def changed_deals(self, since: datetime, until: datetime) -> Iterator[DealChange]:
+        start, given = _epoch_ms(since), set[str]()  # deals given at ``start``'s millisecond
+        while True:
+            last, at_last, read, after = None, set[str](), 0, None
+            while True:
+                page = self._search(start, _epoch_ms(until), after, self.search_cap - read)
+                for row in page.get("results") or []:
+                    change = self._change(row)
+                    modified = _epoch_ms(change.modified_at)
+                    if modified == start and change.deal_id in given:
+                        continue  # given before this query restarted at its millisecond
+                    if modified != last:
+                        last, at_last = modified, set()
+                    at_last.add(change.deal_id)
+                    yield change
+                read += len(page.get("results") or [])
+                after = ((page.get("paging") or {}).get("next") or {}).get("after")
+                if not after:
+                    return
+                if read >= self.search_cap:
+                    break  # the next page would pass the cap: restart the window
+            if last is None or (last == start and not at_last - given):
+                raise VendorRejected(
+                    f"hubspot: over {self.search_cap} deals modified at one millisecond "
+                    f"({_moment(start)}): the search cannot list them"
+                )
+            given = at_last | given if last == start else at_last
+            start = last
+
+    def _search(self, start: int, end: int, after: str | None, room: int) -> dict:
+        body: dict[str, Any] = {
+            "filterGroups": [
+                {
+                    "filters": [
+                        {"propertyName": MODIFIED, "operator": "GTE", "value": str(start)},
+                        {"propertyName": MODIFIED, "operator": "LT", "value": str(end)},
+                    ]
+                }
+            ],
+            "sorts": [{"propertyName": MODIFIED, "direction": "ASCENDING"}],
+            "properties": ["dealstage", MODIFIED, "pipeline"],
+            "limit": min(SEARCH_PAGE, room),
+        }
+        if after:
+            body["after"] = after
+        if waited := self.search_pacer.acquire():
+            self.http.observer.paced("hubspot", waited)
+        return self.http.request(
+            "POST", "/crm/v3/objects/deals/search", json=body, read_only=True
+        ).json()
+
+    def _change(self, row: dict) -> DealChange:
+        props = row.get("properties") or {}
+        deal_id = str(row.get("id") or props.get("hs_object_id") or "")
+        try:
+            modified = datetime.fromisoformat(str(props.get(MODIFIED))).astimezone(UTC)
+        except ValueError:
+            raise VendorRejected(
+                f"hubspot: deal {deal_id[:40]!r} in the search has no {MODIFIED} time"
+            ) from None
+        return DealChange(deal_id, modified, self._stage(props.get("dealstage")))
+
+
+def _epoch_ms(moment: datetime) -> int:
+    """Exact milliseconds (a float's would be off by one now and then); naive means UTC."""
+    aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return (aware - EPOCH) // timedelta(milliseconds=1)
+
+
+def _moment(epoch_ms: int) -> str:
+    return datetime.fromtimestamp(epoch_ms / 1000, UTC).isoformat(timespec="milliseconds")
 
 
 def _probability(value: Any) -> float | None:

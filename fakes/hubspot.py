@@ -10,6 +10,14 @@ calls ``adapters.hubspot`` makes, with HubSpot's rules where the docs state them
   207 with ``errors`` beside the ``results``.
 - 100 requests per 10 s (a private app on Free/Starter); over it, 429 ``RATE_LIMIT`` with
   the ``X-HubSpot-RateLimit-*`` headers and no Retry-After.
+- ``POST /crm/v3/objects/deals/search``: ``filterGroups`` (OR of ANDed filters; the
+  operators EQ, NEQ, GT, GTE, LT, LTE), ``sorts``, ``properties``, ``limit`` 1..200 and
+  ``after`` (a string offset); answers ``total``, ``results`` and ``paging.next.after``.
+  One query reaches ``search_cap`` results (10,000): a page past them is 400. Search has
+  its own limit (``search_rate``, a few a second), a 429 beside the account's.
+- Every deal carries ``hs_lastmodifieddate`` (and ``createdate``), set when it is added or
+  changed through a lever, or to any time by ``touch``.
+- ``GET /account-info/v3/details``: the portal's id and settings.
 
 State is plain dicts keyed by string id, so tests read and change it directly.
 """
@@ -19,13 +27,28 @@ from __future__ import annotations
 import itertools
 import random
 import re
+import time
 import uuid
+from collections import deque
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fakes.base import FakeVendor, Request, Response, Route, serve_main
 
 MAX_ASSOCIATIONS = 500
 MAX_BATCH = 100
+MAX_SEARCH_PAGE = 200
+SEARCH_CAP = 10_000
+COMPARE = {
+    "EQ": lambda a, b: a == b,
+    "NEQ": lambda a, b: a != b,
+    "GT": lambda a, b: a > b,
+    "GTE": lambda a, b: a >= b,
+    "LT": lambda a, b: a < b,
+    "LTE": lambda a, b: a <= b,
+}
+_MS = timedelta(milliseconds=1)
+DATES = frozenset({"hs_lastmodifieddate", "createdate"})  # compared as epoch milliseconds
 DEFAULT_PIPELINE = [
     ("appointmentscheduled", "Appointment Scheduled", "false", "0.2"),
     ("qualifiedtobuy", "Qualified To Buy", "false", "0.4"),
@@ -69,9 +92,16 @@ class FakeHubSpot(FakeVendor):
         page_size: int = MAX_ASSOCIATIONS,
         rate_limit: tuple[int, float] | None = (100, 10.0),
         latency: float = 0.0,
+        portal_id: int | None = None,
+        search_rate: tuple[int, float] | None = (5, 1.0),
     ):
         super().__init__(rate_limit=rate_limit, latency=latency)
         self.token = token
+        self.portal_id = portal_id or random.randint(10**7, 10**8)
+        self.search_rate = search_rate
+        self.search_cap = SEARCH_CAP  # lever: a small cap makes slicing testable
+        self.search_throttled = 0
+        self._searches: deque[float] = deque()
         self.page_size = page_size
         self.deals: dict[str, dict] = {}  # id -> {"properties", "companies", "line_items"}
         self.companies: dict[str, dict] = {}  # id -> properties
@@ -126,9 +156,11 @@ class FakeHubSpot(FakeVendor):
     ) -> str:
         with self.lock:
             deal_id = self._id()
+            now = _stamp(datetime.now(UTC))
             props = {
                 "dealname": name, "dealstage": stage, "pipeline": pipeline,
-                "hubspot_owner_id": owner, **properties,
+                "hubspot_owner_id": owner, "createdate": now, "hs_lastmodifieddate": now,
+                **properties,
             }  # fmt: skip
             self.deals[deal_id] = {
                 "properties": props,
@@ -140,6 +172,13 @@ class FakeHubSpot(FakeVendor):
     def set_stage(self, deal_id: str, stage: str) -> None:
         with self.lock:
             self.deals[deal_id]["properties"]["dealstage"] = stage
+            self.touch(deal_id)
+
+    def touch(self, deal_id: str, at: datetime | None = None) -> None:
+        """The deal was last modified ``at`` (default now), as HubSpot would stamp it."""
+        with self.lock:
+            stamp = _stamp(at or datetime.now(UTC))
+            self.deals[deal_id]["properties"]["hs_lastmodifieddate"] = stamp
 
     def delete_deal(self, deal_id: str) -> None:
         with self.lock:
@@ -158,6 +197,8 @@ class FakeHubSpot(FakeVendor):
             ("POST", re.compile(r"/crm/v3/objects/line_items/batch/read"), self._batch_read),
             ("GET", re.compile(r"/crm/v3/owners/([^/]+)"), self._get_owner),
             ("GET", re.compile(r"/crm/v3/pipelines/deals"), self._pipelines),
+            ("POST", re.compile(r"/crm/v3/objects/deals/search"), self._search),
+            ("GET", re.compile(r"/account-info/v3/details"), self._account),
         ]
 
     def authenticate(self, request: Request) -> Response | None:
@@ -274,6 +315,130 @@ class FakeHubSpot(FakeVendor):
 
     def _pipelines(self, request: Request) -> Response:
         return Response(200, {"results": self.pipelines})
+
+    def _account(self, request: Request) -> Response:
+        return Response(
+            200,
+            {
+                "portalId": self.portal_id, "accountType": "STANDARD", "timeZone": "US/Eastern",
+                "companyCurrency": "USD", "additionalCurrencies": [], "utcOffset": "-05:00",
+                "utcOffsetMilliseconds": -18000000, "uiDomain": "app.hubspot.com",
+                "dataHostingLocation": "na1",
+            },
+        )  # fmt: skip
+
+    def _search_throttled(self) -> bool:
+        """Search's own limit, counted apart from the account's (a sliding window)."""
+        if self.search_rate is None:
+            return False
+        calls, period = self.search_rate
+        now = time.monotonic()
+        while self._searches and now - self._searches[0] >= period:
+            self._searches.popleft()
+        if len(self._searches) >= calls:
+            self.search_throttled += 1
+            return True
+        self._searches.append(now)
+        return False
+
+    def _search(self, request: Request) -> Response:
+        with self.lock:
+            if self._search_throttled():
+                return _error(
+                    429, "RATE_LIMITS", "You have reached your secondly limit.",
+                    errorType="RATE_LIMIT", policyName="SECONDLY",
+                )  # fmt: skip
+            body = request.body if isinstance(request.body, dict) else None
+            try:
+                query = _SearchQuery(body)
+            except ValueError as exc:
+                return _error(400, "VALIDATION_ERROR", str(exc))
+            if query.after + query.limit > self.search_cap:
+                return _error(
+                    400, "VALIDATION_ERROR",
+                    f"Paging past {self.search_cap} results is not supported for search",
+                )  # fmt: skip
+            found = [(i, d["properties"]) for i, d in self.deals.items() if query.matches(d)]
+        found.sort(key=query.order)
+        page = found[query.after : query.after + query.limit]
+        results = [
+            {
+                "id": deal_id,
+                "properties": {p: props.get(p) for p in query.properties}
+                | {p: props.get(p) for p in ("hs_object_id", "createdate", "hs_lastmodifieddate")}
+                | {"hs_object_id": deal_id},
+                "createdAt": props.get("createdate"),
+                "updatedAt": props.get("hs_lastmodifieddate"),
+                "archived": False,
+            }
+            for deal_id, props in page
+        ]
+        answer: dict[str, Any] = {"total": len(found), "results": results}
+        if query.after + len(page) < len(found):
+            answer["paging"] = {"next": {"after": str(query.after + len(page)), "link": None}}
+        return Response(200, answer)
+
+
+class _SearchQuery:
+    """A search body as HubSpot reads it; ``ValueError`` names what it refuses."""
+
+    def __init__(self, body: dict | None):
+        if body is None:
+            raise ValueError("a JSON object body is required")
+        self.groups = body.get("filterGroups") or []
+        if not isinstance(self.groups, list) or len(self.groups) > 5:
+            raise ValueError("filterGroups: at most 5 groups")
+        for group in self.groups:
+            filters = group.get("filters") if isinstance(group, dict) else None
+            if not isinstance(filters, list) or not 1 <= len(filters) <= 6:
+                raise ValueError("filterGroups: each group has 1 to 6 filters")
+            for f in filters:
+                if f.get("operator") not in COMPARE or "propertyName" not in f:
+                    raise ValueError(f"filter operator {str(f.get('operator'))[:20]} unknown")
+        self.sorts = body.get("sorts") or []
+        self.properties = body.get("properties") or []
+        limit, after = body.get("limit", 10), body.get("after", "0")
+        if not isinstance(limit, int) or not 1 <= limit <= MAX_SEARCH_PAGE:
+            raise ValueError(f"limit must be 1..{MAX_SEARCH_PAGE}")
+        if not isinstance(after, str) or not after.isdigit():
+            raise ValueError("after must be a string of digits, as paging.next.after gave it")
+        self.limit, self.after = limit, int(after)
+
+    def matches(self, deal: dict) -> bool:
+        props = deal["properties"]
+        return not self.groups or any(
+            all(self._holds(props, f) for f in group["filters"]) for group in self.groups
+        )
+
+    @staticmethod
+    def _holds(props: dict, f: dict) -> bool:
+        name, value = f["propertyName"], f.get("value")
+        have = props.get(name)
+        if have is None:
+            return f["operator"] == "NEQ"
+        if name in DATES:
+            return COMPARE[f["operator"]](_ms(have), int(value))
+        return COMPARE[f["operator"]](str(have), str(value))
+
+    def order(self, item: tuple[str, dict]) -> tuple:
+        deal_id, props = item
+        keys = []
+        for sort in self.sorts:
+            name = sort.get("propertyName")
+            value = props.get(name)
+            key = _ms(value) if name in DATES and value else (value or "")
+            keys.append(-key if sort.get("direction") == "DESCENDING" and name in DATES else key)
+        return (*keys, int(deal_id))
+
+
+def _stamp(moment: datetime) -> str:
+    """HubSpot's form of a date-time property: UTC, milliseconds, ``Z``."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _ms(stamp: str) -> int:
+    moment = datetime.fromisoformat(stamp)
+    return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // _MS
 
 
 if __name__ == "__main__":

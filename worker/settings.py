@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
@@ -93,6 +94,10 @@ class Settings(BaseSettings):
     # limit (or 1/the number Redis last counted, if more): the processes sharing an account.
     pacing_url: str | None = Field(None, alias="PROVISIONER_PACING_URL")
     pacing_workers: int = Field(4, alias="PROVISIONER_PACING_WORKERS", ge=1, le=1024)
+
+    # ``provisioner crm reconcile`` without --since, for a CRM account never swept: how far
+    # back its first sweep looks (a duration: 30m, 12h, 7d; or seconds).
+    reconcile_lookback: float = Field(7 * 86400.0, alias="PROVISIONER_RECONCILE_LOOKBACK", gt=0)
 
     # /metrics, /healthz and /readyz of ``provisioner run`` (``worker.probes``); "off": none.
     metrics_bind: str = Field("127.0.0.1:9464", alias="PROVISIONER_METRICS_BIND")
@@ -205,6 +210,11 @@ class Settings(BaseSettings):
         if not ok:
             raise ValueError("must be calls/seconds, both above zero, e.g. 100/15")
         return f"{int(calls)}/{seconds.strip()}"
+
+    @field_validator("reconcile_lookback", mode="before")
+    @classmethod
+    def _lookback(cls, value):
+        return duration_seconds(value) if isinstance(value, str) else value
 
     @field_validator("amqp_url")
     @classmethod
@@ -351,6 +361,18 @@ class Settings(BaseSettings):
         except SettingsError as exc:
             problems.append(str(exc))
         return problems
+
+
+DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd]?)")
+DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration_seconds(text: str) -> float:
+    """``30m``, ``12h``, ``7d``, ``90s`` or plain seconds; ``ValueError`` otherwise."""
+    match = DURATION.fullmatch(text.strip().lower())
+    if not match:
+        raise ValueError("must be a duration such as 30m, 12h or 7d")
+    return float(match.group(1)) * DURATION_UNITS[match.group(2)]
 
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")

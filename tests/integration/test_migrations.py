@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from adapters import migrate
-from adapters.sql import dialect_for
+from adapters.sql import Sqlite, dialect_for
 from adapters.store import SqlStore
 from tests import builders as b
 from tests.unit.world import World
@@ -26,6 +26,13 @@ from tests.unit.world import World
 DATA = Path(__file__).resolve().parent.parent / "data"
 RELEASE_0_1 = json.loads((DATA / "state-0.1.0.json").read_text())
 TABLES = sorted(RELEASE_0_1["rows"])
+# This release's migrations (the same on both databases), and one a newer release adds.
+KNOWN = [m.id for m in migrate.known_migrations(Sqlite("unused.db"))]
+LATEST = migrate.version_of(KNOWN[-1])
+NEWER = f"{int(LATEST) + 1:04d}"
+PROBE = f"{NEWER}_probe"
+# A 0.1.0 database: recorded at 0001 without running it, every later one applied.
+BASELINED = [("0001_initial", "mark"), *((m, "apply") for m in KNOWN[1:])]
 
 
 def schema_of(url: str) -> str:
@@ -103,9 +110,9 @@ def test_a_release_0_1_database_is_baselined_and_keeps_every_row(release_0_1_url
 
     assert counts(url) == RELEASE_0_1["rows"]
     after = migrate.status(dialect_for(url))
-    assert (after.current, after.pending, after.unversioned) == ("0001", (), False)
-    assert rows(url, "SELECT migration_id FROM _yoyo_migration") == [("0001_initial",)]
-    assert bookkeeping(url) == [("0001_initial", "mark")]  # recorded, not run again
+    assert (after.current, after.pending, after.unversioned) == (LATEST, (), False)
+    assert sorted(rows(url, "SELECT migration_id FROM _yoyo_migration")) == [(m,) for m in KNOWN]
+    assert bookkeeping(url) == BASELINED  # 0001 recorded, not run again
 
 
 @pytest.mark.parametrize("release_0_1_url", ["sqlite", "postgresql"], indirect=True)
@@ -135,17 +142,17 @@ def test_later_migrations_apply_after_the_baseline_and_older_code_refuses(
     dialect = dialect_for(url)
     newer = tmp_path / "newer"
     shutil.copytree(migrate.MIGRATIONS / dialect.name, newer)
-    (newer / "0002_probe.sql").write_text("ALTER TABLE projects ADD COLUMN probe TEXT;\n")
+    (newer / f"{PROBE}.sql").write_text("ALTER TABLE projects ADD COLUMN probe TEXT;\n")
 
     versions = migrate.upgrade(dialect, source=newer)
 
-    assert (versions.current, versions.latest, versions.pending) == ("0002", "0002", ())
-    assert bookkeeping(url) == [("0001_initial", "mark"), ("0002_probe", "apply")]
+    assert (versions.current, versions.latest, versions.pending) == (NEWER, NEWER, ())
+    assert bookkeeping(url) == [*BASELINED, (PROBE, "apply")]
     assert rows(url, "SELECT COUNT(probe) FROM projects") == [(0,)]
     assert counts(url) == RELEASE_0_1["rows"]
-    with pytest.raises(migrate.DatabaseTooNew, match=r"version 0002.*latest 0001.*0002_probe"):
+    with pytest.raises(migrate.DatabaseTooNew, match=rf"version {NEWER}.*latest {LATEST}.*{PROBE}"):
         SqlStore.from_url(url)
-    assert bookkeeping(url) == [("0001_initial", "mark"), ("0002_probe", "apply")]
+    assert bookkeeping(url) == [*BASELINED, (PROBE, "apply")]
 
 
 @pytest.mark.parametrize("release_0_1_url", ["sqlite", "postgresql"], indirect=True)
@@ -158,7 +165,7 @@ def test_a_migration_killed_mid_way_does_not_block_the_next_start(release_0_1_ur
 
     SqlStore.from_url(release_0_1_url).close()  # yoyo alone would wait 10 s, then refuse
 
-    assert bookkeeping(release_0_1_url) == [("0001_initial", "mark")]
+    assert bookkeeping(release_0_1_url) == BASELINED
     assert rows(release_0_1_url, "SELECT COUNT(*) FROM yoyo_lock") == [(0,)]
 
 
@@ -188,8 +195,9 @@ def test_workers_starting_at_once_migrate_once(fresh_url, workers):
         p.join(timeout=60)
 
     assert outcomes == ["ok"] * workers
-    assert rows(fresh_url, "SELECT migration_id FROM _yoyo_migration") == [("0001_initial",)]
-    assert bookkeeping(fresh_url) == [("0001_initial", "apply")]
+    applied = rows(fresh_url, "SELECT migration_id FROM _yoyo_migration")
+    assert sorted(applied) == [(m,) for m in KNOWN]
+    assert bookkeeping(fresh_url) == [(m, "apply") for m in KNOWN]
     assert counts(fresh_url) == dict.fromkeys(TABLES, 0)
 
 
@@ -198,7 +206,7 @@ def test_a_newer_release_database_stops_the_worker_with_exit_2(release_0_1_url, 
     dialect = dialect_for(release_0_1_url)
     newer = tmp_path / "newer"
     shutil.copytree(migrate.MIGRATIONS / dialect.name, newer)
-    (newer / "0002_probe.sql").write_text("CREATE TABLE probe (id INTEGER PRIMARY KEY);\n")
+    (newer / f"{PROBE}.sql").write_text("CREATE TABLE probe (id INTEGER PRIMARY KEY);\n")
     migrate.upgrade(dialect, source=newer)
     env = {
         **os.environ,
@@ -219,8 +227,8 @@ def test_a_newer_release_database_stops_the_worker_with_exit_2(release_0_1_url, 
     assert worker.returncode == 2, worker.stderr
     [line] = worker.stderr.splitlines()
     assert line.startswith("provisioner: PROVISIONER_DATABASE_URL (")
-    assert "schema version 0002, newer than this release knows (latest 0001" in line
-    assert bookkeeping(release_0_1_url) == [("0001_initial", "mark"), ("0002_probe", "apply")]
+    assert f"schema version {NEWER}, newer than this release knows (latest {LATEST}" in line
+    assert bookkeeping(release_0_1_url) == [*BASELINED, (PROBE, "apply")]
 
 
 @pytest.mark.parametrize("release_0_1_url", ["sqlite", "postgresql"], indirect=True)
@@ -240,10 +248,11 @@ def test_db_status_and_upgrade_show_the_versions(release_0_1_url, monkeypatch, c
 
     assert before[1:] == [
         "current  none (made by release 0.1.0; baselined at the next start)",
-        "latest   0001",
-        "pending  0001_initial",
+        f"latest   {LATEST}",
+        f"pending  {','.join(KNOWN)}",
     ]
-    assert upgraded == "schema version none -> 0001: 0001_initial (baselined)\n"
-    assert again == "already at schema version 0001\n"
-    assert (after["current"], after["latest"], after["pending"]) == ("0001", "0001", [])
-    assert bookkeeping(release_0_1_url) == [("0001_initial", "mark")]
+    done = ", ".join([f"{KNOWN[0]} (baselined)", *KNOWN[1:]])
+    assert upgraded == f"schema version none -> {LATEST}: {done}\n"
+    assert again == f"already at schema version {LATEST}\n"
+    assert (after["current"], after["latest"], after["pending"]) == (LATEST, LATEST, [])
+    assert bookkeeping(release_0_1_url) == BASELINED

@@ -78,7 +78,17 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    from worker.commands import asyncapi, clients, db, demo, dlq, events, ingress, rules
+    from worker.commands import (
+        asyncapi,
+        clients,
+        db,
+        demo,
+        dlq,
+        events,
+        ingress,
+        reconcile,
+        rules,
+    )
 
     top = argparse.ArgumentParser(
         prog="provisioner", description="Provision timesheet projects from CRM deal events."
@@ -92,7 +102,7 @@ def parser() -> argparse.ArgumentParser:
         "--check", action="store_true", help="validate it as the worker would; publish nothing"
     )
     publish.set_defaults(func=cmd_publish)
-    for group in (dlq, rules, clients, ingress, events, asyncapi, db, demo):
+    for group in (dlq, rules, clients, ingress, events, asyncapi, db, demo, reconcile):
         group.register(sub)
     return top
 
