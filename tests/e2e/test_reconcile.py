@@ -2,8 +2,8 @@
 the command as a process, fake CRMs and Harvest over HTTP. No webhook is ever sent: what
 the sweep publishes is all the worker hears.
 
-Each CRM is a parameter with its own seeding helper; Pipedrive and Salesforce join the list
-once their listings (``CrmSweep``) land."""
+Each CRM is a parameter with its own seeding helper: a deal in the stage the rules map to
+in_progress (``tests/e2e/crm_stack.RULES``), last modified when the test says."""
 
 from __future__ import annotations
 
@@ -38,7 +38,48 @@ class HubSpotDeals:
         return deal
 
 
-SEEDERS = {"hubspot": (HubSpotDeals, "hubspot")}  # CRM -> (seeding helper, its fake fixture)
+class PipedriveDeals:
+    """Won Pipedrive deals in stage 7 (in_progress), modified when the test says."""
+
+    name = "pipedrive"
+
+    def __init__(self, fake):
+        self.fake = fake
+
+    def in_delivery(self, client: str, hours: list[int], modified: datetime | None = None):
+        org = self.fake.add_organization(client)
+        products = [(f"Work {h}", h) for h in hours]
+        deal = self.fake.add_deal(rid("Deal"), status="won", stage_id=7, org_id=org,
+                                  products=products)  # fmt: skip
+        if modified is not None:
+            self.fake.set_update_time(deal, modified)
+        return str(deal)
+
+
+class SalesforceDeals:
+    """Won Opportunities in the Delivery stage (in_progress), modified when the test says."""
+
+    name = "salesforce"
+
+    def __init__(self, fake):
+        self.fake = fake
+
+    def in_delivery(self, client: str, hours: list[int], modified: datetime | None = None):
+        deal = self.fake.add_opportunity(
+            rid("Deal"), "Delivery", won=True, account=self.fake.add_account(client),
+            line_items=[(f"Work {h}", h) for h in hours],
+        )  # fmt: skip
+        if modified is not None:
+            self.fake.set_modstamp(deal, modified)
+        return deal
+
+
+# CRM -> (seeding helper, its fake fixture)
+SEEDERS = {
+    "hubspot": (HubSpotDeals, "hubspot"),
+    "pipedrive": (PipedriveDeals, "pipedrive"),
+    "salesforce": (SalesforceDeals, "salesforce"),
+}
 
 
 @pytest.fixture(params=sorted(SEEDERS))

@@ -131,9 +131,6 @@ def cmd_crm_reconcile(args: argparse.Namespace) -> int:
                 raise Fail(f"broker: {output.redacted(exc, settings.amqp_url)}") from None
         for crm in crms:
             reader = readers[crm]
-            if not hasattr(reader, "changed_deals"):
-                status = _failed(args, crm, "this release cannot list its changed deals yet")
-                continue
             try:
                 swept = reconcile.sweep_crm(
                     crm,
