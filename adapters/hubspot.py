@@ -212,33 +212,47 @@ class HubSpotCrm:
         return self._portal
 
     def changed_deals(self, since: datetime, until: datetime) -> Iterator[DealChange]:
-        start, given = _epoch_ms(since), set[str]()  # deals given at ``start``'s millisecond
+        """Keyset paging: every page is a new query from the last modification time seen,
+        never an ``after`` offset. A deal modified while the sweep runs leaves the window's
+        end, and with offsets every deal after it would shift back a place and one would
+        never be listed; and no query nears the 10,000-result cap. Deals at the restart's
+        millisecond that were already given are skipped."""
+        start, end, given = _epoch_ms(since), _epoch_ms(until), set[str]()
         while True:
-            last, at_last, read, after = None, set[str](), 0, None
-            while True:
-                page = self._search(start, _epoch_ms(until), after, self.search_cap - read)
-                for row in page.get("results") or []:
-                    change = self._change(row)
-                    modified = _epoch_ms(change.modified_at)
-                    if modified == start and change.deal_id in given:
-                        continue  # given before this query restarted at its millisecond
-                    if modified != last:
-                        last, at_last = modified, set()
-                    at_last.add(change.deal_id)
+            page = self._search(start, end, None, min(SEARCH_PAGE, self.search_cap))
+            rows = [self._change(row) for row in page.get("results") or []]
+            for change in rows:
+                if not (_epoch_ms(change.modified_at) == start and change.deal_id in given):
                     yield change
-                read += len(page.get("results") or [])
-                after = ((page.get("paging") or {}).get("next") or {}).get("after")
-                if not after:
-                    return
-                if read >= self.search_cap:
-                    break  # the next page would pass the cap: restart the window
-            if last is None or (last == start and not at_last - given):
+            if not rows or not ((page.get("paging") or {}).get("next") or {}).get("after"):
+                return
+            last = _epoch_ms(rows[-1].modified_at)
+            at_last = {c.deal_id for c in rows if _epoch_ms(c.modified_at) == last}
+            if last == start:  # a whole page at one millisecond: list it by offset
+                yield from self._one_millisecond(start, given | at_last)
+                start, given = start + 1, set()
+            else:
+                start, given = last, at_last
+
+    def _one_millisecond(self, moment: int, given: set[str]) -> Iterator[DealChange]:
+        """The deals modified at one millisecond, past those ``given``, by ``after`` pages
+        (one query, so at most ``search_cap`` of them)."""
+        after, read = None, 0
+        while True:
+            page = self._search(moment, moment + 1, after, min(SEARCH_PAGE, self.search_cap - read))
+            for row in page.get("results") or []:
+                change = self._change(row)
+                if change.deal_id not in given:
+                    yield change
+            read += len(page.get("results") or [])
+            after = ((page.get("paging") or {}).get("next") or {}).get("after")
+            if not after:
+                return
+            if read >= self.search_cap:
                 raise VendorRejected(
                     f"hubspot: over {self.search_cap} deals modified at one millisecond "
-                    f"({_moment(start)}): the search cannot list them"
+                    f"({_moment(moment)}): the search cannot list them"
                 )
-            given = at_last | given if last == start else at_last
-            start = last
 
     def _search(self, start: int, end: int, after: str | None, room: int) -> dict:
         body: dict[str, Any] = {

@@ -68,6 +68,17 @@ def test_every_deal_changed_in_the_window_comes_once_oldest_first_across_pages(f
     assert all(c.stage.won for c in changes if c.deal_id != inside[0])
 
 
+def test_a_deal_modified_while_the_sweep_runs_makes_no_other_deal_drop_out(fake):
+    made = deals_at(fake, [float(m) for m in range(450)])
+    listing = reader(fake).changed_deals(BASE, BASE + timedelta(minutes=450))
+    seen = [next(listing).deal_id for _ in range(200)]  # the first page
+
+    fake.set_stage(made[0], "qualifiedtobuy")  # modified now: it leaves the window
+    seen += [c.deal_id for c in listing]
+
+    assert sorted(seen) == sorted(made)  # with offset pages, deal 200 would never come
+
+
 def test_a_window_past_the_search_cap_is_sliced_and_every_deal_comes_exactly_once(fake):
     fake.search_cap = 30
     # Ties at one millisecond straddle the cap: the restart from it must not repeat them.
@@ -120,9 +131,11 @@ def test_small_pages_over_the_search_limit_wait_instead_of_earning_a_429(fake, m
     changes = list(crm.changed_deals(BASE, BASE + timedelta(hours=1)))
 
     assert len(changes) == 40
-    assert fake.requests_to("POST", SEARCH) == 8
+    # Each page restarts at the last one's final millisecond, whose deal it reads again: with
+    # pages of 5 that is 4 new deals a page after the first, so 10 searches.
+    assert fake.requests_to("POST", SEARCH) == 10
     assert fake.search_throttled == 0
-    assert time.monotonic() - started >= 2.0  # 8 searches at 3 a second span two windows
+    assert time.monotonic() - started >= 3.0  # 10 searches at 3 a second span four windows
 
 
 def test_an_unpaced_burst_of_searches_meets_the_search_limits_429(fake, monkeypatch):
