@@ -31,6 +31,7 @@ assignment made meanwhile.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -107,6 +108,11 @@ class HarvestTool:
         # ("task", folded name) -> id of an active task; ("user", e-mail) -> id of an active
         # user. Positive answers only, for minutes (adapters.read_cache).
         self.reads = reads if reads is not None else ReadCache()
+        # Projects this process just made: their team is POSTed without listing assignments
+        # first (a new project has no archived one to restore; one Harvest added by itself,
+        # a user with access to all future projects, answers 422 and is then listed).
+        self._fresh: set[str] = set()
+        self._fresh_lock = threading.Lock()
 
     # -- references -----------------------------------------------------------------------
     def parse_reference(self, reference: str) -> str:
@@ -189,13 +195,18 @@ class HarvestTool:
             body["starts_on"] = spec.starts_on.isoformat()
         if spec.ends_on:
             body["ends_on"] = spec.ends_on.isoformat()
-        return self._project(self.http.request("POST", "/projects", json=body).json())
+        made = self._project(self.http.request("POST", "/projects", json=body).json())
+        with self._fresh_lock:
+            self._fresh.add(made.id)
+        return made
 
     def complete_setup(self, project_id: str, spec: ProjectSpec) -> SetupReport | None:
         """Assigns the rules' tasks (billable as the offering, unless the rules say) and puts
         the task or person budgets on the assignments. Decided from the project's listed
         assignments, not from a 422 (Harvest's 422 is any processing error), so that this
         runs again safely: an assignment already there keeps its settings."""
+        with self._fresh_lock:
+            self._fresh.discard(project_id)  # its team is done: bounded, whatever came first
         options = spec.options
         budget_by = options.get("budget_by", "project")
         path = f"{self._path(project_id)}/task_assignments"
@@ -356,6 +367,19 @@ class HarvestTool:
         ``is_project_manager: false``: Harvest's default makes managers and administrators
         project managers (``complete_setup`` promotes them when the rules say so)."""
         path = f"{self._path(project_id)}/user_assignments"
+        with self._fresh_lock:
+            fresh = project_id in self._fresh
+            self._fresh.discard(project_id)
+        if fresh:
+            try:
+                for user_id in dict.fromkeys(user_ids):
+                    self._post_user(path, user_id)
+                return
+            except VendorRejected as refused:
+                if refused.status != 422:
+                    raise
+                # Something was there after all (a person, or Harvest for a user with access
+                # to all future projects): decided from the listing, as for any project.
         assigned = {str(a["user"]["id"]): a for a in self.http.pages(path, "user_assignments")}
         for user_id in dict.fromkeys(user_ids):
             present = assigned.get(user_id)
@@ -363,17 +387,20 @@ class HarvestTool:
                 if not present.get("is_active", True):
                     self._patch(f"{path}/{present['id']}", {"is_active": True})
                 continue
-            who = _numeric(user_id, "user")
-            body = {"user_id": who, "is_project_manager": False}
-            try:
-                self._post_assignment(path, body, "user", who)
-            except VendorRejected as refused:
-                if refused.status == 422 and self._user_went_stale(user_id):
-                    raise StaleRead(
-                        f"harvest user {user_id} is no longer active; the team is read"
-                        " again on the next attempt"
-                    ) from None
-                raise
+            self._post_user(path, user_id)
+
+    def _post_user(self, path: str, user_id: str) -> None:
+        who = _numeric(user_id, "user")
+        body = {"user_id": who, "is_project_manager": False}
+        try:
+            self._post_assignment(path, body, "user", who)
+        except VendorRejected as refused:
+            if refused.status == 422 and self._user_went_stale(user_id):
+                raise StaleRead(
+                    f"harvest user {user_id} is no longer active; the team is read"
+                    " again on the next attempt"
+                ) from None
+            raise
 
 
 def _names(names: Sequence[str] | str) -> list[str]:
