@@ -9,7 +9,10 @@ map to ``in_progress``. One worker (``python -m worker.commands run``, a process
 from the fake HubSpot and provisions one Harvest project per line item in the fake Harvest.
 Both fakes enforce their vendor's documented limit with time scaled down by ``--scale``
 (Harvest 100 requests per 15 s, HubSpot 100 per 10 s; at 10, 100 per 1.5 s and 100 per
-1 s), and the worker's ``HARVEST_RATE_LIMIT`` / ``HUBSPOT_RATE_LIMIT`` say the same.
+1 s), and the worker's ``HARVEST_RATE_LIMIT`` / ``HUBSPOT_RATE_LIMIT`` say the same. The
+fake Harvest runs in a process of its own, like a real vendor: in this one, the fake HubSpot
+and the collector would hold its arrival stamps back by turns and bunch them, and a limit
+scaled down tenfold has a tenth of the slack against that.
 
 The deals reach the bus through ``publish_deals``: for now one ``crm.deal_changed`` per deal,
 built exactly as the webhook ingress builds it (``worker.ingress.deal_events``); a later
@@ -27,6 +30,7 @@ Exit status 0 whenever the benchmark ran, goals met or not.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import re
 import sys
 import tempfile
@@ -35,7 +39,9 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from multiprocessing.connection import Connection
 from pathlib import Path
+from types import SimpleNamespace
 
 from bench.pacing import machine
 from bench.scale import AMQP_URL, POSTGRES_URL
@@ -76,15 +82,24 @@ class Seeded:
     offerings: int
 
 
-def seed(hubspot: FakeHubSpot, harvest: FakeHarvest, deals: int, items: int) -> Seeded:
+def serve_harvest(conn: Connection, rate_limit: tuple[int, float], users: list[str]) -> None:
+    """The fake Harvest in its own process: its address out, then its log once asked."""
+    fake = FakeHarvest(rate_limit=rate_limit).start()
+    for email in users:
+        fake.add_user(email)
+    conn.send({"origin": fake.origin, "token": fake.token, "account_id": fake.account_id})
+    conn.recv()  # the run is over
+    with fake.lock:
+        seen = {"log": list(fake.log), "throttled": fake.throttled}
+        conn.send(seen | {"projects": len(fake.projects)})
+    fake.stop()
+
+
+def seed(hubspot: FakeHubSpot, owner_emails: list[str], deals: int, items: int) -> Seeded:
     """Won deals in a delivery stage, each with its own company and an owner who is also a
     Harvest user (so every project gets a team of one)."""
     hubspot.add_pipeline("Delivery", [(IN_PROGRESS, "Kick-off", "false", "1.0")])
-    owners = []
-    for n in range(OWNERS):
-        email = f"owner{n}-{uuid.uuid4().hex[:6]}@example.com"
-        harvest.add_user(email)
-        owners.append(hubspot.add_owner(email))
+    owners = [hubspot.add_owner(email) for email in owner_emails]
     made = []
     for n in range(deals):
         company = hubspot.add_company(f"Backfill client {n} {uuid.uuid4().hex[:6]}")
@@ -124,9 +139,7 @@ def publish_deals(bus: Bus, deal_ids: list[str]) -> None:
         )
 
 
-def harvest_calls(fake: FakeHarvest) -> Counter:
-    with fake.lock:
-        log = list(fake.log)
+def harvest_calls(log: list[tuple[str, str, int]]) -> Counter:
     counts: Counter = Counter()
     for method, path, _status in log:
         kind = next(
@@ -169,15 +182,22 @@ def run(deals: int, items: int, scale: float, concurrency: int) -> Result:
     harvest_limit = (HARVEST_LIMIT[0], HARVEST_LIMIT[1] / scale)
     hubspot_limit = (HUBSPOT_LIMIT[0], HUBSPOT_LIMIT[1] / scale)
     topology = Topology(f"benchbackfill{uuid.uuid4().hex[:8]}", (5.0, 30.0))
+    owners = [f"owner{n}-{uuid.uuid4().hex[:6]}@example.com" for n in range(OWNERS)]
+    context = multiprocessing.get_context("spawn")
+    ours, theirs = context.Pipe()
+    server = context.Process(
+        target=serve_harvest, args=(theirs, harvest_limit, owners), daemon=True
+    )
+    server.start()
     bus = Bus(AMQP_URL, topology)
     try:
+        harvest = SimpleNamespace(**ours.recv())
         with (
             FakeHubSpot(f"pat-na1-{uuid.uuid4()}", rate_limit=hubspot_limit) as hubspot,
-            FakeHarvest(rate_limit=harvest_limit) as harvest,
             fresh_schema(POSTGRES_URL, "backfill") as database_url,
             tempfile.TemporaryDirectory() as tmp,
         ):
-            seeded = seed(hubspot, harvest, deals, items)
+            seeded = seed(hubspot, owners, deals, items)
             rules = Path(tmp) / "rules.toml"
             rules.write_text(RULES)
             env = {
@@ -215,23 +235,26 @@ def run(deals: int, items: int, scale: float, concurrency: int) -> Result:
             finally:
                 worker.stop()
                 collector.close()
-            with harvest.lock:
-                projects = len(harvest.projects)
+            ours.send("done")
+            seen = ours.recv()
             return Result(
                 deals=deals,
                 offerings=seeded.offerings,
                 provisioned=done.count,
-                projects=projects,
-                calls=harvest_calls(harvest),
+                projects=seen["projects"],
+                calls=harvest_calls(seen["log"]),
                 required=required_calls(deals, seeded.offerings),
                 rate=harvest_limit[0] / harvest_limit[1],
                 wall=wall,
-                harvest_429=harvest.throttled,
+                harvest_429=seen["throttled"],
                 hubspot_429=hubspot.throttled,
                 hubspot_calls=len(hubspot.log),
             )
     finally:
         delete_namespace(bus, topology.namespace)
+        server.join(timeout=10)
+        if server.is_alive():
+            server.kill()
 
 
 def wait_consuming(worker: WorkerProcess, timeout: float = 60.0) -> None:
