@@ -10,9 +10,11 @@ from the fake HubSpot and provisions one Harvest project per line item in the fa
 Both fakes enforce their vendor's documented limit with time scaled down by ``--scale``
 (Harvest 100 requests per 15 s, HubSpot 100 per 10 s; at 10, 100 per 1.5 s and 100 per
 1 s), and the worker's ``HARVEST_RATE_LIMIT`` / ``HUBSPOT_RATE_LIMIT`` say the same. The
-fake Harvest runs in a process of its own, like a real vendor: in this one, the fake HubSpot
-and the collector would hold its arrival stamps back by turns and bunch them, and a limit
-scaled down tenfold has a tenth of the slack against that.
+fake Harvest runs in a process of its own, like a real vendor, so that the fake HubSpot and
+the collector do not delay its arrival stamps. Scaling time shrinks the period but not the
+machine's jitter: the worker's pacer keeps max(2 % of the period, 50 ms) of slack, 50 ms at
+a 1.5 s period against 300 ms at Harvest's real 15 s, so a loaded machine can still see a
+few 429s here that the real limit would not give (measured: see the report of issue 20).
 
 The deals reach the bus through ``publish_deals``: for now one ``crm.deal_changed`` per deal,
 built exactly as the webhook ingress builds it (``worker.ingress.deal_events``); a later
