@@ -6,6 +6,10 @@ lists page with ``page``/``page-size`` (at most 500) and may carry a ``total-cou
 only the users list filters by e-mail on the server. Clockify has no project "code" field,
 so the offering's marker is written into the project's ``note``.
 
+The workspace's users are read once and kept by e-mail for a few minutes (``ReadCache``; see
+``adapters.read_cache`` for what may be kept and why); a kept user id Clockify then refuses
+is dropped and the provisioning tried again with a fresh read (``StaleRead``).
+
 HTTP, retries, pacing and error translation are ``adapters.http.VendorHttp``'s job.
 """
 
@@ -21,6 +25,7 @@ import tenacity
 
 from adapters.http import UNOBSERVED, HttpObserver, VendorHttp, default_error_text
 from adapters.pacing import Pacer
+from adapters.read_cache import ReadCache, StaleRead
 from handlers.ports import ProjectSpec, SetupReport, ToolClient, ToolProject
 from schemas.errors import InvalidReference, TimesheetNotFound, VendorRejected
 
@@ -79,6 +84,7 @@ class ClockifyTool:
         read_timeout: float = 30.0,
         web_url: str = "https://app.clockify.me",
         plan: str = "paid",
+        reads: ReadCache | None = None,
     ):
         calls, period = PLAN_RATES[plan]
         self.http = VendorHttp(
@@ -102,6 +108,7 @@ class ClockifyTool:
         # Members of the projects this process just made, from the create's answer: their
         # team is added without reading the project again (a call saved on a 30/hour plan).
         self._fresh: dict[str, set[str]] = {}
+        self.reads = reads if reads is not None else ReadCache()  # ("user", e-mail) -> id
 
     # -- references ---------------------------------------------------------------------
     def parse_reference(self, reference: str) -> str:
@@ -250,12 +257,30 @@ class ClockifyTool:
         wanted = {e.strip().lower() for e in emails if e.strip()}
         if not wanted:
             return {}
+        kept = {e: self.reads.get(("user", e)) for e in wanted}
+        if all(kept.values()):
+            return kept
+        listed = self._listed_users()
+        return {e: listed[e] for e in wanted if e in listed}
+
+    def _listed_users(self) -> dict[str, str]:
+        """E-mail -> id of every user of the workspace, read now and kept."""
         found: dict[str, str] = {}
         for user in self._listed(f"{self.workspace}/users"):
             email = (user.get("email") or "").strip().lower()
-            if email in wanted and email not in found:
+            if email and email not in found:
                 found[email] = user["id"]
+                self.reads.put(("user", email), user["id"])
         return found
+
+    def _stale_users(self, user_ids: Sequence[str]) -> list[str]:
+        """Those of ``user_ids`` that came from a kept read and a fresh read no longer
+        lists; their entries are dropped either way."""
+        ids = set(user_ids)
+        if not self.reads.drop_where(lambda key, value: key[0] == "user" and value in ids):
+            return []
+        listed = set(self._listed_users().values())
+        return [u for u in user_ids if u not in listed]
 
     def assign_team(self, project_id: str, user_ids: Sequence[str]) -> None:
         members = self._fresh.pop(project_id, None)
@@ -263,12 +288,21 @@ class ClockifyTool:
             listed = self._read_project(project_id).get("memberships") or []
             members = {m["userId"] for m in listed}
         new = [u for u in dict.fromkeys(user_ids) if u not in members]
-        if new:
+        if not new:
+            return
+        try:
             self.http.request(
                 "POST",
                 f"{self.workspace}/projects/{project_id}/memberships",
                 json={"userIds": new, "remove": False},
             )
+        except VendorRejected as refused:
+            if refused.status in (400, 404) and (gone := self._stale_users(new)):
+                raise StaleRead(
+                    f"clockify users {', '.join(gone)} are no longer in the workspace; the"
+                    " team is read again on the next attempt"
+                ) from None
+            raise
 
     # -- plumbing -----------------------------------------------------------------------
     def _read_project(self, project_id: str) -> dict[str, Any]:

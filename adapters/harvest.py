@@ -14,6 +14,14 @@ Facts this relies on (Harvest's API v2 reference, help.getharvest.com/api-v2):
   sent; ``budget_by`` task / person budget the assignments, not the project;
 - ``GET /tasks`` and assignment lists include archived ones (``is_active``).
 
+Users (by e-mail) and tasks (by name) are read once and kept for a few minutes in a
+``ReadCache`` (see ``adapters.read_cache`` for what may be kept and why): a steady run of
+provisionings then costs no ``GET /users`` or ``GET /tasks``. A kept task id Harvest refuses
+(422 on the assignment, the task deleted or archived since) is dropped and the assignment made
+once more from a fresh read; a kept user id refused so is dropped and the provisioning tried
+again (``StaleRead``), since the team it reports must be read afresh. Clients are always
+read fresh: that look-up guards "no second client".
+
 Status codes are translated by ``VendorHttp``. A 422 is Harvest's general "could not process"
 (HV-DOCS overview), so it never means "already assigned" by itself: assignments are decided
 from the project's listed assignments, and a 422 is a refusal unless the listing shows the
@@ -23,6 +31,7 @@ assignment made meanwhile.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -32,6 +41,7 @@ import tenacity
 
 from adapters.http import DEFAULT_TIMEOUT, UNOBSERVED, HttpObserver, VendorHttp, default_error_text
 from adapters.pacing import Pacer
+from adapters.read_cache import ReadCache, StaleRead
 from handlers.ports import ProjectSpec, SetupReport, ToolClient, ToolProject
 from schemas.errors import (
     FailureCode,
@@ -79,6 +89,7 @@ class HarvestTool:
         observer: HttpObserver = UNOBSERVED,
         read_timeout: float = 30.0,
         web_url: str | None = None,
+        reads: ReadCache | None = None,
     ):
         self.http = VendorHttp(
             "harvest",
@@ -94,8 +105,14 @@ class HarvestTool:
             timeout=(DEFAULT_TIMEOUT[0], read_timeout),
         )
         self._web_url = web_url.rstrip("/") if web_url else None
-        # folded task name -> (id, is_active), from GET /tasks
-        self._tasks: dict[str, tuple[int, bool]] = {}
+        # ("task", folded name) -> id of an active task; ("user", e-mail) -> id of an active
+        # user. Positive answers only, for minutes (adapters.read_cache).
+        self.reads = reads if reads is not None else ReadCache()
+        # Projects this process just made: their team is POSTed without listing assignments
+        # first (a new project has no archived one to restore; one Harvest added by itself,
+        # a user with access to all future projects, answers 422 and is then listed).
+        self._fresh: set[str] = set()
+        self._fresh_lock = threading.Lock()
 
     # -- references -----------------------------------------------------------------------
     def parse_reference(self, reference: str) -> str:
@@ -178,28 +195,34 @@ class HarvestTool:
             body["starts_on"] = spec.starts_on.isoformat()
         if spec.ends_on:
             body["ends_on"] = spec.ends_on.isoformat()
-        return self._project(self.http.request("POST", "/projects", json=body).json())
+        made = self._project(self.http.request("POST", "/projects", json=body).json())
+        with self._fresh_lock:
+            self._fresh.add(made.id)
+        return made
 
     def complete_setup(self, project_id: str, spec: ProjectSpec) -> SetupReport | None:
         """Assigns the rules' tasks (billable as the offering, unless the rules say) and puts
         the task or person budgets on the assignments. Decided from the project's listed
         assignments, not from a 422 (Harvest's 422 is any processing error), so that this
         runs again safely: an assignment already there keeps its settings."""
+        with self._fresh_lock:
+            self._fresh.discard(project_id)  # its team is done: bounded, whatever came first
         options = spec.options
         budget_by = options.get("budget_by", "project")
         path = f"{self._path(project_id)}/task_assignments"
-        wanted = self._task_ids(options.get("tasks") or [])
+        names = _names(options.get("tasks") or [])
+        wanted = self._task_ids(names)
         if wanted:
             task_billable = options.get("task_billable")
             billable = spec.billable if task_billable is None else bool(task_billable)
             on = {a["task"]["id"]: a for a in self.http.pages(path, "task_assignments")}
-            for task_id in wanted:
+            for name, task_id in zip(names, wanted, strict=True):
                 body: dict[str, Any] = {"task_id": task_id, "billable": billable}
                 if budget_by == "task" and spec.budget_hours is not None:
                     body["budget"] = spec.budget_hours  # the rules allow one task only
                 present = on.get(task_id)
                 if present is None:
-                    self._post_assignment(path, body, "task", task_id)
+                    self._assign_task(path, body, name)
                     continue
                 # Already there (a default task, or an earlier run): its billability is left
                 # as it is; what is missing (active, the task budget) is added.
@@ -221,6 +244,20 @@ class HarvestTool:
                     self._patch(f"{path}/{a['id']}", {"is_project_manager": True})
         return None
 
+    def _assign_task(self, path: str, body: dict[str, Any], name: str) -> None:
+        """A refused assignment of a kept task id is made once more with a fresh read of
+        the tasks: the task may have been deleted, archived or made again since we read."""
+        try:
+            self._post_assignment(path, body, "task", body["task_id"])
+        except VendorRejected as refused:
+            if refused.status != 422 or self.reads.get(("task", _folded(name))) is None:
+                raise
+            self.reads.drop(("task", _folded(name)))
+            fresh = self._task_ids([name])[0]  # a gone or archived task is refused here
+            if fresh == body["task_id"]:
+                raise
+            self._post_assignment(path, {**body, "task_id": fresh}, "task", fresh)
+
     def _post_assignment(self, path: str, body: dict[str, Any], kind: str, who: int) -> None:
         """POSTs an assignment; a 422 counts as done only if the assignment is now listed
         (a concurrent worker made it), else it is the vendor's refusal, in its words."""
@@ -236,22 +273,23 @@ class HarvestTool:
         self.http.request("PATCH", path, json=body)
 
     def _task_ids(self, names: Sequence[str]) -> list[int]:
-        if not names:
-            return []
-        names = [names] if isinstance(names, str) else names  # `tasks = "Design"` in the rules
-        if any(_folded(n) not in self._tasks for n in names):  # read once, again if renamed
-            # GET /tasks lists archived tasks too (HV-DOCS tasks); an active one of the same
-            # name wins over an archived one.
-            listed = sorted(self.http.pages("/tasks", "tasks"), key=lambda t: t["is_active"])
-            self._tasks = {_folded(t["name"]): (t["id"], t["is_active"]) for t in listed}
-        known = self._tasks
+        names = _names(names)
+        kept = [self.reads.get(("task", _folded(n))) for n in names]
+        if all(task_id is not None for task_id in kept):
+            return kept
+        # GET /tasks lists archived tasks too (HV-DOCS tasks); an active one of the same
+        # name wins over an archived one. Only active ones are kept: an archived task is as
+        # good as missing, and is read again until a person restores it.
+        listed = sorted(self.http.pages("/tasks", "tasks"), key=lambda t: t["is_active"])
+        known = {_folded(t["name"]): (t["id"], t["is_active"]) for t in listed}
+        for folded, (task_id, active) in known.items():
+            if active:
+                self.reads.put(("task", folded), task_id)
         missing = [n for n in names if _folded(n) not in known]
         if missing:
             raise VendorRejected(f"harvest has no task named {', '.join(map(repr, missing))}")
         archived = [n for n in names if not known[_folded(n)][1]]
         if archived:
-            # Cached: a person must restore the task, and the next read after that is fresh.
-            self._tasks = {}
             raise VendorRejected(
                 f"harvest task {', '.join(map(repr, archived))} is archived; restore it in"
                 " Harvest or remove it from [harvest] tasks"
@@ -299,13 +337,29 @@ class HarvestTool:
     # -- people ---------------------------------------------------------------------------
     def find_users(self, emails: Sequence[str]) -> dict[str, str]:
         wanted = {e.strip().lower() for e in emails}
-        found: dict[str, str] = {}
+        kept = {e: self.reads.get(("user", e)) for e in wanted}
+        if all(kept.values()):
+            return kept
+        active = self._active_users()
+        return {e: active[e] for e in wanted if e in active}
+
+    def _active_users(self) -> dict[str, str]:
+        """E-mail -> id of every active user, read now and kept."""
+        active: dict[str, str] = {}
         for user in self.http.pages("/users", "users"):
             email = (user.get("email") or "").strip().lower()
             # An archived user cannot track time, so for a team they are as good as missing.
-            if email in wanted and user.get("is_active", True):
-                found[email] = str(user["id"])
-        return found
+            if email and user.get("is_active", True):
+                active[email] = str(user["id"])
+                self.reads.put(("user", email), active[email])
+        return active
+
+    def _user_went_stale(self, user_id: str) -> bool:
+        """Whether ``user_id`` came from a kept read and a fresh one no longer has it
+        active; its entry is dropped either way."""
+        if not self.reads.drop_where(lambda key, value: key[0] == "user" and value == user_id):
+            return False
+        return user_id not in self._active_users().values()
 
     def assign_team(self, project_id: str, user_ids: Sequence[str]) -> None:
         """Adds the users; an archived assignment (``is_active`` false, listed too) is
@@ -313,6 +367,19 @@ class HarvestTool:
         ``is_project_manager: false``: Harvest's default makes managers and administrators
         project managers (``complete_setup`` promotes them when the rules say so)."""
         path = f"{self._path(project_id)}/user_assignments"
+        with self._fresh_lock:
+            fresh = project_id in self._fresh
+            self._fresh.discard(project_id)
+        if fresh:
+            try:
+                for user_id in dict.fromkeys(user_ids):
+                    self._post_user(path, user_id)
+                return
+            except VendorRejected as refused:
+                if refused.status != 422:
+                    raise
+                # Something was there after all (a person, or Harvest for a user with access
+                # to all future projects): decided from the listing, as for any project.
         assigned = {str(a["user"]["id"]): a for a in self.http.pages(path, "user_assignments")}
         for user_id in dict.fromkeys(user_ids):
             present = assigned.get(user_id)
@@ -320,6 +387,21 @@ class HarvestTool:
                 if not present.get("is_active", True):
                     self._patch(f"{path}/{present['id']}", {"is_active": True})
                 continue
-            who = _numeric(user_id, "user")
-            body = {"user_id": who, "is_project_manager": False}
+            self._post_user(path, user_id)
+
+    def _post_user(self, path: str, user_id: str) -> None:
+        who = _numeric(user_id, "user")
+        body = {"user_id": who, "is_project_manager": False}
+        try:
             self._post_assignment(path, body, "user", who)
+        except VendorRejected as refused:
+            if refused.status == 422 and self._user_went_stale(user_id):
+                raise StaleRead(
+                    f"harvest user {user_id} is no longer active; the team is read"
+                    " again on the next attempt"
+                ) from None
+            raise
+
+
+def _names(names: Sequence[str] | str) -> list[str]:
+    return [names] if isinstance(names, str) else list(names)  # `tasks = "Design"` in rules

@@ -4,6 +4,10 @@ Vendor facts come from Toggl's public API v9 docs (engineering.toggl.com/docs): 
 auth as ``<token>:api_token``, failed auth is 403, the hourly quota answers 402, error bodies
 are usually a JSON-encoded string, ids are integers, and names are unique (clients per
 workspace, projects per client, archived ones included).
+
+The workspace's users are read once and kept by e-mail for a few minutes (``ReadCache``; see
+``adapters.read_cache`` for what may be kept and why); a kept user id Toggl then refuses is
+dropped and the provisioning tried again with a fresh read (``StaleRead``).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import tenacity
 
 from adapters.http import UNOBSERVED, HttpObserver, VendorHttp
 from adapters.pacing import HourlyQuota, Pacer
+from adapters.read_cache import ReadCache, StaleRead
 from handlers.ports import ProjectSpec, SetupReport, ToolClient, ToolProject
 from schemas.errors import InvalidReference, TimesheetNotFound, VendorRejected
 
@@ -68,6 +73,7 @@ class TogglTool:
         pacer: Pacer | None = None,
         observer: HttpObserver = UNOBSERVED,
         read_timeout: float = 30.0,
+        reads: ReadCache | None = None,
     ):
         if not _DIGITS.fullmatch(str(workspace_id)):
             raise ValueError("a Toggl workspace id is a number")
@@ -102,6 +108,7 @@ class TogglTool:
         self._ws = f"/workspaces/{self.workspace_id}"
         self._premium: bool | None = None  # the workspace's plan, read once
         self._fresh: set[int] = set()  # projects this process made: no members listed yet
+        self.reads = reads if reads is not None else ReadCache()  # ("user", e-mail) -> id
 
     # -- references -------------------------------------------------------------------------
     def parse_reference(self, reference: str) -> str:
@@ -243,14 +250,32 @@ class TogglTool:
         # The list holds deactivated and deleted users too (``inactive``, ``is_active``):
         # they cannot log time, so for a team they are as good as missing.
         wanted = {e.strip().lower() for e in emails}
+        kept = {e: self.reads.get(("user", e)) for e in wanted}
+        if all(kept.values()):
+            return kept
+        active = self._active_users()
+        return {e: active[e] for e in wanted if e in active}
+
+    def _active_users(self) -> dict[str, str]:
+        """E-mail -> id of every user who can log time, read now and kept."""
         users = self.http.request("GET", f"{self._ws}/users").json() or []
-        return {
+        active = {
             email: str(u["id"])
             for u in users
-            if (email := (u.get("email") or "").strip().lower()) in wanted
+            if (email := (u.get("email") or "").strip().lower())
             and u.get("inactive") is not True
             and u.get("is_active", True) is not False
         }
+        for email, user_id in active.items():
+            self.reads.put(("user", email), user_id)
+        return active
+
+    def _user_went_stale(self, user_id: str) -> bool:
+        """Whether ``user_id`` came from a kept read and a fresh one no longer has it
+        active; its entry is dropped either way."""
+        if not self.reads.drop_where(lambda key, value: key[0] == "user" and value == user_id):
+            return False
+        return user_id not in self._active_users().values()
 
     def assign_team(self, project_id: str, user_ids: Sequence[str]) -> None:
         pid = _number(project_id, "project", TimesheetNotFound)
@@ -263,9 +288,17 @@ class TogglTool:
             try:
                 self.http.request("POST", f"{self._ws}/project_users", json=body)
             except VendorRejected as refused:
-                # Toggl documents no wording for "already a member": look, do not parse.
-                if refused.status != 400 or user_id not in self._members(pid):
+                if refused.status != 400:
                     raise
+                # Toggl documents no wording for "already a member": look, do not parse.
+                if user_id in self._members(pid):
+                    continue
+                if self._user_went_stale(user_id):
+                    raise StaleRead(
+                        f"toggl user {user_id} is no longer active; the team is read again on"
+                        " the next attempt"
+                    ) from None
+                raise
 
     def _members(self, pid: int) -> set[str]:
         listed = self.http.request("GET", f"{self._ws}/project_users", params={"project_ids": pid})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import structlog
 
 from adapters.http import DEFAULT_TIMEOUT, default_retrying
+from adapters.read_cache import ReadCache
 from adapters.store import SqlStore
 from handlers.ports import CrmReader, TimesheetTool
 from handlers.rules import Rules, load_rules
@@ -28,6 +29,10 @@ def build_tools(settings: Settings, shared: PacingStore | None = None) -> dict[s
         read_timeout=settings.vendor_timeout,
         observer=metrics.VENDOR_CALLS,
     )
+
+    def reads() -> ReadCache:  # one each: a tool's ids mean nothing to another
+        return ReadCache(settings.tool_cache_ttl)
+
     enabled = settings.enabled_tools()
     if "harvest" in enabled:
         from adapters.harvest import HarvestTool
@@ -37,6 +42,7 @@ def build_tools(settings: Settings, shared: PacingStore | None = None) -> dict[s
             settings.harvest_access_token.get_secret_value(),
             base_url=settings.harvest_base_url,
             pacer=pace("harvest", settings.harvest_rate),
+            reads=reads(),
             **common,
         )
     if "toggl" in enabled:
@@ -47,6 +53,7 @@ def build_tools(settings: Settings, shared: PacingStore | None = None) -> dict[s
             settings.toggl_workspace_id,
             base_url=settings.toggl_base_url,
             pacer=pace("toggl", settings.toggl_rate),
+            reads=reads(),
             **common,
         )
     if "clockify" in enabled:
@@ -60,6 +67,7 @@ def build_tools(settings: Settings, shared: PacingStore | None = None) -> dict[s
                 "clockify", settings.clockify_rate or CLOCKIFY_PLAN_RATES[settings.clockify_plan]
             ),
             plan=settings.clockify_plan,
+            reads=reads(),
             **common,
         )
     return tools

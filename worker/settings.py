@@ -86,6 +86,9 @@ class Settings(BaseSettings):
     pipedrive_rate: str = Field("20/2", alias="PIPEDRIVE_RATE_LIMIT")
     salesforce_rate: str = Field("25/1", alias="SALESFORCE_RATE_LIMIT")
     vendor_timeout: float = Field(30.0, alias="PROVISIONER_VENDOR_TIMEOUT", gt=0)
+    # Seconds a tool's users (by e-mail) and tasks (by name) are kept once read
+    # (adapters.read_cache); 0 reads them on every provisioning.
+    tool_cache_ttl: float = Field(300.0, alias="PROVISIONER_TOOL_CACHE_TTL", ge=0, le=3600)
     # The longest throttle wait (a vendor's Retry-After) a worker sits out in-process; a longer
     # one becomes a delayed message retry sized by it (adapters.http, worker.processing).
     hold_off_ceiling: float = Field(60.0, alias="PROVISIONER_HOLD_OFF_CEILING", ge=0, le=3600)
