@@ -16,10 +16,9 @@ machine's jitter: the worker's pacer keeps max(2 % of the period, 50 ms) of slac
 a 1.5 s period against 300 ms at Harvest's real 15 s, so a loaded machine can still see a
 few 429s here that the real limit would not give (measured: see the report of issue 20).
 
-The deals reach the bus through ``publish_deals``: for now one ``crm.deal_changed`` per deal,
-built exactly as the webhook ingress builds it (``worker.ingress.deal_events``); a later
-change makes it one ``provisioner crm reconcile --since ...`` sweep. The run is timed from
-the first publish to the last ``timesheet.provisioned``.
+No webhook is sent: the deals reach the bus through one ``provisioner crm reconcile --since
+…`` sweep (a process), as an operator backfills at install. The run is timed from the
+sweep's start to the last ``timesheet.provisioned``, so the sweep's own calls count.
 
 The floor is what Harvest's limit allows for the calls that must be made: per deal the
 client look-up by name (it guards "no second client", so it is never served from a cache)
@@ -33,14 +32,16 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import re
+import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from multiprocessing.connection import Connection
 from pathlib import Path
 from types import SimpleNamespace
@@ -53,7 +54,6 @@ from fakes.hubspot import FakeHubSpot
 from tests.e2e.bus import Bus
 from tests.postgres import fresh_schema
 from tests.scale_show.show import delete_namespace
-from worker.ingress.deal_events import deal_changed
 from worker.topology import Topology
 
 HARVEST_LIMIT = (100, 15.0)  # HV-DOCS: 100 requests per 15 s
@@ -118,27 +118,20 @@ def seed(hubspot: FakeHubSpot, owner_emails: list[str], deals: int, items: int) 
     return Seeded(made, deals * items)
 
 
-def publish_deals(bus: Bus, deal_ids: list[str]) -> None:
-    """Puts the deals on the bus, each publish confirmed by the broker. For now one
-    ``crm.deal_changed`` per deal, as the webhook ingress builds it for a HubSpot
-    ``deal.propertyChange`` of ``dealstage``; to become one ``crm reconcile`` sweep."""
-    now = datetime.now(UTC)
-    for deal_id in deal_ids:
-        event = deal_changed(
-            crm="hubspot",
-            account=str(PORTAL),
-            event_id=str(uuid.uuid4().int % 10**12),
-            deal_id=deal_id,
-            occurred_at=now,
-            change={
-                "subscriptionType": "deal.propertyChange",
-                "propertyName": "dealstage",
-                "propertyValue": IN_PROGRESS,
-            },
-        )
-        bus.channel.basic_publish(
-            bus.topology.inbound, event.routing_key, event.body, event.properties
-        )
+def sweep(env: dict[str, str], since: datetime) -> str:
+    """The deals reach the bus by one ``provisioner crm reconcile`` sweep of the fake HubSpot,
+    as a process, exactly as an operator backfills at install; returns its summary line."""
+    done = subprocess.run(
+        [sys.executable, "-m", "worker.commands", "crm", "reconcile", "--crm", "hubspot",
+         "--since", since.isoformat()],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"crm reconcile failed ({done.returncode}):\n{done.stderr[-2000:]}")
+    return done.stdout.strip().splitlines()[-1]
 
 
 def harvest_calls(log: list[tuple[str, str, int]]) -> Counter:
@@ -170,6 +163,7 @@ class Result:
     harvest_429: int
     hubspot_429: int
     hubspot_calls: int
+    swept: str  # the sweep's summary line
 
     @property
     def floor(self) -> float:
@@ -199,6 +193,7 @@ def run(deals: int, items: int, scale: float, concurrency: int) -> Result:
             fresh_schema(POSTGRES_URL, "backfill") as database_url,
             tempfile.TemporaryDirectory() as tmp,
         ):
+            since = datetime.now(UTC) - timedelta(hours=1)
             seeded = seed(hubspot, owners, deals, items)
             rules = Path(tmp) / "rules.toml"
             rules.write_text(RULES)
@@ -223,7 +218,7 @@ def run(deals: int, items: int, scale: float, concurrency: int) -> Result:
             try:
                 wait_consuming(worker)
                 started = time.monotonic()
-                publish_deals(bus, seeded.deals)
+                swept = sweep(env, since)
                 done = collector.wait(
                     seeded.offerings,
                     type="timesheet.provisioned",
@@ -251,6 +246,7 @@ def run(deals: int, items: int, scale: float, concurrency: int) -> Result:
                 harvest_429=seen["throttled"],
                 hubspot_429=hubspot.throttled,
                 hubspot_calls=len(hubspot.log),
+                swept=swept,
             )
     finally:
         delete_namespace(bus, topology.namespace)
@@ -272,6 +268,7 @@ def report(r: Result, scale: float) -> str:
     total = sum(r.calls.values())
     lines = [
         f"deals                     {r.deals} ({r.offerings // r.deals} line items each)",
+        f"sweep                     {r.swept}",
         f"projects made             {r.projects} ({r.provisioned} timesheet.provisioned)",
         f"harvest calls             {total}, of which required {r.required}",
     ]
