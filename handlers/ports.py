@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Literal, Protocol
 
-from schemas.inbound import Project, Status, Tool
+from schemas.inbound import Money, Project, Status, Tool
 from schemas.outbound import Outbound
 
 
@@ -54,6 +54,13 @@ class ProjectSpec:
     options: Mapping[str, Any] = field(default_factory=dict)  # the rules' [tool] table
     # Tool user id -> the hours the offering plans for that member (Harvest budget_by person).
     team_hours: Mapping[str, float] = field(default_factory=dict)
+    # The commercial shape (issue 21), each None when the rules or the offering give none:
+    fixed_fee: Money | None = None  # a fixed-fee project for this fee
+    money_budget: Money | None = None  # the budget in money, not hours
+    hourly_rate: Money | None = None  # billed by project at this rate
+    code: str | None = None  # the tool's project code, from the rules' template
+    notes: str | None = None  # the project's notes, from the rules' template
+    template: str | None = None  # a tool project whose tasks the new one starts with
 
 
 @dataclass(frozen=True)

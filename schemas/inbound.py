@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from schemas.crm import CRM_DEAL_CHANGED, CrmDealChanged
 from schemas.envelope import MAX_BODY_BYTES, CloudEvent
@@ -34,6 +42,31 @@ class _Data(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
+def _decimal_text(value: Any) -> str:
+    """Money travels as a decimal string ("12000.00"): a JSON number would be a binary float
+    somewhere on its way, and 0.1 + 0.2 is no price."""
+    if not isinstance(value, str) or not _DECIMAL.fullmatch(value):
+        raise ValueError('must be a decimal string such as "12000.00", never a number')
+    return value
+
+
+_DECIMAL = re.compile(r"\d{1,13}(\.\d{1,6})?")
+Amount = Annotated[str, BeforeValidator(_decimal_text)]
+# ISO 4217 alphabetic codes are three capital letters; the tools check they know the one given.
+Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+
+
+class Money(_Data):
+    """An amount in a currency: ``{"amount": "12000.00", "currency": "EUR"}``."""
+
+    amount: Amount
+    currency: Currency
+
+    @property
+    def value(self) -> Decimal:
+        return Decimal(self.amount)
+
+
 class TeamMember(_Data):
     email: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$", max_length=320)]
     name: str | None = None
@@ -56,6 +89,8 @@ class Offering(_Data):
     billable: bool = True
     kind: str | None = None
     team: list[TeamMember] = Field(default_factory=list)
+    price: Money | None = None  # what the offering was sold for (the line item's total)
+    hourly_rate: Money | None = None  # what an hour of it is billed at (its unit price)
 
     @model_validator(mode="after")
     def _dates_in_order(self) -> Offering:
@@ -70,6 +105,8 @@ class Project(_Data):
     name: NonEmpty
     client: Client
     offerings: list[Offering] = Field(default_factory=list)
+    # The deal in its CRM, for people to click back to (the tools' notes, the outcome).
+    url: Annotated[str, Field(max_length=2000, pattern=r"^https?://\S+$")] | None = None
 
     @model_validator(mode="after")
     def _unique_offerings(self) -> Project:

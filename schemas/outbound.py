@@ -7,7 +7,7 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from schemas.inbound import Tool
+from schemas.inbound import Money, Tool
 
 SkipReason = Literal["opted_out", "not_sold", "manual_only", "already_linked"]
 
@@ -34,6 +34,12 @@ class _Linked(Outbound):
     timesheet_client_id: str
     team_assigned: list[str]
     team_missing: list[str]
+    # The commercial shape the tool project was given (added fields; null: not set there).
+    fixed_fee: bool = False
+    fee: Money | None = None
+    money_budget: Money | None = None
+    hourly_rate: Money | None = None
+    code: str | None = None
 
 
 class TimesheetProvisioned(_Linked):
