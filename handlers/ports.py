@@ -70,6 +70,10 @@ class SetupReport:
 
     budget_set: bool = True
     warnings: tuple[str, ...] = ()
+    # Commercial fields of the spec that the tool project did not get (a currency other
+    # than the tool's, a plan without the feature, a tool without the field): "fixed_fee",
+    # "money_budget", "hourly_rate", "code". The outcome reports them null, with a warning.
+    left_out: frozenset[str] = frozenset()
 
 
 class TimesheetTool(Protocol):
