@@ -7,6 +7,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+import structlog
+from structlog.testing import capture_logs
 
 from adapters.shared_pacing import SharedPacer
 from handlers.rules import load_rules
@@ -20,6 +22,12 @@ from worker.reconcile_schedule import Schedule, Stopping, next_tick
 from worker.settings import load_settings
 
 T0 = 1_772_443_800.3  # 2026-03-02 09:30:00.3 UTC, just past a quarter hour
+
+
+@pytest.fixture(autouse=True)
+def plain_logging(restore_logging):
+    """An earlier test's command may have pointed structlog at a stream now closed."""
+    structlog.reset_defaults()
 
 
 class FakeClock:
@@ -170,9 +178,11 @@ def test_a_replica_that_finds_the_lock_taken_skips_the_interval_and_counts_it():
     before = sample("provisioner_reconcile_sweeps_total", crm=crm, outcome="skipped_locked")
     loop, sweeps, _ = schedule([crm], lock=MemoryLock(free=False))
 
-    loop.once()
+    with capture_logs() as lines:
+        loop.once()
 
     assert sweeps.started == []
+    assert [line["event"] for line in lines] == ["reconcile_skipped_locked"]
     after = sample("provisioner_reconcile_sweeps_total", crm=crm, outcome="skipped_locked")
     assert after == before + 1
     assert sample("provisioner_reconcile_last_success_timestamp_seconds", crm=crm) == 0.0
