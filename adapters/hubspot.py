@@ -20,7 +20,8 @@ As a ``CrmSweep`` (``provisioner crm reconcile``):
   answers 400 past them), so a window that would pass the cap restarts from the last
   modification time it saw, skipping the deals already given at that millisecond. Search
   has its own, lower limit (HubSpot's search guide: a few requests a second per account),
-  paced apart from, and on top of, the account's budget.
+  paced apart from, and on top of, the account's budget (``search_pacer``: a budget of
+  its own, shared by every process when the composition root gives a shared one).
 
 HubSpot errors are ``{"status": "error", "message", "category", "correlationId"}``;
 throttling is 429 (policy in the body, ``X-HubSpot-RateLimit-*`` headers, no Retry-After).

@@ -86,13 +86,16 @@ def build_crms(
     )
     enabled = settings.enabled_crms()
     if "hubspot" in enabled:
-        from adapters.hubspot import HubSpotCrm
+        from adapters.hubspot import SEARCH_RATE, HubSpotCrm
 
         crms["hubspot"] = HubSpotCrm(
             settings.hubspot_access_token.get_secret_value(),
             base_url=settings.hubspot_base_url,
             fields=rules.spec.crm.fields("hubspot"),
             pacer=pace("hubspot", settings.hubspot_rate),
+            # Search is limited apart from the account's budget: with PACING_URL, every
+            # process sweeping this account shares one search budget too.
+            search_pacer=pace("hubspot", "{}/{}".format(*SEARCH_RATE), limit="search"),
             **common,
         )
     if "pipedrive" in enabled:
@@ -232,3 +235,17 @@ def serve_probes(settings: Settings, consumer: Consumer, store: SqlStore):
     )
     metrics.READY.set_function(lambda: looks.readiness() is None)
     return probes.serve(settings.metrics_address, looks)
+
+
+def serve_reconcile_probes(settings: Settings, schedule, store: SqlStore):
+    """The reconcile schedule's /metrics (``metrics.RECONCILE``), /healthz (its loop turns)
+    and /readyz (the broker answered its last try of the lock; the store answers), on
+    PROVISIONER_METRICS_BIND as ``provisioner run``; raises ``OSError`` when it cannot bind."""
+    if settings.metrics_address is None:
+        return None
+    looks = probes.Probes(
+        connected=lambda: schedule.broker_answered,
+        turned_at=lambda: schedule.turned_at,
+        store=probes.StoreCheck(store.reachable),
+    )
+    return probes.serve(settings.metrics_address, looks, metrics.RECONCILE)

@@ -1,6 +1,7 @@
-"""The Prometheus metrics of the worker and the ingress: every metric object, in one place.
+"""The Prometheus metrics of the worker, the ingress and the reconcile schedule: every metric
+object, in one place.
 
-Two registries, one per process kind, so that ``/metrics`` of each shows only what that
+Three registries, one per process kind, so that ``/metrics`` of each shows only what that
 process does (plus the standard ``process_*`` and ``python_*`` collectors). Labels are
 low-cardinality by construction: an event type a sender made up is folded into ``other``,
 a route nobody configured into ``other``, a vendor's status code is a number below 600.
@@ -25,7 +26,8 @@ from schemas.inbound import INBOUND_TYPES
 
 WORKER = CollectorRegistry()
 INGRESS = CollectorRegistry()
-for _registry in (WORKER, INGRESS):
+RECONCILE = CollectorRegistry()
+for _registry in (WORKER, INGRESS, RECONCILE):
     ProcessCollector(registry=_registry)
     PlatformCollector(registry=_registry)
     GCCollector(registry=_registry)
@@ -243,3 +245,51 @@ INGRESS_PUBLISHED = Counter(
     ["route"],
     registry=INGRESS,
 )
+
+
+# -- the reconcile schedule -------------------------------------------------------------------
+"""``provisioner crm reconcile --every`` (``worker.reconcile_schedule``): per CRM, when a sweep
+last succeeded, what the sweeps read and published, and how each interval's sweep ended:
+``ok``, ``failed`` (the CRM, the broker or the store said no; retried next interval) or
+``skipped_locked`` (another replica was sweeping). The interval is a gauge so that an alert
+can say "three intervals" without a constant of its own (docs/prometheus-alerts.yml)."""
+SWEEP_OUTCOMES = ("ok", "failed", "skipped_locked")
+RECONCILE_LAST_SUCCESS = Gauge(
+    "provisioner_reconcile_last_success_timestamp_seconds",
+    "When this process last finished a sweep of a CRM with every publish confirmed "
+    "(Unix time), by CRM.",
+    ["crm"],
+    registry=RECONCILE,
+)
+RECONCILE_EXAMINED = Counter(
+    "provisioner_reconcile_deals_examined",
+    "Deals the CRM listed as changed in a sweep's window, by CRM.",
+    ["crm"],
+    registry=RECONCILE,
+)
+RECONCILE_PUBLISHED = Counter(
+    "provisioner_reconcile_deals_published",
+    "crm.deal_changed events a sweep published and the broker confirmed, by CRM.",
+    ["crm"],
+    registry=RECONCILE,
+)
+RECONCILE_SWEEPS = Counter(
+    "provisioner_reconcile_sweeps",
+    "Scheduled sweeps of a CRM by outcome: ok, failed, skipped_locked.",
+    ["crm", "outcome"],
+    registry=RECONCILE,
+)
+RECONCILE_INTERVAL = Gauge(
+    "provisioner_reconcile_interval_seconds",
+    "The schedule's interval (--every), in seconds.",
+    registry=RECONCILE,
+)
+
+
+def sweep_ended(crm: str, outcome: str, *, examined: int = 0, published: int = 0, at=None):
+    """Counts one scheduled sweep of ``crm``; ``at`` (Unix time) is its success."""
+    RECONCILE_SWEEPS.labels(crm, outcome).inc()
+    RECONCILE_EXAMINED.labels(crm).inc(examined)
+    RECONCILE_PUBLISHED.labels(crm).inc(published)
+    if outcome == "ok" and at is not None:
+        RECONCILE_LAST_SUCCESS.labels(crm).set(at)

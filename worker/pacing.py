@@ -11,7 +11,7 @@ from adapters.pacing import Pacer
 from adapters.shared_pacing import PacingStore, SharedPacer, app_fingerprint, budget
 from worker.settings import Settings
 
-Pace = Callable[[str, str], "Pacer | SharedPacer"]
+Pace = Callable[..., "Pacer | SharedPacer"]
 
 
 def pacing_store(settings: Settings) -> PacingStore | None:
@@ -39,12 +39,15 @@ def account_budget(settings: Settings, vendor: str) -> str:
 
 
 def pacers(settings: Settings, shared: PacingStore | None) -> Pace:
-    """``pace(vendor, "calls/seconds")``: the pacer for that vendor's configured account."""
+    """``pace(vendor, "calls/seconds")``: the pacer for that vendor's configured account.
+    ``limit`` names a second limit the vendor keeps on the same account beside the general
+    one (HubSpot's search), so that it gets a budget of its own."""
 
-    def pace(vendor: str, spec: str) -> Pacer | SharedPacer:
+    def pace(vendor: str, spec: str, limit: str | None = None) -> Pacer | SharedPacer:
         calls, seconds = spec.split("/")
         if shared is None:
             return Pacer(int(calls), float(seconds))
-        return shared.pacer(account_budget(settings, vendor), int(calls), float(seconds))
+        account = account_budget(settings, vendor)
+        return shared.pacer(f"{account}:{limit}" if limit else account, int(calls), float(seconds))
 
     return pace

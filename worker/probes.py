@@ -161,14 +161,13 @@ class _Server6(_Server):
     address_family = socket.AF_INET6
 
 
-def serve(address: tuple[str, int], probes: Probes) -> WSGIServer:
+def serve(address: tuple[str, int], probes: Probes, registry=metrics.WORKER) -> WSGIServer:
     """Serves on ``address`` from a daemon thread; raises ``OSError`` when it cannot bind.
     ``server_address`` of the result is the bound one (port 0 picks a free port)."""
     host, port = address
     server_class = _Server6 if ":" in host else _Server
-    server = make_server(
-        host, port, wsgi_app(probes), server_class=server_class, handler_class=_Handler
-    )
+    app = wsgi_app(probes, registry)
+    server = make_server(host, port, app, server_class=server_class, handler_class=_Handler)
     thread = threading.Thread(target=server.serve_forever, name="probes", daemon=True)
     thread.start()
     bound_host, bound_port = server.server_address[:2]

@@ -16,7 +16,8 @@ once, the handlers being idempotent per deal.
 Without ``--since``, a sweep starts where the account's last successful sweep ended, less
 ``OVERLAP``, and the end is stored only once every event of the sweep was confirmed by the
 broker: a sweep cut short is done again, never skipped. ``sweep_crm`` sweeps one CRM and
-returns its counts, so that a scheduler can call it as the command does.
+returns its counts, so that a scheduler (``worker.reconcile_schedule``) can call it as the
+command does, and cut it short between two deals (``abandon``).
 """
 
 from __future__ import annotations
@@ -42,6 +43,10 @@ OVERLAP = timedelta(minutes=2)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 Publish = Callable[[Outgoing], None]
+
+
+class SweepAbandoned(Exception):
+    """The sweep was told to stop before its end: nothing more published, no cursor stored."""
 
 
 def sweep_event_id(deal_id: str, modified_at: datetime) -> str:
@@ -107,15 +112,19 @@ def sweep_crm(
     now: datetime,
     lookback: timedelta,
     since: datetime | None = None,
+    abandon: Callable[[], bool] | None = None,
 ) -> Sweep:
     """Sweeps one CRM account; ``publish`` None is a dry run (nothing published, no cursor
-    stored). Raises the reader's ``schemas.errors`` and the publisher's pika errors; the
-    cursor then stays where it was."""
+    stored). Raises the reader's ``schemas.errors``, the publisher's pika errors, and
+    ``SweepAbandoned`` once ``abandon()`` says so (asked before each deal); the cursor then
+    stays where it was."""
     account = reader.account_id()
     cursor = None if since is not None else store.sweep_cursor(crm, account)
     window = window_for(now=now, cursor=cursor, lookback=lookback, since=since)
     result = Sweep(crm, account, window, dry_run=publish is None)
     for change in reader.changed_deals(window.since, window.until):
+        if abandon is not None and abandon():
+            raise SweepAbandoned(f"{crm}: stopped after {result.examined} deals")
         result.examined += 1
         if not matters(rules, crm, change):
             result.skipped += 1

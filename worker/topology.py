@@ -99,6 +99,11 @@ class Topology:
         """An exclusive queue: whoever holds it routes (``worker.router``)."""
         return f"{self.namespace}.router"
 
+    @property
+    def reconcile_lock(self) -> str:
+        """An exclusive queue: whoever holds it sweeps the CRMs (``worker.reconcile_schedule``)."""
+        return f"{self.namespace}.reconcile"
+
     def partition_queue(self, partition: int) -> str:
         return f"{self.namespace}.partition.{partition}"
 
@@ -129,7 +134,7 @@ class Topology:
         return max(self.retry_delays, default=None)
 
     def queues(self) -> list[str]:
-        """Every queue ``declare`` makes (the router's lock is exclusive and goes by itself)."""
+        """Every queue ``declare`` makes (the locks are exclusive and go by themselves)."""
         retries = sorted({self.retry_queue(d) for d in self.retry_delays})
         partitions = [self.partition_queue(p) for p in range(self.partitions)]
         partitions = partitions if self.partitions > 1 else []
@@ -145,6 +150,9 @@ class Topology:
             channel.queue_delete(queue)
         for exchange in self.exchanges():
             channel.exchange_delete(exchange)
+        # Gone already unless a sweeper still holds it; then the broker refuses (405) and
+        # deleting the namespace under a running schedule fails loudly, as it should.
+        channel.queue_delete(self.reconcile_lock)
 
     def declare(self, channel: BlockingChannel) -> None:
         """Declares everything; safe to run from every process, every time it connects."""

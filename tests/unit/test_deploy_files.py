@@ -52,3 +52,20 @@ def test_the_image_keeps_state_in_a_volume_it_may_write_and_checks_its_health():
     assert "PROVISIONER_METRICS_BIND=0.0.0.0:9464" in DOCKERFILE and "EXPOSE 9464" in DOCKERFILE
     assert "HEALTHCHECK" in DOCKERFILE and "/healthz" in DOCKERFILE
     assert "COPY tests" not in DOCKERFILE and "COPY bench" not in DOCKERFILE
+
+
+def test_the_live_deployment_runs_the_reconcile_schedule_on_the_workers_store_and_budgets():
+    service = re.search(r"\n  reconcile:\n(.*?)\n\n", COMPOSE, re.DOTALL).group(1)
+    worker = re.search(r"\n  worker:\n(.*?)\n\n", COMPOSE, re.DOTALL).group(1)
+
+    assert 'profiles: ["live"]' in service
+    command = '["crm", "reconcile", "--every", "${PROVISIONER_RECONCILE_EVERY:-15m}"]'
+    assert f"command: {command}" in service
+    for dependency in ("rabbitmq", "postgres", "redis"):
+        assert f"{dependency}: {{ condition: service_healthy }}" in service
+    shared = ("PROVISIONER_DATABASE_URL", "PROVISIONER_PACING_URL", "PROVISIONER_NAMESPACE",
+              "PROVISIONER_RULES", "HUBSPOT_ACCESS_TOKEN", "PIPEDRIVE_API_TOKEN",
+              "SALESFORCE_CLIENT_ID", "SALESFORCE_ACCESS_TOKEN")  # fmt: skip
+    for name in shared:
+        line = re.search(rf"^\s+{name}: .*$", worker, re.MULTILINE).group(0)
+        assert line in service, name

@@ -3,7 +3,9 @@
 
 Exit 0 when every CRM was swept; 1 when one could not be (the others still are, and their
 cursors advance); 2 for unusable settings: no CRM configured, a ``--crm`` not configured,
-a ``--since`` that is no time or duration.
+a ``--since`` that is no time or duration, an ``--every`` that is no duration or comes with
+``--since`` or ``--dry-run``. With ``--every`` it runs until SIGTERM or SIGINT, then exits
+0 (``worker.reconcile_schedule``); a CRM that fails is logged and tried again next interval.
 """
 
 from __future__ import annotations
@@ -21,7 +23,10 @@ RECONCILE_EPILOG = """\
 Without --since, each CRM account is swept from where its last successful sweep ended
 (less two minutes), or, the first time, from PROVISIONER_RECONCILE_LOOKBACK ago (7d).
 A backfill at install: provisioner crm reconcile --since 2026-01-01. A second run over
-the same window publishes the same event ids, which the worker gives no second effect."""
+the same window publishes the same event ids, which the worker gives no second effect.
+--every 15m sweeps once at start, then at every quarter hour, until stopped; of several
+replicas, one sweeps at a time (the broker's exclusive queue NS.reconcile) and the others
+skip that interval. Metrics on PROVISIONER_METRICS_BIND, as provisioner run."""
 
 
 def register(sub) -> None:
@@ -50,6 +55,11 @@ def register(sub) -> None:
         "--dry-run", action="store_true", help="list what would be published; publish nothing"
     )
     reconcile.add_argument("--json", action="store_true", help="one JSON object a line")
+    reconcile.add_argument(
+        "--every",
+        metavar="DURATION",
+        help="sweep once per DURATION (15m, 1h) until stopped; not with --since or --dry-run",
+    )
     reconcile.set_defaults(func=cmd_crm_reconcile)
 
 
@@ -94,16 +104,31 @@ def chosen_crms(configured: list[str], named: list[str] | None) -> list[str]:
     return list(dict.fromkeys(named))
 
 
-def cmd_crm_reconcile(args: argparse.Namespace) -> int:
-    from pika.exceptions import AMQPError
+def every_seconds(args: argparse.Namespace) -> float | None:
+    """The interval of ``--every``, or None; ``Fail`` (exit 2) for one that cannot be."""
+    from worker.settings import duration_seconds
 
-    from adapters.sql import DRIVER_ERRORS
+    if args.every is None:
+        return None
+    if args.since is not None or args.dry_run:
+        raise Fail("--every sweeps from each cursor and publishes: not with --since or --dry-run",
+                   USAGE)  # fmt: skip
+    try:
+        seconds = duration_seconds(args.every)
+    except ValueError:
+        seconds = 0.0
+    if seconds <= 0:
+        raise Fail(f"--every {args.every[:40]!r}: not a duration above zero (15m, 1h)", USAGE)
+    return seconds
+
+
+def cmd_crm_reconcile(args: argparse.Namespace) -> int:
     from handlers.rules import RulesError, load_rules
-    from schemas.errors import ProvisionerError
-    from worker import bootstrap, logs, reconcile
+    from worker import bootstrap, logs
     from worker.commands.startup import store_or_fail
     from worker.pacing import pacing_store
 
+    every = every_seconds(args)
     settings = settings_or_fail()
     # Log lines (a reader's warnings) go to stderr, redacted: stdout is the command's output.
     logs.configure(settings.log_level, secrets=settings.secrets(), form=settings.log_format)
@@ -119,44 +144,122 @@ def cmd_crm_reconcile(args: argparse.Namespace) -> int:
         raise Fail("\n".join(f"PROVISIONER_RULES: {p}" for p in exc.problems), USAGE) from None
     store = store_or_fail(settings)
     readers = bootstrap.build_crms(settings, rules, pacing_store(settings))
-    publisher = None
-    status = OK
+    sweeper = Sweeper(settings, crms, readers, rules, store)
     try:
-        if not args.dry_run:
-            try:
-                publisher = reconcile.ConfirmedPublisher(
-                    settings.amqp_url, bootstrap.topology(settings)
-                )
-            except AMQPError as exc:
-                raise Fail(f"broker: {output.redacted(exc, settings.amqp_url)}") from None
-        for crm in crms:
-            reader = readers[crm]
+        if every is not None:
+            return _schedule(settings, sweeper, every, store)
+        return _once(args, sweeper, now, since)
+    finally:
+        store.close()
+
+
+class Sweeper:
+    """Every chosen CRM swept in turn, each ending in its ``Sweep`` or the one-line reason it
+    could not be swept (the CRM's, the broker's or the store's error; never a secret)."""
+
+    def __init__(self, settings, crms: list[str], readers: dict, rules, store):
+        self.settings, self.crms, self.readers = settings, crms, readers
+        self.rules, self.store = rules, store
+
+    def publisher(self):
+        """A confirmed publisher on ``NS.inbound``, or the broker's error as a line."""
+        from pika.exceptions import AMQPError
+
+        from worker import bootstrap, reconcile
+
+        try:
+            return reconcile.ConfirmedPublisher(
+                self.settings.amqp_url, bootstrap.topology(self.settings)
+            )
+        except AMQPError as exc:
+            return f"broker: {output.redacted(exc, self.settings.amqp_url)}"
+
+    def each(self, publish, *, now: datetime, since: datetime | None = None, abandon=None):
+        from pika.exceptions import AMQPError
+
+        from adapters.sql import DRIVER_ERRORS
+        from schemas.errors import ProvisionerError
+        from worker import reconcile
+
+        for crm in self.crms:
+            if abandon is not None and abandon():
+                raise reconcile.SweepAbandoned(f"{crm}: not begun")
             try:
                 swept = reconcile.sweep_crm(
                     crm,
-                    reader,
-                    rules=rules,
-                    store=store,
-                    publish=publisher,
+                    self.readers[crm],
+                    rules=self.rules,
+                    store=self.store,
+                    publish=publish,
                     now=now,
-                    lookback=timedelta(seconds=settings.reconcile_lookback),
+                    lookback=timedelta(seconds=self.settings.reconcile_lookback),
                     since=since,
+                    abandon=abandon,
                 )
             except ProvisionerError as exc:
-                status = _failed(args, crm, str(exc))
-                continue
+                swept = str(exc)
             except AMQPError as exc:
-                status = _failed(args, crm, f"broker: {output.redacted(exc, settings.amqp_url)}")
-                continue
+                swept = f"broker: {output.redacted(exc, self.settings.amqp_url)}"
             except DRIVER_ERRORS as exc:
-                status = _failed(args, crm, f"state store: {type(exc).__name__}")
-                continue
-            _report(args, swept)
+                swept = f"state store: {type(exc).__name__}"
+            yield crm, swept
+
+    def interval(self, abandon):
+        """One scheduled sweep: a publisher of its own (a connection idle between intervals
+        would miss its heartbeats), every CRM from its cursor."""
+        publisher = self.publisher()
+        if isinstance(publisher, str):
+            yield from ((crm, publisher) for crm in self.crms)
+            return
+        try:
+            yield from self.each(publisher, now=datetime.now(UTC), abandon=abandon)
+        finally:
+            publisher.close()
+
+
+def _once(args: argparse.Namespace, sweeper: Sweeper, now: datetime, since) -> int:
+    publisher = None
+    if not args.dry_run:
+        publisher = sweeper.publisher()
+        if isinstance(publisher, str):
+            raise Fail(publisher)
+    status = OK
+    try:
+        for crm, swept in sweeper.each(publisher, now=now, since=since):
+            if isinstance(swept, str):
+                status = _failed(args, crm, swept)
+            else:
+                _report(args, swept)
     finally:
         if publisher is not None:
             publisher.close()
-        store.close()
     return status
+
+
+def _schedule(settings, sweeper: Sweeper, every: float, store) -> int:
+    import signal
+
+    from worker import bootstrap
+    from worker.reconcile_schedule import Schedule, Stopping, SweepLock
+
+    stopping = Stopping()
+    schedule = Schedule(
+        crms=sweeper.crms,
+        interval=every,
+        lock=SweepLock(settings.amqp_url, bootstrap.topology(settings), settings.heartbeat),
+        sweep_each=sweeper.interval,
+        stopping=stopping,
+    )
+    try:
+        bootstrap.serve_reconcile_probes(settings, schedule, store)
+    except OSError as exc:
+        raise Fail(
+            f"PROVISIONER_METRICS_BIND: cannot serve there ({exc.strerror})", USAGE
+        ) from None
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, stopping)
+    schedule.run()
+    return OK
 
 
 def _failed(args: argparse.Namespace, crm: str, problem: str) -> int:
