@@ -7,6 +7,13 @@ duplicate client name, 400 code 501 on a duplicate project name under one client
 ``page``/``page-size`` paging with ``total-count`` and ``Last-Page`` headers, and 429
 without Retry-After (Clockify documents none).
 
+Money (issue 21): the workspace names its currencies (``currencies``, one ``isDefault``); a
+project's ``hourlyRate`` is ``{amount, currency}`` with the amount an integer in cents; the
+estimates (``PATCH .../estimate``) are a paid feature, ``budgetEstimate.estimate`` an integer
+in cents *(assumption: cents, as every Clockify amount)*, and only one of the time and budget
+estimates may be active. Tasks belong to a project, names unique in it *(assumption)*, each
+with an ISO-8601 ``estimate``.
+
     python -m fakes.clockify --port 8003
 """
 
@@ -38,6 +45,13 @@ def duration_hours(text: str) -> float | None:
 PLAN_RATES = {"free": (30, 3600.0), "paid": (50, 1.0)}
 BY_PLAN = (0, 0.0)  # rate_limit default: the plan's
 UNSET_ESTIMATE = {"estimate": "PT0S", "type": "AUTO", "active": False, "resetOption": None}
+UNSET_BUDGET = {"estimate": 0, "type": "AUTO", "active": False, "resetOption": None}
+ESTIMATE_TYPES = ("AUTO", "MANUAL")
+
+
+def _cents(value: Any) -> bool:
+    """Clockify amounts are integers (cents); a float or a bool is not one."""
+    return type(value) is int and value >= 0
 
 
 def _error(status: int, message: str, code: int = 501) -> Response:
@@ -58,12 +72,14 @@ class FakeClockify(FakeVendor):
         max_page_size: int = 500,
         plan: str = "paid",
         hour: float = 3600.0,  # shorter in benchmarks: a free workspace's hour in seconds
+        currency: str = "USD",
     ):
         if rate_limit == BY_PLAN:
             calls, period = PLAN_RATES[plan]
             rate_limit = (calls, period * hour / 3600.0 if plan == "free" else period)
         super().__init__(rate_limit=rate_limit, latency=latency)
         self.plan = plan  # free | paid: the rate and the estimates (a paid feature)
+        self.currencies = [currency]  # the workspace's; the first is its default
         self.workspace_id = workspace_id
         self.api_key = api_key
         self.page_size = page_size  # when a request names none
@@ -71,6 +87,7 @@ class FakeClockify(FakeVendor):
         self.clients: dict[str, dict[str, Any]] = {}
         self.projects: dict[str, dict[str, Any]] = {}
         self.users: dict[str, dict[str, Any]] = {}
+        self.tasks: dict[str, dict[str, Any]] = {}
         self.received: list[Request] = []  # every request, with its query and headers
 
     # -- seeding, bypassing the API -----------------------------------------------------
@@ -116,11 +133,29 @@ class FakeClockify(FakeVendor):
                 "estimate": {"estimate": "PT0S", "type": "AUTO"},
                 "timeEstimate": dict(UNSET_ESTIMATE),
                 "budgetEstimate": None,
+                "hourlyRate": None,
                 "duration": "PT0S",
                 "memberships": [],
                 **fields,
             }
         return pid
+
+    def add_task(self, project_id: str, name: str, estimate: str = "PT0S") -> str:
+        tid = secrets.token_hex(12)
+        with self.lock:
+            self.tasks[tid] = {
+                "id": tid,
+                "name": name,
+                "projectId": project_id,
+                "assigneeIds": [],
+                "estimate": estimate,
+                "status": "ACTIVE",
+                "duration": "PT0S",
+                "billable": True,
+                "hourlyRate": None,
+                "costRate": None,
+            }
+        return tid
 
     # -- the vendor's rules ---------------------------------------------------------------
     def handle(self, request: Request) -> Response:
@@ -145,6 +180,7 @@ class FakeClockify(FakeVendor):
     def routes(self) -> list[Route]:
         project = _WS + r"/projects/([^/]+)"
         return [
+            ("GET", re.compile(_WS), self.get_workspace),
             ("GET", re.compile(_WS + "/clients"), self.list_clients),
             ("POST", re.compile(_WS + "/clients"), self.create_client),
             ("GET", re.compile(_WS + "/projects"), self.list_projects),
@@ -153,6 +189,8 @@ class FakeClockify(FakeVendor):
             ("PUT", re.compile(project), self.update_project),
             ("PATCH", re.compile(project + "/estimate"), self.update_estimate),
             ("POST", re.compile(project + "/memberships"), self.change_memberships),
+            ("GET", re.compile(project + "/tasks"), self.list_tasks),
+            ("POST", re.compile(project + "/tasks"), self.create_task),
             ("GET", re.compile(_WS + "/users"), self.list_users),
         ]
 
@@ -168,6 +206,38 @@ class FakeClockify(FakeVendor):
         last = page * size >= len(items)
         headers = {"total-count": str(len(items)), "Last-Page": str(last).lower()}
         return Response(200, chunk, headers)
+
+    def get_workspace(self, request: Request, _ws: str) -> Response:
+        paid = self.plan != "free"
+        currencies = [
+            {"id": secrets.token_hex(12), "code": code, "isDefault": i == 0}
+            for i, code in enumerate(self.currencies)
+        ]
+        return Response(
+            200,
+            {
+                "id": self.workspace_id,
+                "name": "Fake workspace",
+                "currencies": currencies,
+                "hourlyRate": {"amount": 0, "currency": self.currencies[0]},
+                "featureSubscriptionType": "PRO" if paid else "FREE",
+            },
+        )
+
+    def _bad_rate(self, rate: Any) -> Response | None:
+        """``hourlyRate``: ``{amount: cents (integer), currency?}``, in a workspace currency."""
+        if rate is None:
+            return None
+        if not isinstance(rate, dict) or not _cents(rate.get("amount")):
+            return _error(400, "hourlyRate.amount must be a whole number of cents")
+        if rate.get("currency", self.currencies[0]) not in self.currencies:
+            return _error(400, f"Currency {str(rate.get('currency'))[:10]} is not in the workspace")
+        return None
+
+    def _rate(self, rate: dict[str, Any] | None) -> dict[str, Any] | None:
+        if rate is None:
+            return None
+        return {"amount": rate["amount"], "currency": rate.get("currency", self.currencies[0])}
 
     def list_clients(self, request: Request, _ws: str) -> Response:
         wanted = (request.arg("name") or "").casefold()
@@ -217,6 +287,8 @@ class FakeClockify(FakeVendor):
             return refusal
         if "color" in body and not _COLOR.fullmatch(str(body["color"])):
             return _error(400, "color must be a #RRGGBB value")
+        if refusal := self._bad_rate(body.get("hourlyRate")):
+            return refusal
         if refusal := self._duplicate(name, client_id, None):
             return refusal
         # The create body's old ``estimate`` is not kept: estimates are the ``timeEstimate``
@@ -228,6 +300,7 @@ class FakeClockify(FakeVendor):
             billable=bool(body.get("billable", True)),
             public=bool(body.get("isPublic", False)),
             color=body.get("color", "#03A9F4"),
+            hourlyRate=self._rate(body.get("hourlyRate")),
         )
         return Response(201, self.projects[pid])
 
@@ -261,6 +334,8 @@ class FakeClockify(FakeVendor):
         for key in ("archived", "billable", "isPublic"):
             if key in body and not isinstance(body[key], bool):
                 return _error(400, f"{key} must be true or false")
+        if refusal := self._bad_rate(body.get("hourlyRate")):
+            return refusal
         if refusal := self._duplicate(name, client_id, pid):
             return refusal
         client = self.clients.get(client_id)
@@ -273,6 +348,7 @@ class FakeClockify(FakeVendor):
             public=body.get("isPublic", False),
             color=body.get("color", "#03A9F4"),
             note=str(body.get("note") or ""),
+            hourlyRate=self._rate(body.get("hourlyRate")),
         )
         return Response(200, self.projects[pid])
 
@@ -282,16 +358,22 @@ class FakeClockify(FakeVendor):
         if self.plan == "free":  # estimates are a paid feature; the answer's words assumed
             return _error(403, "Feature not available on the workspace's plan", 403)
         body = request.body if isinstance(request.body, dict) else {}
-        estimate = body.get("timeEstimate")
-        if not (
-            isinstance(estimate, dict)
-            and duration_hours(estimate.get("estimate")) is not None
-            and estimate.get("type", "AUTO") in ("AUTO", "MANUAL")
-            and isinstance(estimate.get("active", False), bool)
+        time, money = body.get("timeEstimate"), body.get("budgetEstimate")
+        if time is None and money is None:
+            return _error(400, "timeEstimate or budgetEstimate is required")
+        if time is not None and not (
+            _estimate_shape(time) and duration_hours(time.get("estimate")) is not None
         ):
             return _error(400, "timeEstimate.estimate must be an ISO-8601 duration like PT10H")
-        self.projects[pid]["timeEstimate"] = dict(UNSET_ESTIMATE) | estimate
-        return Response(200, self.projects[pid])
+        if money is not None and not (_estimate_shape(money) and _cents(money.get("estimate"))):
+            return _error(400, "budgetEstimate.estimate must be a whole number of cents")
+        project = self.projects[pid]
+        after_time = dict(UNSET_ESTIMATE) | (project["timeEstimate"] or {}) | (time or {})
+        after_money = dict(UNSET_BUDGET) | (project["budgetEstimate"] or {}) | (money or {})
+        if after_time["active"] and after_money["active"]:
+            return _error(400, "Only one of the time and budget estimates may be active")
+        project["timeEstimate"], project["budgetEstimate"] = after_time, after_money
+        return Response(200, project)
 
     def change_memberships(self, request: Request, _ws: str, pid: str) -> Response:
         if refusal := self._project_or_error(pid):
@@ -307,6 +389,32 @@ class FakeClockify(FakeVendor):
             kept += [self._membership(pid, u) for u in dict.fromkeys(user_ids) if u not in present]
         project["memberships"] = kept
         return Response(200, project)
+
+    def list_tasks(self, request: Request, _ws: str, pid: str) -> Response:
+        if refusal := self._project_or_error(pid):
+            return refusal
+        return self.page(request, [t for t in self.tasks.values() if t["projectId"] == pid])
+
+    def create_task(self, request: Request, _ws: str, pid: str) -> Response:
+        if refusal := self._project_or_error(pid):
+            return refusal
+        if not isinstance(request.body, dict):
+            return _error(400, "Malformed JSON request")
+        body = request.body
+        name = str(body.get("name") or "").strip()
+        if not 1 <= len(name) <= 1000:
+            return _error(400, "task name must be between 1 and 1000 characters")
+        estimate = body.get("estimate", "PT0S")
+        if duration_hours(estimate) is None:
+            return _error(400, "estimate must be an ISO-8601 duration like PT10H")
+        if body.get("status", "ACTIVE") not in ("ACTIVE", "DONE"):
+            return _error(400, "status must be ACTIVE or DONE")
+        taken = (t["name"].casefold() for t in self.tasks.values() if t["projectId"] == pid)
+        if name.casefold() in taken:
+            return _error(400, f"Task with name '{name}' already exists", 501)  # (assumption)
+        tid = self.add_task(pid, name, estimate)
+        self.tasks[tid]["status"] = body.get("status", "ACTIVE")
+        return Response(201, self.tasks[tid])
 
     def list_users(self, request: Request, _ws: str) -> Response:
         email = (request.arg("email") or "").casefold()
@@ -334,6 +442,14 @@ class FakeClockify(FakeVendor):
             "membershipStatus": "ACTIVE",
             "hourlyRate": None,
         }
+
+
+def _estimate_shape(estimate: Any) -> bool:
+    return (
+        isinstance(estimate, dict)
+        and estimate.get("type", "AUTO") in ESTIMATE_TYPES
+        and isinstance(estimate.get("active", False), bool)
+    )
 
 
 if __name__ == "__main__":

@@ -5,8 +5,10 @@ adapter: Basic auth as ``<token>:api_token`` (else 403), errors as JSON-encoded 
 integer ids, client names unique per workspace, project names unique per client (archived
 ones included), 429 without Retry-After, the hourly quota by plan (free 30, starter 240,
 premium 600 a sliding hour) with its headers and 402, the plan's own 402 for premium fields
-on a free workspace, and users lists that keep inactive and deleted users. Where the docs are
-silent the choice is marked *(assumption)*, and leans strict.
+on a free workspace (the money fields ``fixed_fee``, ``rate``, ``currency`` among them), the
+workspace's ``default_currency``, tasks per project (names unique in the project, estimates
+in whole seconds; a paid feature), and users lists that keep inactive and deleted users.
+Where the docs are silent the choice is marked *(assumption)*, and leans strict.
 
     python -m fakes.toggl --port 8002    # token "toggl-test-token", workspace 1234567
 """
@@ -30,17 +32,30 @@ QUOTA_WINDOW = 3600.0  # seconds; Toggl's quota is a sliding hour
 QUOTAS = {"free": 30, "starter": 240, "premium": 600, "enterprise": None}
 # Project fields a free workspace refuses (engineering.toggl.com/docs/projects marks them
 # premium). The 402 is documented as the plan's answer; its wording is *(assumption)*.
-PREMIUM_FIELDS = ("billable", "estimated_hours")
+PREMIUM_FIELDS = ("billable", "estimated_hours", "fixed_fee", "rate", "currency")
 NONE = type(None)
+NUMBER = (int, float)  # a JSON number; ``type(x) in`` keeps bool out
+_CURRENCY = re.compile(r"[A-Z]{3}")
 # What a project body may hold, and the JSON types each field accepts (bool is not a number).
 PROJECT_FIELDS = {
     **dict.fromkeys(("name",), (str,)),
     **dict.fromkeys(("active", "is_private", "billable"), (bool,)),
     **dict.fromkeys(("client_id", "cid", "estimated_hours"), (int, NONE)),
-    **dict.fromkeys(("start_date", "end_date"), (str, NONE)),
+    **dict.fromkeys(("start_date", "end_date", "currency"), (str, NONE)),
+    # engineering.toggl.com/docs/projects: ``fixed_fee`` and ``rate`` are numbers (float).
+    **dict.fromkeys(("fixed_fee", "rate"), (*NUMBER, NONE)),
 }
 PROJECT_DEFAULTS = {"active": True, "is_private": True, "billable": False}
-PROJECT_DEFAULTS |= dict.fromkeys(("estimated_hours", "start_date", "end_date"))
+PROJECT_DEFAULTS |= dict.fromkeys(
+    ("estimated_hours", "start_date", "end_date", "fixed_fee", "rate", "currency")
+)
+# What a task body may hold (engineering.toggl.com/docs/tracking: tasks), and its types.
+TASK_FIELDS = {
+    "name": (str,),
+    "active": (bool,),
+    "estimated_seconds": (int, NONE),
+    "user_id": (int, NONE),
+}
 
 
 def _bad(message: str) -> Response:
@@ -77,17 +92,20 @@ class FakeToggl(FakeVendor):
         latency: float = 0.0,
         plan: str = "premium",
         quota_window: float = QUOTA_WINDOW,
+        currency: str = "EUR",
     ):
         super().__init__(rate_limit=rate_limit, latency=latency)
         self.workspace_id = workspace_id
         self.token = token
         self.plan = plan  # free | starter | premium: the quota and the premium fields
+        self.default_currency = currency  # the workspace's, as ``GET /workspaces/{id}`` says
         self.quota_window = quota_window  # shorter in benchmarks, to see hours in seconds
         self.quota_refused = 0  # 402s for a spent quota
         self.clients: dict[int, dict[str, Any]] = {}
         self.projects: dict[int, dict[str, Any]] = {}
         self.users: dict[int, dict[str, Any]] = {}
         self.project_users: dict[int, dict[str, Any]] = {}
+        self.tasks: dict[int, dict[str, Any]] = {}
         self.authorizations: list[str | None] = []  # the Authorization header of each request
         self.clock = time.monotonic  # tests may swap in a manual clock for the quota
         self._quota_spent: list[float] = []  # when each request of the sliding hour arrived
@@ -101,6 +119,8 @@ class FakeToggl(FakeVendor):
             ("POST", "/projects", self._create_project),
             ("GET", r"/projects/([0-9]+)", self._get_project),
             ("PUT", r"/projects/([0-9]+)", self._update_project),
+            ("GET", r"/projects/([0-9]+)/tasks", self._list_tasks),
+            ("POST", r"/projects/([0-9]+)/tasks", self._create_task),
             ("GET", "/users", self._list_users),
             ("GET", "/project_users", self._list_project_users),
             ("POST", "/project_users", self._add_project_user),
@@ -143,6 +163,25 @@ class FakeToggl(FakeVendor):
                 project | {"id": pid, "name": name, "client_id": cid}
             )
             return pid
+
+    def add_task(
+        self, project_id: int | str, name: str, estimated_seconds: int | None = None
+    ) -> int:
+        with self.lock:
+            tid = next(self._ids)
+            self.tasks[tid] = {
+                "id": tid,
+                "name": name,
+                "project_id": int(project_id),
+                "workspace_id": self.workspace_id,
+                "wid": self.workspace_id,
+                "active": True,
+                "estimated_seconds": estimated_seconds,
+                "tracked_seconds": 0,
+                "user_id": None,
+                "at": _now(),
+            }
+            return tid
 
     @property
     def quota(self) -> int | None:
@@ -211,7 +250,8 @@ class FakeToggl(FakeVendor):
         return Response(
             200,
             {"id": self.workspace_id, "name": "Fake workspace", "premium": paid}
-            | {"business_ws": self.plan == "premium", "at": _now()},
+            | {"business_ws": self.plan == "premium", "at": _now()}
+            | {"default_currency": self.default_currency, "default_hourly_rate": None},
         )
 
     # -- clients ----------------------------------------------------------------------------
@@ -293,6 +333,10 @@ class FakeToggl(FakeVendor):
         for key, kinds in PROJECT_FIELDS.items():
             if key in body and type(body[key]) not in kinds:
                 return _bad(f'Unexpected "{key}" type {type(body[key]).__name__}')
+        if body.get("currency") is not None and not _CURRENCY.fullmatch(body["currency"]):
+            return _bad(f"Invalid currency {body['currency'][:10]!r}")  # (assumption) wording
+        if any(type(body.get(k)) in NUMBER and body[k] < 0 for k in ("fixed_fee", "rate")):
+            return _bad("fixed_fee and rate must not be negative")  # (assumption) wording
         merged = {**current, **{k: body[k] for k in PROJECT_FIELDS if k in body}}
         merged["client_id"] = merged.pop("cid", None) if "cid" in body else merged.get("client_id")
         name, client_id = (merged.get("name") or "").strip(), merged["client_id"]
@@ -326,6 +370,37 @@ class FakeToggl(FakeVendor):
             at=_now(),
         )
         return project
+
+    # -- tasks ------------------------------------------------------------------------------
+    def _list_tasks(self, request: Request, pid: str) -> Response:
+        if int(pid) not in self.projects:
+            return self.not_found()
+        rows = [t for _, t in sorted(self.tasks.items()) if t["project_id"] == int(pid)]
+        return Response(200, rows)
+
+    def _create_task(self, request: Request, pid: str) -> Response:
+        body = request.body
+        if int(pid) not in self.projects:
+            return self.not_found()
+        if self.plan == "free":  # tasks are a paid feature; the wording is *(assumption)*
+            return Response(402, "Tasks are a paid feature; upgrade the workspace")
+        if not isinstance(body, dict):
+            return _bad("Invalid JSON input")
+        for key, kinds in TASK_FIELDS.items():
+            if key in body and type(body[key]) not in kinds:
+                return _bad(f'Unexpected "{key}" type {type(body[key]).__name__}')
+        name = (body.get("name") or "").strip()
+        if not name:
+            return _bad("Task name must not be empty")
+        if (body.get("estimated_seconds") or 0) < 0:
+            return _bad("estimated_seconds must not be negative")
+        if any(
+            t["project_id"] == int(pid) and _same_name(t["name"], name) for t in self.tasks.values()
+        ):
+            return _bad(TAKEN)  # v8 docs: a task's name is unique in its project
+        tid = self.add_task(pid, name, body.get("estimated_seconds"))
+        self.tasks[tid]["active"] = body.get("active", True)
+        return Response(200, self.tasks[tid])
 
     # -- people -----------------------------------------------------------------------------
     def _list_users(self, request: Request) -> Response:

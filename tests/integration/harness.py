@@ -5,7 +5,9 @@ vendor-neutral view of the fake's state. One ``Harness`` per tool lives in
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Protocol
 
 import tenacity
@@ -23,6 +25,19 @@ class FakeProjectView:
     budget_hours: float | None
     member_ids: frozenset[str]
     archived: bool
+
+
+@dataclass(frozen=True)
+class FakeMoneyView:
+    """A project's commercial fields as the fake holds them (issue 21); None where unset.
+    Amounts are in the currency the tool keeps them in, ``currency``."""
+
+    currency: str | None
+    fixed_fee: Decimal | None
+    hourly_rate: Decimal | None
+    money_budget: Decimal | None
+    code: str | None
+    notes: str | None
 
 
 def fast_retrying(attempts: int = 4) -> tenacity.Retrying:
@@ -87,3 +102,26 @@ class Harness(Protocol):
 
     def missing_client_id(self) -> str:
         """A well-formed client id that names no client."""
+
+    # -- the commercial shape (issue 21) ---------------------------------------------------
+    # Spec fields the tool has no place for ("fixed_fee", "money_budget", "hourly_rate",
+    # "code", "notes"): always left out, with a warning.
+    lacks: frozenset[str]
+    # Fields (and "tasks") the tool takes only on a paid plan: see ``drop_paid_features``.
+    paid_only: frozenset[str]
+
+    @property
+    def currency(self) -> str:
+        """The currency the tool takes money in for a new project of a new client."""
+
+    def drop_paid_features(self) -> None:
+        """The account's plan loses its paid features. Call before ``tool()``: an adapter
+        may read the plan once."""
+
+    def money(self, project_id: str) -> FakeMoneyView: ...
+
+    def tasks(self, project_id: str) -> dict[str, float | None]:
+        """The project's tasks as the fake holds them: name -> estimate in hours (None: none)."""
+
+    def add_template(self, client_id: str, name: str, tasks: Mapping[str, float | None]) -> str:
+        """Seeds a project with these tasks (name -> estimated hours) straight into the fake."""

@@ -18,6 +18,7 @@ from schemas.errors import (
     VendorRejected,
     VendorUnavailable,
 )
+from schemas.inbound import Money
 from tests.integration.harness import fast_retrying, unique
 from tests.integration.harnesses.clockify import open_harness
 
@@ -264,3 +265,112 @@ def test_the_api_key_never_appears_in_an_error(harness, fake):
     for error in raised:
         assert key not in str(error) and key not in repr(error)
         assert key[:-1] not in str(error)
+
+
+# -- the commercial shape (issue 21) ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(("amount", "cents"), [("150.00", 15000), ("99.995", 10000), ("0.5", 50)])
+def test_the_hourly_rate_is_sent_as_whole_cents_rounded_half_up(harness, fake, amount, cents):
+    client_id = fake.add_client(unique("Acme"))
+    rate = Money(amount=amount, currency="EUR")
+
+    created = harness.tool().create_project(spec(client_id, hourly_rate=rate))
+
+    assert fake.projects[created.id]["hourlyRate"] == {"amount": cents, "currency": "EUR"}
+
+
+def test_the_money_budget_is_the_active_estimate_in_cents_and_the_hours_are_left_out(harness, fake):
+    client_id = fake.add_client(unique("Acme"))
+    tool = harness.tool()
+    wanted = spec(client_id, budget_hours=40, money_budget=Money(amount="9000.50", currency="EUR"))
+
+    report = tool.complete_setup(tool.create_project(wanted).id, wanted)
+
+    [project] = fake.projects.values()
+    assert project["budgetEstimate"]["estimate"] == 900050
+    assert project["budgetEstimate"]["active"] and not project["timeEstimate"]["active"]
+    assert report is not None and report.budget_set is False and not report.left_out
+    assert ["PT40H" in w for w in report.warnings] == [True]
+
+
+def test_the_workspace_currency_is_read_once_per_process(harness, fake):
+    client_id = fake.add_client(unique("Acme"))
+    tool = harness.tool()
+    rate = Money(amount="100.00", currency="EUR")
+
+    for _ in range(2):
+        wanted = spec(client_id, hourly_rate=rate, money_budget=rate, budget_hours=None)
+        tool.complete_setup(tool.create_project(wanted).id, wanted)
+
+    reads = [r for r in fake.received if r.method == "GET" and r.path.endswith(fake.workspace_id)]
+    assert len(reads) == 1
+
+
+def test_the_notes_come_first_and_the_marker_keeps_its_own_last_line(harness, fake):
+    client_id = fake.add_client(unique("Acme"))
+    notes = "Deal: https://app.hubspot.com/contacts/42/record/0-3/7\nFixed bid."
+    wanted = spec(client_id, notes=notes)
+
+    created = harness.tool().create_project(wanted)
+
+    assert fake.projects[created.id]["note"] == f"{notes}\ntimesheet-provisioner:{wanted.marker}"
+
+
+def test_a_note_holding_notes_and_another_offerings_marker_is_not_adopted(harness, fake):
+    tool = harness.tool()
+    client_id = fake.add_client(unique("Acme"))
+    marker = f"P-{uuid.uuid4().hex[:6]}/O-1"
+    fake.add_project(client_id, unique("Sibling"), note=f"Notes\ntimesheet-provisioner:{marker}1")
+
+    assert tool.find_project(client_id, marker, unique("Discovery")) is None
+
+
+def test_a_project_made_before_notes_with_the_marker_alone_is_still_adopted(harness, fake):
+    tool = harness.tool()
+    client_id = fake.add_client(unique("Acme"))
+    wanted = spec(client_id, notes="Notes the rules give now")
+    old = fake.add_project(client_id, wanted.name, note=f"timesheet-provisioner:{wanted.marker}")
+
+    # A retry of the create meets the name taken, finds the marker and adopts.
+    adopted = tool.create_project(wanted)
+
+    assert adopted.id == old
+    assert len(fake.projects) == 1
+
+
+def test_a_retried_create_with_notes_adopts_its_project_instead_of_failing(harness, fake):
+    client_id = fake.add_client(unique("Acme"))
+    wanted = spec(client_id, notes="Deal: https://example.com/deal/7")
+    first = harness.tool().create_project(wanted)
+
+    again = harness.tool().create_project(wanted)
+
+    assert again.id == first.id
+    assert len(fake.projects) == 1
+
+
+def test_archiving_keeps_the_hourly_rate_and_the_notes(harness, fake):
+    client_id = fake.add_client(unique("Acme"))
+    tool = harness.tool()
+    wanted = spec(client_id, notes="Notes", hourly_rate=Money(amount="80.00", currency="EUR"))
+    created = tool.create_project(wanted)
+
+    tool.set_archived(created.id, True)
+
+    project = fake.projects[created.id]
+    assert project["archived"] is True
+    assert project["hourlyRate"] == {"amount": 8000, "currency": "EUR"}
+    assert project["note"].startswith("Notes\n")
+
+
+def test_a_rate_in_anything_but_whole_cents_is_refused_as_clockify_does(harness, fake):
+    client_id = fake.add_client(unique("Acme"))
+    body = {"name": unique("Raw"), "clientId": client_id, "hourlyRate": {"amount": 150.5}}
+
+    response = harness.tool().http.request(
+        "POST", f"/workspaces/{fake.workspace_id}/projects", json=body, ok_statuses={400}
+    )
+
+    assert response.status_code == 400
+    assert "cents" in response.json()["message"]

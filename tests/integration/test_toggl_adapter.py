@@ -18,6 +18,7 @@ from schemas.errors import (
     VendorRejected,
     VendorUnavailable,
 )
+from schemas.inbound import Money
 from tests.integration.harness import fast_retrying, spec_for, unique
 from tests.integration.harnesses.toggl import open_harness
 
@@ -272,3 +273,59 @@ def test_other_tools_lookalike_hosts_and_junk_are_invalid_references(harness):
         with pytest.raises(InvalidReference) as raised:
             tool.parse_reference(bad)
         assert len(raised.value.message) < 150
+
+
+# -- the commercial shape (issue 21) ----------------------------------------------------------
+def test_the_fee_and_the_rate_go_as_numbers_in_the_workspaces_currency(harness):
+    client_id = harness.add_client(unique("Acme"))
+    tool = harness.tool()
+    fee = spec_for(client_id, fixed_fee=Money(amount="12000.50", currency="EUR"))
+    rate = spec_for(client_id, hourly_rate=Money(amount="150", currency="EUR"))
+
+    with_fee, with_rate = tool.create_project(fee), tool.create_project(rate)
+
+    stored = harness.fake.projects[int(with_fee.id)]
+    assert (stored["fixed_fee"], stored["currency"], stored["rate"]) == (12000.5, "EUR", None)
+    stored = harness.fake.projects[int(with_rate.id)]
+    assert (stored["rate"], stored["currency"], stored["fixed_fee"]) == (150.0, "EUR", None)
+
+
+def test_a_project_without_money_sends_no_currency(harness):
+    client_id = harness.add_client(unique("Acme"))
+
+    created = harness.tool().create_project(spec_for(client_id))
+
+    assert harness.fake.projects[int(created.id)]["currency"] is None
+
+
+def test_a_plan_downgraded_since_it_was_read_refuses_the_fee_naming_it(harness):
+    client_id = harness.add_client(unique("Acme"))
+    tool = harness.tool()
+    tool.create_project(spec_for(client_id))  # the plan is read: premium
+    harness.fake.plan = "free"
+    fee = Money(amount="5000.00", currency="EUR")
+
+    refused = raised_by(tool.create_project, spec_for(client_id, fixed_fee=fee, billable=False))
+
+    assert isinstance(refused, VendorRejected) and "fixed_fee" in str(refused)
+    assert "currency" in str(refused)
+
+
+def test_template_tasks_go_with_their_estimates_in_seconds_without_listing_a_new_project(
+    harness,
+):
+    client_id = harness.add_client(unique("Acme"))
+    template = harness.add_template(client_id, unique("Template"), {"Design": 1.5})
+    harness.fake.add_task(int(template), "Dropped", 3600)
+    [dropped] = [t for t in harness.fake.tasks.values() if t["name"] == "Dropped"]
+    dropped["active"] = False  # a done task of the template is not copied
+    tool = harness.tool()
+    spec = spec_for(client_id, template=template)
+
+    created = tool.create_project(spec)
+    tool.complete_setup(created.id, spec)
+
+    assert harness.tasks(created.id) == {"Design": 1.5}
+    assert harness.fake.requests_to("GET", rf".*/projects/{created.id}/tasks") == 0
+    [task] = [t for t in harness.fake.tasks.values() if t["project_id"] == int(created.id)]
+    assert task["estimated_seconds"] == 5400 and task["active"] is True

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 
 import tenacity
 
-from adapters.clockify import ClockifyTool
+from adapters.clockify import ClockifyTool, iso_hours
 from adapters.pacing import Pacer
 from fakes.clockify import FakeClockify, duration_hours
-from tests.integration.harness import FakeProjectView, fast_retrying
+from tests.integration.harness import FakeMoneyView, FakeProjectView, fast_retrying
 
 WEB_URL = "https://app.clockify.me"
 
@@ -19,6 +21,9 @@ WEB_URL = "https://app.clockify.me"
 class ClockifyHarness:
     fake: FakeClockify
     tool_name: str = "clockify"
+    # No fixed fee, no project code.
+    lacks: frozenset[str] = frozenset({"fixed_fee", "code"})
+    paid_only: frozenset[str] = frozenset({"money_budget"})
 
     def tool(
         self,
@@ -67,6 +72,43 @@ class ClockifyHarness:
     def missing_client_id(self) -> str:
         return secrets.token_hex(12)
 
+    @property
+    def currency(self) -> str:
+        return self.fake.currencies[0]
+
+    def drop_paid_features(self) -> None:
+        self.fake.plan = "free"
+
+    def money(self, project_id: str) -> FakeMoneyView:
+        with self.fake.lock:
+            project = self.fake.projects[project_id]
+            rate = project.get("hourlyRate") or {}
+            budget = project.get("budgetEstimate") or {}
+            manual = budget.get("type") == "MANUAL" and budget.get("active")
+            return FakeMoneyView(
+                # An estimate carries no currency: it is the workspace's.
+                currency=rate.get("currency") or (self.currency if manual else None),
+                fixed_fee=None,
+                hourly_rate=Decimal(rate["amount"]) / 100 if rate else None,
+                money_budget=Decimal(budget["estimate"]) / 100 if manual else None,
+                code=None,
+                notes=project["note"],
+            )
+
+    def tasks(self, project_id: str) -> dict[str, float | None]:
+        with self.fake.lock:
+            return {
+                t["name"]: duration_hours(t["estimate"]) or None
+                for t in self.fake.tasks.values()
+                if t["projectId"] == project_id
+            }
+
+    def add_template(self, client_id: str, name: str, tasks: Mapping[str, float | None]) -> str:
+        pid = self.fake.add_project(client_id, name)
+        for task, hours in tasks.items():
+            self.fake.add_task(pid, task, iso_hours(hours) if hours else "PT0S")
+        return pid
+
 
 def _view(project: dict) -> FakeProjectView:
     estimate = project.get("timeEstimate") or {}
@@ -90,5 +132,6 @@ def open_harness(*, page_size: int = 2) -> ClockifyHarness:
         rate_limit=(1000, 1.0),
         page_size=page_size,
         max_page_size=page_size,
+        currency="EUR",
     )
     return ClockifyHarness(fake.start())

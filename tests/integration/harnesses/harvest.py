@@ -3,12 +3,15 @@ list the adapter reads spans several pages."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from decimal import Decimal
+
 import tenacity
 
 from adapters.harvest import HarvestTool
 from adapters.pacing import Pacer
 from fakes.harvest import FakeHarvest
-from tests.integration.harness import FakeProjectView, fast_retrying
+from tests.integration.harness import FakeMoneyView, FakeProjectView, fast_retrying
 
 ACCOUNT_ID = "424242"
 TOKEN = "harvest-conformance-token"
@@ -16,6 +19,8 @@ TOKEN = "harvest-conformance-token"
 
 class HarvestHarness:
     tool_name = "harvest"
+    lacks: frozenset[str] = frozenset()  # Harvest has a field for each (issue 21)
+    paid_only: frozenset[str] = frozenset()
 
     def __init__(self, fake: FakeHarvest):
         self.fake = fake
@@ -90,6 +95,42 @@ class HarvestHarness:
 
     def missing_client_id(self) -> str:
         return "99999998"
+
+    # -- the commercial shape: views of the fake's state; the seeding levers are K1's --------
+    @property
+    def currency(self) -> str:
+        raise NotImplementedError("harvest: the new client's currency comes with issue 21's K1")
+
+    def drop_paid_features(self) -> None:
+        pass  # no Harvest plan refuses a money field: ``paid_only`` is empty
+
+    def money(self, project_id: str) -> FakeMoneyView:
+        with self.fake.lock:
+            project = self.fake.projects[int(project_id)]
+            by_cost = project.get("budget_by") == "project_cost"
+            return FakeMoneyView(
+                currency=(project.get("client") or {}).get("currency"),
+                fixed_fee=_decimal(project.get("fee")) if project.get("is_fixed_fee") else None,
+                hourly_rate=_decimal(project.get("hourly_rate")),
+                money_budget=_decimal(project.get("cost_budget")) if by_cost else None,
+                code=project.get("code"),
+                notes=project.get("notes") or None,
+            )
+
+    def tasks(self, project_id: str) -> dict[str, float | None]:
+        with self.fake.lock:
+            return {
+                a["task"]["name"]: a.get("budget")
+                for a in self.fake.task_assignments.values()
+                if a["project"]["id"] == int(project_id)
+            }
+
+    def add_template(self, client_id: str, name: str, tasks: Mapping[str, float | None]) -> str:
+        raise NotImplementedError("harvest: template task assignments come with issue 21's K1")
+
+
+def _decimal(number: float | None) -> Decimal | None:
+    return None if number is None else Decimal(str(number))
 
 
 def _by_id(project: dict) -> int:

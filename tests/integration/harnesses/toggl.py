@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from decimal import Decimal
+
 import tenacity
 
 from adapters.pacing import Pacer
 from adapters.toggl import TogglTool
 from fakes.toggl import FakeToggl
-from tests.integration.harness import FakeProjectView, fast_retrying
+from tests.integration.harness import FakeMoneyView, FakeProjectView, fast_retrying
 
 
 class TogglHarness:
     tool_name = "toggl"
+    # No project code, no money budget (estimates are hours), no project notes.
+    lacks = frozenset({"code", "money_budget", "notes"})
+    paid_only = frozenset({"fixed_fee", "hourly_rate", "tasks"})
 
     def __init__(self, fake: FakeToggl):
         self.fake = fake
@@ -73,6 +79,43 @@ class TogglHarness:
 
     def missing_client_id(self) -> str:
         return "99999999"
+
+    @property
+    def currency(self) -> str:
+        return self.fake.default_currency
+
+    def drop_paid_features(self) -> None:
+        self.fake.plan = "free"
+
+    def money(self, project_id: str) -> FakeMoneyView:
+        with self.fake.lock:
+            project = self.fake.projects[int(project_id)]
+            return FakeMoneyView(
+                currency=project["currency"],
+                fixed_fee=_decimal(project["fixed_fee"]),
+                hourly_rate=_decimal(project["rate"]),
+                money_budget=None,
+                code=None,
+                notes=None,
+            )
+
+    def tasks(self, project_id: str) -> dict[str, float | None]:
+        with self.fake.lock:
+            return {
+                t["name"]: t["estimated_seconds"] / 3600 if t["estimated_seconds"] else None
+                for t in self.fake.tasks.values()
+                if t["project_id"] == int(project_id)
+            }
+
+    def add_template(self, client_id: str, name: str, tasks: Mapping[str, float | None]) -> str:
+        pid = self.fake.add_project(int(client_id), name)
+        for task, hours in tasks.items():
+            self.fake.add_task(pid, task, round(hours * 3600) if hours else None)
+        return str(pid)
+
+
+def _decimal(number: float | None) -> Decimal | None:
+    return None if number is None else Decimal(str(number))
 
 
 def open_harness() -> TogglHarness:
