@@ -24,14 +24,36 @@ MONEY = {"fixed_fee": "12000.00", "money_budget": "9000.00", "hourly_rate": "150
 FIELDS = [*MONEY, "code"]
 
 
-@pytest.fixture(params=TOOLS)
-def harness(request):
-    module = importlib.import_module(f"tests.integration.harnesses.{request.param}")
+def capabilities(tool: str):
+    """The harness class of ``tool``: what the tool lacks and takes only on a paid plan."""
+    module = importlib.import_module(f"tests.integration.harnesses.{tool}")
+    return getattr(module, f"{tool.capitalize()}Harness")
+
+
+def cases(fields, keep) -> list:
+    """(tool, field) for each tool and field where ``keep(harness class, field)``: a case
+    that does not apply to a tool is not generated, rather than skipped."""
+    return [
+        pytest.param(tool, field, id=f"{tool}-{field}")
+        for tool in TOOLS
+        for field in fields
+        if keep(capabilities(tool), field)
+    ]
+
+
+@pytest.fixture
+def harness(tool):
+    module = importlib.import_module(f"tests.integration.harnesses.{tool}")
     h = module.open_harness()
     try:
         yield h
     finally:
         h.fake.stop()
+
+
+@pytest.fixture(params=TOOLS)
+def tool(request):
+    return request.param
 
 
 def other_currency(harness) -> str:
@@ -59,10 +81,8 @@ def shown(harness, project_id: str, field: str):
     return getattr(harness.money(project_id), field)
 
 
-@pytest.mark.parametrize("field", FIELDS)
+@pytest.mark.parametrize(("tool", "field"), cases(FIELDS, lambda h, f: f not in h.lacks))
 def test_each_field_is_set_when_the_tool_has_it_and_plan_and_currency_allow(harness, field):
-    if field in harness.lacks:
-        pytest.skip(f"{harness.tool_name} has no {field}")
     tool = harness.tool()
     client = tool.create_client(unique("Acme"))
 
@@ -78,10 +98,8 @@ def test_each_field_is_set_when_the_tool_has_it_and_plan_and_currency_allow(harn
     assert report.warnings == ()
 
 
-@pytest.mark.parametrize("field", FIELDS)
+@pytest.mark.parametrize(("tool", "field"), cases(FIELDS, lambda h, f: f in h.lacks))
 def test_a_field_the_tool_has_no_place_for_is_left_out_with_a_warning(harness, field):
-    if field not in harness.lacks:
-        pytest.skip(f"{harness.tool_name} has a {field}")
     tool = harness.tool()
     client = tool.create_client(unique("Acme"))
 
@@ -93,10 +111,8 @@ def test_a_field_the_tool_has_no_place_for_is_left_out_with_a_warning(harness, f
     assert [p.id for p in harness.projects()] == [project_id]  # the project is made all the same
 
 
-@pytest.mark.parametrize("field", list(MONEY))
+@pytest.mark.parametrize(("tool", "field"), cases(MONEY, lambda h, f: f not in h.lacks))
 def test_money_in_another_currency_is_left_out_with_a_warning_never_converted(harness, field):
-    if field in harness.lacks:
-        pytest.skip(f"{harness.tool_name} has no {field}")
     tool = harness.tool()
     client = tool.create_client(unique("Acme"))
     foreign = other_currency(harness)
@@ -109,10 +125,8 @@ def test_money_in_another_currency_is_left_out_with_a_warning_never_converted(ha
     assert foreign in warning and harness.currency in warning and MONEY[field] in warning
 
 
-@pytest.mark.parametrize("field", list(MONEY))
+@pytest.mark.parametrize(("tool", "field"), cases(MONEY, lambda h, f: f in h.paid_only))
 def test_a_plan_without_the_feature_leaves_the_field_out_with_a_warning(harness, field):
-    if field not in harness.paid_only:
-        pytest.skip(f"{harness.tool_name} takes {field} on every plan, or never")
     harness.drop_paid_features()
     tool = harness.tool()
     client = tool.create_client(unique("Acme"))
@@ -191,9 +205,8 @@ def test_a_template_that_is_gone_leaves_the_project_without_tasks_and_says_so(ha
     assert any("template" in w for w in report.warnings)
 
 
-def test_a_plan_without_tasks_copies_none_and_says_so(harness):
-    if "tasks" not in harness.paid_only:
-        pytest.skip(f"{harness.tool_name} has tasks on every plan")
+@pytest.mark.parametrize(("tool", "field"), cases(["tasks"], lambda h, f: f in h.paid_only))
+def test_a_plan_without_tasks_copies_none_and_says_so(harness, field):
     harness.drop_paid_features()
     tool = harness.tool()
     client = tool.create_client(unique("Acme"))
