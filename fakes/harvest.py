@@ -174,6 +174,12 @@ class FakeHarvest(FakeVendor):
             assignment["is_active"] = is_active
             return assignment["id"]
 
+    def add_task_assignment(self, project_id: int, task_id: int, **fields: Any) -> int:
+        """A task on a project (a template's, say), bypassing the API."""
+        with self.lock:
+            project, task = self.projects[project_id], self.tasks[task_id]
+            return self._assign("task", project, task, fields)["id"]
+
     def add_client(self, name: str, currency: str = "USD") -> int:
         """USD unless told: the fake account's own currency, which Harvest gives a client
         created without one."""

@@ -416,9 +416,7 @@ def test_the_template_tasks_are_copied_with_billability_rate_and_budget(harvest)
         (design, {"billable": True, "hourly_rate": 120.0, "budget": 10.0}),
         (qa, {"billable": False}),
     ):
-        with harvest.fake.lock:
-            fake = harvest.fake
-            fake._assign("task", fake.projects[template], fake.tasks[task], body)
+        harvest.fake.add_task_assignment(template, task, **body)
 
     made, _, _ = provision(harvest, tool, spec_for(client.id, template=str(template)))
     tool.complete_setup(made.id, spec_for(client.id, template=str(template)))  # idempotent
