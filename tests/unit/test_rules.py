@@ -559,3 +559,29 @@ def test_harvest_project_cost_is_accepted_and_budgets_the_price(tmp_path):
     got = plan(rules, priced(price=EUR_12000))
 
     assert (got.options["budget_by"], got.money_budget.amount) == ("project_cost", "12000.00")
+
+
+def test_a_template_missing_in_its_tool_is_a_start_up_problem_naming_file_and_reference(
+    tmp_path,
+):
+    from tests.unit.memory_tool import MemoryTool
+    from worker.bootstrap import template_problems
+
+    harvest, toggl = MemoryTool("harvest"), MemoryTool("toggl")
+    there = harvest.add_project(None, "Template")
+    rules = rules_from(
+        tmp_path,
+        f"""
+        [defaults]
+        template = "{there}"
+
+        [[rules]]
+        match = {{ kind = "training" }}
+        tool = "toggl"
+        template = "999"
+        """,
+    )
+
+    problems = template_problems(rules, {"harvest": harvest, "toggl": toggl})
+
+    assert problems == [f"{rules.source}: template '999': no project 999"]
