@@ -1,5 +1,6 @@
-"""Harvest API v2 as a ``TimesheetTool``: clients, projects (found again by their ``code``),
-user and task assignments, archiving, and reading the ids and web URLs people paste.
+"""Harvest API v2 as a ``TimesheetTool``: clients, projects (found again by the marker line
+in their ``notes``), user and task assignments, archiving, and reading the ids and web URLs
+people paste.
 
 Facts this relies on (Harvest's API v2 reference, help.getharvest.com/api-v2):
 - every call carries ``Authorization: Bearer``, ``Harvest-Account-Id`` and a ``User-Agent``;
@@ -12,7 +13,16 @@ Facts this relies on (Harvest's API v2 reference, help.getharvest.com/api-v2):
 - a task assignment is non-billable unless ``billable`` is sent, and a user assignment of a
   manager or administrator makes them project manager unless ``is_project_manager`` is
   sent; ``budget_by`` task / person budget the assignments, not the project;
-- ``GET /tasks`` and assignment lists include archived ones (``is_active``).
+- ``GET /tasks`` and assignment lists include archived ones (``is_active``);
+- the commercial shape (HV-DOCS projects, clients): ``is_fixed_fee`` + ``fee`` (fixed-fee
+  projects only), ``bill_by: "Project"`` + ``hourly_rate``, ``budget_by: "project_cost"`` +
+  ``cost_budget``, ``code``, ``notes``; amounts are JSON numbers in the client's
+  ``currency``, which is set when the client is created. A price in another currency than
+  the client's is left out with a warning, never converted.
+
+The idempotency marker was the project's ``code`` until rules could set codes (issue 21); it
+is now a line of the ``notes`` (``MARKER_LINE``), after the rules' notes. A project made by
+an earlier release, with the marker in its ``code``, is still found and adopted.
 
 Users (by e-mail) and tasks (by name) are read once and kept for a few minutes in a
 ``ReadCache`` (see ``adapters.read_cache`` for what may be kept and why): a steady run of
@@ -34,6 +44,7 @@ import re
 import threading
 from collections.abc import Sequence
 from datetime import datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -52,14 +63,18 @@ from schemas.errors import (
     VendorAuth,
     VendorRejected,
 )
+from schemas.inbound import Money
 
 NOT_FOUND = frozenset({404})
 UNPROCESSABLE = frozenset({422})
 # Used when GET /company cannot be read; Harvest's login sends a person on to their account.
 FALLBACK_WEB_URL = "https://harvestapp.com"
 NOTES = "Provisioned by timesheet-provisioner"
+# The marker's own line in the notes: a person editing the notes above it keeps it findable.
+MARKER_LINE = "timesheet-provisioner: {marker}"
 # budget_by values whose hours go on the task or user assignments' `budget` (HV-DOCS).
 ASSIGNMENT_BUDGETS = frozenset({"task", "person"})
+CENTS = Decimal("0.01")
 _DIGITS = re.compile(r"[0-9]+")
 _WEB_PROJECT_PATH = re.compile(r"/projects/([0-9]+)(?:/.*)?")
 
@@ -75,8 +90,40 @@ def _numeric(value: str, what: str) -> int:
     return int(value)
 
 
+def _notes(spec: ProjectSpec) -> str:
+    return f"{spec.notes or NOTES}\n\n{MARKER_LINE.format(marker=spec.marker)}"
+
+
+def _carries(project: dict[str, Any], marker: str) -> bool:
+    """Ours for this marker: its marker line in the notes, or (made by a release before
+    issue 21) the marker as its whole ``code``."""
+    line = MARKER_LINE.format(marker=marker)
+    notes = project.get("notes") or ""
+    return project.get("code") == marker or line in notes.splitlines()
+
+
+def _number(money: Money) -> float:
+    # Harvest takes decimals as JSON numbers. A price of at most 13 digits and 2 decimals
+    # survives a double exactly, and its shortest repr is the decimal text we were given.
+    return float(money.value)
+
+
+def _money(value: Any, currency: str | None) -> Money | None:
+    if value is None or currency is None or isinstance(value, bool):
+        return None
+    try:
+        amount = Decimal(str(value))
+        # Read back as money is written, with cents (12000.0 -> "12000.00"), finer kept.
+        if amount.as_tuple().exponent > -2:
+            amount = amount.quantize(CENTS)
+        return Money(amount=format(amount, "f"), currency=currency)
+    except (InvalidOperation, ValueError):
+        return None  # not an amount our contract can carry: reported as not there
+
+
 class HarvestTool:
     name = "harvest"
+    clients_carry_currency = True  # money is in the client's currency (HV-DOCS clients)
 
     def __init__(
         self,
@@ -152,10 +199,10 @@ class HarvestTool:
             if _folded(c["name"]) == wanted
         ]
 
-    def create_client(self, name: str) -> ToolClient:
-        response = self.http.request(
-            "POST", "/clients", json={"name": name}, ok_statuses=UNPROCESSABLE
-        )
+    def create_client(self, name: str, currency: str | None = None) -> ToolClient:
+        # Without a currency Harvest gives the client the account's own.
+        body = {"name": name} | ({"currency": currency} if currency else {})
+        response = self.http.request("POST", "/clients", json=body, ok_statuses=UNPROCESSABLE)
         if response.status_code != 422:
             body = response.json()
             return ToolClient(str(body["id"]), body["name"])
@@ -174,21 +221,30 @@ class HarvestTool:
     def create_project(self, spec: ProjectSpec) -> ToolProject:
         # Resolve task names first so that an unknown one leaves no half-made project behind.
         self._task_ids(spec.options.get("tasks") or [])
-        budget_by = spec.options.get("budget_by", "project")
+        money, _, _ = self._money_fields(spec)
+        budget_by = money.get("budget_by", spec.options.get("budget_by", "project"))
+        if budget_by == "project_cost" and "cost_budget" not in money:
+            # No price in the client's currency to budget: the hours are a budget still.
+            budget_by = "project"
         body: dict[str, Any] = {
             "client_id": _numeric(spec.client_id, "client"),
             "name": spec.name,
-            "code": spec.marker,
             "is_billable": spec.billable,
             "bill_by": spec.options.get("bill_by", "Project"),
+            "notes": _notes(spec),
+            **money,
             "budget_by": budget_by,
-            "notes": NOTES,
         }
+        if spec.code:
+            body["code"] = spec.code
         # HV-DOCS projects: the project's own ``budget`` holds hours only when budgeting by
         # project; the task and person modes budget the assignments (``complete_setup``).
         if spec.budget_hours is not None and budget_by == "project":
             body["budget"] = spec.budget_hours
-        elif spec.budget_hours is not None and budget_by not in ASSIGNMENT_BUDGETS | {"none"}:
+        elif spec.budget_hours is not None and budget_by not in ASSIGNMENT_BUDGETS | {
+            "none",
+            "project_cost",
+        }:
             # The rules refuse these modes at start-up; never drop the hours silently.
             raise VendorRejected(f"harvest budget_by {budget_by!r} cannot hold hours")
         if spec.starts_on:
@@ -200,16 +256,63 @@ class HarvestTool:
             self._fresh.add(made.id)
         return made
 
+    def _money_fields(self, spec: ProjectSpec) -> tuple[dict[str, Any], set[str], list[str]]:
+        """The project fields for the spec's money, what is left out and why. Reads the
+        client's currency (one GET) only when there is money to place."""
+        wanted = {
+            "fixed_fee": spec.fixed_fee,
+            "hourly_rate": spec.hourly_rate,
+            "money_budget": spec.money_budget,
+        }
+        wanted = {k: v for k, v in wanted.items() if v is not None}
+        if not wanted:
+            return {}, set(), []
+        currency = self._client_currency(spec.client_id)
+        fields: dict[str, Any] = {}
+        left_out: set[str] = set()
+        warnings: list[str] = []
+        for key, money in wanted.items():
+            if money.currency != currency:
+                left_out.add(key)
+                warnings.append(
+                    f"harvest: the client's currency is {currency}; {key} {money.amount}"
+                    f" {money.currency} not set (never converted)"
+                )
+            elif key == "fixed_fee":
+                fields |= {"is_fixed_fee": True, "fee": _number(money)}
+            elif key == "money_budget":
+                fields |= {"budget_by": "project_cost", "cost_budget": _number(money)}
+            elif spec.options.get("bill_by", "Project") == "Project":
+                fields["hourly_rate"] = _number(money)
+            else:  # HV-DOCS: the project's hourly_rate is for projects billed by Project
+                left_out.add(key)
+                warnings.append(
+                    f'harvest: [harvest] bill_by is {spec.options["bill_by"]!r}, not "Project";'
+                    f" hourly_rate {money.amount} {money.currency} not set"
+                )
+        return fields, left_out, warnings
+
+    def _client_currency(self, client_id: str) -> str | None:
+        path = f"/clients/{_numeric(client_id, 'client')}"
+        response = self.http.request("GET", path, ok_statuses=NOT_FOUND)
+        if response.status_code == 404:
+            raise VendorRejected(f"harvest has no client {client_id}", 404)
+        return response.json().get("currency")
+
     def complete_setup(self, project_id: str, spec: ProjectSpec) -> SetupReport | None:
-        """Assigns the rules' tasks (billable as the offering, unless the rules say) and puts
-        the task or person budgets on the assignments. Decided from the project's listed
-        assignments, not from a 422 (Harvest's 422 is any processing error), so that this
-        runs again safely: an assignment already there keeps its settings."""
+        """Copies the template's task assignments, assigns the rules' tasks (billable as the
+        offering, unless the rules say), puts the task or person budgets on the assignments,
+        and sees that the project holds the money the client's currency allows. Decided from
+        what the project lists, not from a 422 (Harvest's 422 is any processing error), so
+        that this runs again safely: an assignment already there keeps its settings."""
         with self._fresh_lock:
             self._fresh.discard(project_id)  # its team is done: bounded, whatever came first
+        report = self._complete_money(project_id, spec)
         options = spec.options
         budget_by = options.get("budget_by", "project")
         path = f"{self._path(project_id)}/task_assignments"
+        if spec.template:
+            self._copy_template(spec.template, path)
         names = _names(options.get("tasks") or [])
         wanted = self._task_ids(names)
         if wanted:
@@ -242,7 +345,54 @@ class HarvestTool:
             for a in self.http.pages(path, "user_assignments"):
                 if not a.get("is_project_manager"):
                     self._patch(f"{path}/{a['id']}", {"is_project_manager": True})
-        return None
+        return report
+
+    def _complete_money(self, project_id: str, spec: ProjectSpec) -> SetupReport | None:
+        """What the spec's money came to; an adopted project that lacks what its create
+        should have sent gets it now."""
+        fields, left_out, warnings = self._money_fields(spec)
+        if fields:
+            held = self.http.request("GET", self._path(project_id)).json()
+            lacking = {k: v for k, v in fields.items() if held.get(k) != v}
+            if lacking:
+                self._patch(self._path(project_id), lacking)
+        # A budget in money replaces the hours (one budget_by per project).
+        budget_set = not ("cost_budget" in fields and spec.budget_hours is not None)
+        if not budget_set:
+            warnings.append(
+                "harvest: the budget is the price in money (budget_by project_cost);"
+                " the hours are not a budget"
+            )
+        if not warnings:
+            return None
+        return SetupReport(budget_set, tuple(warnings), frozenset(left_out))
+
+    def _copy_template(self, template_id: str, path: str) -> None:
+        """The template project's active task assignments, with their billability, rate
+        and budget, onto the new project (one already there is brought to the template's)."""
+        source = self.http.pages(f"{self._path(template_id)}/task_assignments", "task_assignments")
+        on = {a["task"]["id"]: a for a in self.http.pages(path, "task_assignments")}
+        for a in source:
+            if not a.get("is_active", True):
+                continue
+            copied = {k: a.get(k) for k in ("billable", "hourly_rate", "budget")}
+            present = on.get(a["task"]["id"])
+            if present is None:
+                self._post_assignment(
+                    path, {"task_id": a["task"]["id"], **copied}, "task", a["task"]["id"]
+                )
+                continue
+            differing = {k: v for k, v in copied.items() if present.get(k) != v}
+            if not present.get("is_active", True):
+                differing["is_active"] = True
+            if differing:
+                self._patch(f"{path}/{present['id']}", differing)
+
+    def check_template(self, reference: str) -> str:
+        """The template's project id; ``TimesheetNotFound`` when it does not exist."""
+        project_id = self.parse_reference(reference)
+        self.get_project(project_id)
+        return project_id
 
     def _assign_task(self, path: str, body: dict[str, Any], name: str) -> None:
         """A refused assignment of a kept task id is made once more with a fresh read of
@@ -301,7 +451,7 @@ class HarvestTool:
     ) -> ToolProject | None:
         query = {"client_id": _numeric(client_id, "client")}
         for project in self.http.pages("/projects", "projects", query):
-            if project.get("code") == marker:
+            if _carries(project, marker):
                 return self._project(project)
         return None
 
@@ -326,12 +476,23 @@ class HarvestTool:
     def _project(self, body: dict[str, Any]) -> ToolProject:
         project_id = str(body["id"])
         client = body.get("client") or {}
+        currency = client.get("currency")
+        fixed_fee = bool(body.get("is_fixed_fee"))
         return ToolProject(
             id=project_id,
             name=body["name"],
             client_id=str(client["id"]) if client.get("id") is not None else None,
             url=self.project_url(project_id),
             archived=not body.get("is_active", True),
+            fixed_fee=fixed_fee,
+            fee=_money(body.get("fee"), currency) if fixed_fee else None,
+            money_budget=_money(body.get("cost_budget"), currency)
+            if body.get("budget_by") == "project_cost"
+            else None,
+            hourly_rate=_money(body.get("hourly_rate"), currency)
+            if body.get("bill_by") == "Project"
+            else None,
+            code=body.get("code") or None,
         )
 
     # -- people ---------------------------------------------------------------------------

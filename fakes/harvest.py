@@ -26,7 +26,17 @@ BILL_BY = {"Project", "Tasks", "People", "none"}
 BUDGET_BY = {"project", "project_cost", "task", "task_fees", "person", "none"}
 PROJECT_REQUIRED = ("client_id", "name", "is_billable", "bill_by", "budget_by")
 PATCHABLE = ("name", "code", "is_active", "is_billable", "bill_by", "budget_by", "budget")
-PATCHABLE += ("notes", "starts_on", "ends_on")
+PATCHABLE += ("notes", "starts_on", "ends_on", "is_fixed_fee", "fee", "hourly_rate", "cost_budget")
+# HV-DOCS projects: each money field and the setting it belongs to ("fee: the amount you plan
+# to invoice for the project. Only used by fixed-fee projects"; "hourly_rate: rate for
+# projects billed by Project Hourly Rate"; "cost_budget: the monetary budget for the project
+# when budgeting by money"). The fake refuses one sent without its setting.
+MONEY_NEEDS = {
+    "fee": ("is_fixed_fee", True),
+    "hourly_rate": ("bill_by", "Project"),
+    "cost_budget": ("budget_by", "project_cost"),
+}
+CURRENCY = re.compile(r"[A-Z]{3}")
 LIST_FILTERS = ("client_id", "user_id", "is_active")
 
 
@@ -76,13 +86,32 @@ def _project_budget(body: dict) -> float | None:
     return body.get("budget") if body.get("budget_by") == "project" else None
 
 
+def _not_a_number(value: Any) -> bool:
+    """HV-DOCS: decimals are JSON numbers; a string or a boolean is not one."""
+    return value is not None and (
+        isinstance(value, bool) or not isinstance(value, int | float) or value < 0
+    )
+
+
+def _money_problem(body: dict) -> str | None:
+    for key, (setting, value) in MONEY_NEEDS.items():
+        if _not_a_number(body.get(key)):
+            return f"{key.replace('_', ' ').capitalize()} is not a number"
+        if body.get(key) is not None and body.get(setting) != value:
+            return f"{key} is only used when {setting} is {value!r}"
+    for key in ("code", "notes"):
+        if body.get(key) is not None and not isinstance(body[key], str):
+            return f"{key.capitalize()} must be text"
+    return None
+
+
 def _assignment_problem(body: dict) -> str | None:
     for key in ("is_active", "billable", "is_project_manager", "use_default_rates"):
         if key in body and not isinstance(body[key], bool):
             return f"{key} must be true or false"
-    budget = body.get("budget")
-    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int | float)):
-        return "Budget is not a number"
+    for key in ("budget", "hourly_rate"):
+        if _not_a_number(body.get(key)):
+            return f"{key.replace('_', ' ').capitalize()} is not a number"
     return None
 
 
@@ -145,9 +174,17 @@ class FakeHarvest(FakeVendor):
             assignment["is_active"] = is_active
             return assignment["id"]
 
-    def add_client(self, name: str) -> int:
+    def add_task_assignment(self, project_id: int, task_id: int, **fields: Any) -> int:
+        """A task on a project (a template's, say), bypassing the API."""
         with self.lock:
-            fields = dict(name=name, address=None, statement_key="", currency="USD")
+            project, task = self.projects[project_id], self.tasks[task_id]
+            return self._assign("task", project, task, fields)["id"]
+
+    def add_client(self, name: str, currency: str = "USD") -> int:
+        """USD unless told: the fake account's own currency, which Harvest gives a client
+        created without one."""
+        with self.lock:
+            fields = dict(name=name, address=None, statement_key="", currency=currency)
             return self._new(self.clients, **fields)["id"]
 
     def add_project(self, client_id: int | str, name: str, code: str | None = None) -> int:
@@ -174,11 +211,13 @@ class FakeHarvest(FakeVendor):
             self.projects,
             client={k: client[k] for k in ("id", "name", "currency")},
             name=body["name"], code=body.get("code"), is_billable=body["is_billable"],
-            is_fixed_fee=False, bill_by=body["bill_by"], hourly_rate=None,
+            is_fixed_fee=body.get("is_fixed_fee", False), bill_by=body["bill_by"],
+            hourly_rate=body.get("hourly_rate"),
             budget=_project_budget(body), budget_by=body["budget_by"], budget_is_monthly=False,
             notify_when_over_budget=False, over_budget_notification_percentage=80.0,
-            over_budget_notification_date=None, show_budget_to_all=False, cost_budget=None,
-            cost_budget_include_expenses=False, fee=None, notes=body.get("notes") or "",
+            over_budget_notification_date=None, show_budget_to_all=False,
+            cost_budget=body.get("cost_budget"), cost_budget_include_expenses=False,
+            fee=body.get("fee"), notes=body.get("notes") or "",
             starts_on=body.get("starts_on"), ends_on=body.get("ends_on"),
         )  # fmt: skip
         project["is_active"] = body.get("is_active", True)
@@ -230,7 +269,8 @@ class FakeHarvest(FakeVendor):
         routes = [
             ("GET", r"/v2/company", self.company),
             ("GET", r"/v2/clients", lambda r: self.page(r, "clients", self.clients)),
-            ("POST", r"/v2/clients", lambda r: self.create_named(r, self.clients, self.add_client)),
+            ("GET", r"/v2/clients/(\d+)", self.get_client),
+            ("POST", r"/v2/clients", self.create_client),
             ("GET", r"/v2/users", lambda r: self.page(r, "users", self.users)),
             ("GET", r"/v2/tasks", lambda r: self.page(r, "tasks", self.tasks)),
             ("POST", r"/v2/tasks", lambda r: self.create_named(r, self.tasks, self.add_task)),
@@ -302,6 +342,19 @@ class FakeHarvest(FakeVendor):
             return _invalid("Name has already been taken")
         return Response(201, table[add(name)])
 
+    def get_client(self, request: Request, client_id: str) -> Response:
+        client = self.clients.get(int(client_id))
+        return Response(200, client) if client else self.not_found()
+
+    def create_client(self, request: Request) -> Response:
+        currency = _fields(request).get("currency", "USD")
+        # HV-DOCS clients: "the currency used by the client"; Harvest lists the codes it takes.
+        if not isinstance(currency, str) or not CURRENCY.fullmatch(currency):
+            return _invalid("Currency is not included in the list")
+        return self.create_named(
+            request, self.clients, lambda name: self.add_client(name, currency)
+        )
+
     def create_project(self, request: Request) -> Response:
         body = _fields(request)
         missing = [name for name in PROJECT_REQUIRED if body.get(name) is None]
@@ -334,8 +387,11 @@ class FakeHarvest(FakeVendor):
             return "Client can't be blank"
         if not isinstance(body["name"], str) or not body["name"].strip():
             return "Name can't be blank"
-        if not all(isinstance(body.get(k, True), bool) for k in ("is_billable", "is_active")):
-            return "is_billable and is_active must be true or false"
+        flags = ("is_billable", "is_active", "is_fixed_fee")
+        if not all(isinstance(body.get(k, True), bool) for k in flags):
+            return "is_billable, is_active and is_fixed_fee must be true or false"
+        if problem := _money_problem(body):
+            return problem
         if body["bill_by"] not in BILL_BY or body["budget_by"] not in BUDGET_BY:
             return "Bill by or budget by is not included in the list"
         budget = body.get("budget")

@@ -22,8 +22,12 @@ def ambiguous(message: str) -> Permanent:
     return Permanent(FailureCode.CLIENT_AMBIGUOUS, message)
 
 
-def resolve_client(client: Client, tool: TimesheetTool, store: ProjectStore) -> str:
-    """The tool client id for ``client``, mapping or creating it on first use."""
+def resolve_client(
+    client: Client, tool: TimesheetTool, store: ProjectStore, currency: str | None = None
+) -> str:
+    """The tool client id for ``client``, mapping or creating it on first use. A client made
+    here takes ``currency`` where the tool's clients carry one (the first offering's money
+    decides it; an existing client keeps its own)."""
     mapped = store.tool_client(tool.name, client.id)
     if mapped is not None:
         return mapped
@@ -32,10 +36,10 @@ def resolve_client(client: Client, tool: TimesheetTool, store: ProjectStore) -> 
         mapped = store.tool_client(tool.name, client.id)
         if mapped is not None:
             return mapped
-        return _map_new(client, tool, store)
+        return _map_new(client, tool, store, currency)
 
 
-def _map_new(client: Client, tool: TimesheetTool, store: ProjectStore) -> str:
+def _map_new(client: Client, tool: TimesheetTool, store: ProjectStore, currency: str | None) -> str:
     candidates = tool.clients_named(client.name)
     if len(candidates) > 1:
         ids = ", ".join(c.id for c in candidates)
@@ -51,6 +55,8 @@ def _map_new(client: Client, tool: TimesheetTool, store: ProjectStore) -> str:
                 f"CRM clients {holder} and {client.id} both claim {tool.name} client "
                 f"{chosen.id} ({chosen.name!r}); likely a duplicate in the CRM"
             )
+    elif currency and getattr(tool, "clients_carry_currency", False):
+        chosen = tool.create_client(client.name, currency=currency)
     else:
         chosen = tool.create_client(client.name)
     store.map_client(ClientMapping(tool.name, client.id, chosen.id, client.name))

@@ -19,7 +19,7 @@ from handlers.ports import (
 )
 from handlers.rules import Plan
 from handlers.run import Deps, StepResult
-from schemas.errors import FailureCode, Permanent
+from schemas.errors import FailureCode, InvalidReference, Permanent
 from schemas.inbound import Offering, Project, Tool
 from schemas.outbound import (
     TimesheetArchived,
@@ -57,9 +57,11 @@ def provision(project: Project, offering: Offering, plan: Plan, deps: Deps) -> S
     if deps.store.link(project.id, offering.id) is not None:
         return skipped(project, offering, "already_linked")
     tool = deps.tool(plan.tool)
-    client_id = resolve_client(project.client, tool, deps.store)
+    money = offering.price or offering.hourly_rate
+    client_id = resolve_client(project.client, tool, deps.store, money and money.currency)
     users, missing = team_of(offering, plan, tool)
     marker = marker_for(project, offering)
+    template, template_warnings = _template(plan, tool)
     # Committed before the create: if we die after the tool answers but before our commit,
     # the next attempt knows to look for what it may have made instead of making another.
     spec = ProjectSpec(
@@ -77,6 +79,12 @@ def provision(project: Project, offering: Offering, plan: Plan, deps: Deps) -> S
             for m in offering.team
             if m.hours is not None and m.email.lower() in users
         },
+        fixed_fee=plan.fee,
+        money_budget=plan.money_budget,
+        hourly_rate=plan.hourly_rate,
+        code=plan.code,
+        notes=plan.notes,
+        template=template,
     )
     resumed = deps.store.note_provision_started(project.id, offering.id, tool.name)
     # On disk before the create, not only before the ack: after a power cut the next attempt
@@ -97,9 +105,38 @@ def provision(project: Project, offering: Offering, plan: Plan, deps: Deps) -> S
         # What the tool holds: null when its plan has no estimates (the warnings say why).
         budget_hours=offering.budget_hours if report.budget_set else None,
         created=adopted is None,
-        warnings=list(report.warnings),
+        warnings=[*plan.warnings, *template_warnings, *report.warnings],
+        **commercial_outcome(spec, report),
     )
     return StepResult([event], link)
+
+
+def _template(plan: Plan, tool: TimesheetTool) -> tuple[str | None, list[str]]:
+    """The template project's id in the tool. The rules name it for the tool they choose;
+    a person who asked for another tool gets the project without it, and a warning."""
+    if plan.template is None:
+        return None, []
+    try:
+        return tool.parse_reference(plan.template), []
+    except InvalidReference:
+        return None, [f"template {plan.template!r} is not a {tool.name} project; not copied"]
+
+
+def commercial_outcome(spec: ProjectSpec, report: SetupReport) -> dict:
+    """What the outcome says of the commercial shape: the spec's, less what the tool
+    project did not get (null there, and the report's warnings say why)."""
+
+    def kept(name: str, value):
+        return None if name in report.left_out else value
+
+    fee = kept("fixed_fee", spec.fixed_fee)
+    return dict(
+        fixed_fee=fee is not None,
+        fee=fee,
+        money_budget=kept("money_budget", spec.money_budget),
+        hourly_rate=kept("hourly_rate", spec.hourly_rate),
+        code=kept("code", spec.code),
+    )
 
 
 def connect(
@@ -122,7 +159,15 @@ def connect(
     if users:
         tool.assign_team(found.id, list(users.values()))
     link = Link(project.id, offering.id, tool.name, found.id, found.url, client_id, found.archived)
-    return StepResult([TimesheetConnected(**_linked(link, users, missing))], link)
+    # What the existing project holds, as the tool reads it back: nothing is changed there.
+    shape = dict(
+        fixed_fee=found.fixed_fee,
+        fee=found.fee,
+        money_budget=found.money_budget,
+        hourly_rate=found.hourly_rate,
+        code=found.code,
+    )
+    return StepResult([TimesheetConnected(**_linked(link, users, missing), **shape)], link)
 
 
 def _check_client(project: Project, tool: Tool, tool_client_id: str, store: ProjectStore) -> None:

@@ -35,6 +35,13 @@ class ToolProject:
     client_id: str | None
     url: str
     archived: bool = False
+    # The commercial shape the project holds, where the tool says (Connect Existing reports
+    # it); left at these defaults by a tool that does not read it back.
+    fixed_fee: bool = False
+    fee: Money | None = None
+    money_budget: Money | None = None
+    hourly_rate: Money | None = None
+    code: str | None = None
 
 
 @dataclass(frozen=True)
@@ -77,7 +84,11 @@ class SetupReport:
 
 
 class TimesheetTool(Protocol):
-    """One timesheet tool account. Raises only the ``schemas.errors`` tree."""
+    """One timesheet tool account. Raises only the ``schemas.errors`` tree.
+
+    A tool whose clients carry a currency (Harvest: money is in the client's currency) has
+    ``clients_carry_currency = True`` and takes ``create_client(name, currency=...)``; the
+    others are called with the name only."""
 
     name: Tool
 

@@ -8,8 +8,9 @@ from adapters.http import DEFAULT_TIMEOUT, default_retrying
 from adapters.read_cache import ReadCache
 from adapters.store import SqlStore
 from handlers.ports import CrmReader, TimesheetTool
-from handlers.rules import Rules, load_rules
+from handlers.rules import Rules, RulesError, load_rules
 from handlers.run import Deps
+from schemas.errors import Permanent, Transient
 from worker import logs, metrics, probes
 from worker.consumer import Consumer
 from worker.crm_reads import SharedDealReads
@@ -178,12 +179,32 @@ def checked_rules(settings: Settings) -> Rules:
     return rules
 
 
+def template_problems(rules: Rules, tools: dict[str, TimesheetTool]) -> list[str]:
+    """One line for each template project the rules name that its tool does not have (or
+    cannot read as a project reference). A tool that does not answer now is not a problem
+    of the file: the provisioning that needs the template retries then."""
+    problems = []
+    for tool_name, references in sorted(rules.templates().items()):
+        tool = tools.get(tool_name)
+        for reference in sorted(references) if tool else ():
+            try:
+                tool.get_project(tool.parse_reference(reference))
+            except Transient:
+                continue
+            except Permanent as exc:
+                problems.append(f"{rules.source}: template {reference!r}: {exc.message}")
+    return problems
+
+
 def build_deps(settings: Settings, store: SqlStore | None = None) -> Deps:
     rules = checked_rules(settings)
-    store = store or SqlStore.from_url(settings.database_url)
     shared = pacing_store(settings)  # one per process: one view of whether Redis answers
+    tools = build_tools(settings, shared)
+    if problems := template_problems(rules, tools):  # before the store: nothing to close
+        raise RulesError("; ".join(problems), problems)
+    store = store or SqlStore.from_url(settings.database_url)
     deals = SharedDealReads(build_crms(settings, rules, shared))
-    return Deps(store=store, tools=build_tools(settings, shared), rules=rules, deals=deals)
+    return Deps(store=store, tools=tools, rules=rules, deals=deals)
 
 
 def build_consumer(settings: Settings, deps: Deps) -> Consumer:

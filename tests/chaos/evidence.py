@@ -18,12 +18,14 @@ from tests.chaos.invariants import StoredLink, VendorClient, VendorProject
 
 PIKA_CONNECT_FAILED = "Error in _create_connection()"
 TOGGL_MARKER = re.compile(r"\[([^\]]+)\]$")  # the rules' name template ends in [P/O]
+# Harvest's marker line in the notes (adapters.harvest.MARKER_LINE); older projects: the code.
+HARVEST_MARKER = re.compile(r"^timesheet-provisioner: (\S+)$", re.MULTILINE)
 
 
 def vendor_projects(harvest: FakeHarvest, toggl: FakeToggl, clockify: FakeClockify):
     with harvest.lock, toggl.lock, clockify.lock:
         found = [
-            VendorProject("harvest", str(p["id"]), p.get("code"), not p["is_active"])
+            VendorProject("harvest", str(p["id"]), _harvest_marker(p), not p["is_active"])
             for p in harvest.projects.values()
         ]
         for p in toggl.projects.values():
@@ -36,6 +38,11 @@ def vendor_projects(harvest: FakeHarvest, toggl: FakeToggl, clockify: FakeClocki
             marker = note.removeprefix(NOTE_TAG) if note.startswith(NOTE_TAG) else None
             found.append(VendorProject("clockify", p["id"], marker, bool(p["archived"])))
     return found
+
+
+def _harvest_marker(project: dict) -> str | None:
+    found = HARVEST_MARKER.search(project.get("notes") or "")
+    return found[1] if found else project.get("code")
 
 
 def vendor_clients(harvest: FakeHarvest, toggl: FakeToggl, clockify: FakeClockify):

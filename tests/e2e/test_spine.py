@@ -45,7 +45,8 @@ def test_won_deal_then_in_progress_provisions_sold_ticked_offerings(bus, harvest
         "project",
         True,
     )
-    assert created["code"] == f"{project['id']}/{discovery['id']}"
+    marker_line = f"timesheet-provisioner: {project['id']}/{discovery['id']}"
+    assert marker_line in created["notes"].splitlines()
     assigned = [
         a["user"]["id"]
         for a in harvest.user_assignments.values()

@@ -257,8 +257,18 @@ def test_harvest_a_money_budget_mode_never_drops_the_hours(harvest):
     client = tool.create_client(unique("Acme"))
 
     with pytest.raises(VendorRejected):
-        tool.create_project(spec_for(client.id, options={"budget_by": "project_cost"}))
+        tool.create_project(spec_for(client.id, options={"budget_by": "task_fees"}))
     assert harvest.projects() == []
+
+
+def test_harvest_project_cost_without_a_price_keeps_the_hours_as_the_budget(harvest):
+    tool = harvest.tool()
+    client = tool.create_client(unique("Acme"))
+
+    tool.create_project(spec_for(client.id, options={"budget_by": "project_cost"}))
+
+    [project] = harvest.projects()
+    assert project.budget_hours == 40
 
 
 def test_harvest_managers_on_the_team_are_not_made_project_managers(harvest):

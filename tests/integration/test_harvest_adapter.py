@@ -9,6 +9,7 @@ from datetime import date
 import pytest
 import requests
 
+from adapters.harvest import NOTES
 from adapters.http import default_retrying
 from schemas.errors import (
     InvalidReference,
@@ -17,6 +18,7 @@ from schemas.errors import (
     VendorAuth,
     VendorRejected,
 )
+from schemas.inbound import Money
 from tests.integration.harness import fast_retrying, spec_for, unique
 from tests.integration.harnesses.harvest import ACCOUNT_ID, TOKEN, open_harness
 
@@ -74,7 +76,7 @@ def test_a_429_is_retried_after_the_seconds_harvest_names(harvest):
     assert [s for m, p, s in harvest.fake.log if p == "/v2/clients"][:2] == [429, 200]
 
 
-def test_the_create_body_carries_marker_budget_billing_dates_and_notes(harvest):
+def test_the_create_body_carries_budget_billing_dates_and_the_marker_in_the_notes(harvest):
     tool = harvest.tool()
     client = tool.create_client(unique("Acme"))
     spec = spec_for(client.id, starts_on=date(2025, 3, 3), ends_on=date(2025, 6, 30))
@@ -83,7 +85,8 @@ def test_the_create_body_carries_marker_budget_billing_dates_and_notes(harvest):
 
     project = harvest.fake.projects[int(created.id)]
     assert project["client"]["id"] == int(client.id)
-    assert (project["code"], project["name"]) == (spec.marker, spec.name)
+    assert (project["code"], project["name"]) == (None, spec.name)
+    assert f"timesheet-provisioner: {spec.marker}" in project["notes"].splitlines()
     assert (project["budget"], project["budget_by"], project["bill_by"]) == (
         40,
         "project",
@@ -286,3 +289,165 @@ def test_the_fake_refuses_what_harvest_refuses(harvest):
     incomplete = {"client_id": created.json()["id"], "name": "Work", "is_billable": True}
     projects = f"{harvest.fake.origin}/v2/projects"
     assert requests.post(projects, headers=good, json=incomplete).status_code == 422
+
+
+# -- the commercial shape (issue 21) --------------------------------------------------------
+EUR_12000 = Money(amount="12000.00", currency="EUR")
+EUR_95 = Money(amount="95.50", currency="EUR")
+
+
+def provision(harvest, tool, spec):
+    """create, then complete_setup, as the handler calls them."""
+    made = tool.create_project(spec)
+    return made, tool.complete_setup(made.id, spec), harvest.fake.projects[int(made.id)]
+
+
+def test_a_client_made_with_a_currency_holds_it(harvest):
+    client = harvest.tool().create_client(unique("Acme"), currency="EUR")
+
+    assert harvest.fake.clients[int(client.id)]["currency"] == "EUR"
+
+
+def test_a_fixed_fee_a_rate_and_a_code_reach_a_project_of_a_client_in_that_currency(harvest):
+    tool = harvest.tool()
+    client = tool.create_client(unique("Acme"), currency="EUR")
+    spec = spec_for(client.id, fixed_fee=EUR_12000, hourly_rate=EUR_95, code="ACME-0042")
+
+    made, report, project = provision(harvest, tool, spec)
+
+    assert (project["is_fixed_fee"], project["fee"], project["hourly_rate"]) == (
+        True,
+        12000.0,
+        95.5,
+    )
+    assert (project["code"], report) == ("ACME-0042", None)
+    read = tool.get_project(made.id)
+    assert (read.fixed_fee, read.fee, read.hourly_rate, read.code) == (
+        True,
+        EUR_12000,
+        EUR_95,
+        "ACME-0042",
+    )
+
+
+def test_a_money_budget_is_the_project_cost_and_replaces_the_hours(harvest):
+    tool = harvest.tool()
+    client = tool.create_client(unique("Acme"), currency="EUR")
+
+    _, report, project = provision(harvest, tool, spec_for(client.id, money_budget=EUR_12000))
+
+    assert (project["budget_by"], project["cost_budget"], project["budget"]) == (
+        "project_cost",
+        12000.0,
+        None,
+    )
+    assert report.budget_set is False and report.left_out == frozenset()
+
+
+def test_money_in_another_currency_than_the_clients_is_left_out_with_a_warning(harvest):
+    tool = harvest.tool()
+    client_id = harvest.add_client(unique("Acme"))  # the account's USD
+    spec = spec_for(client_id, fixed_fee=EUR_12000, money_budget=EUR_12000, code="X-1")
+
+    _, report, project = provision(harvest, tool, spec)
+
+    assert (project["is_fixed_fee"], project["fee"], project["cost_budget"]) == (
+        False,
+        None,
+        None,
+    )
+    assert (project["budget_by"], project["budget"], project["code"]) == ("project", 40, "X-1")
+    assert report.left_out == {"fixed_fee", "money_budget"}
+    assert all("currency is USD" in w and "never converted" in w for w in report.warnings)
+
+
+def test_a_rate_under_bill_by_tasks_is_left_out_with_a_warning(harvest):
+    tool = harvest.tool()
+    client = tool.create_client(unique("Acme"), currency="EUR")
+    spec = spec_for(client.id, hourly_rate=EUR_95, options={"bill_by": "Tasks"})
+
+    _, report, project = provision(harvest, tool, spec)
+
+    assert project["hourly_rate"] is None and report.left_out == {"hourly_rate"}
+    assert "bill_by is 'Tasks'" in report.warnings[0]
+
+
+def test_the_rules_notes_come_first_and_the_marker_line_last(harvest):
+    tool = harvest.tool()
+    client = tool.create_client(unique("Acme"))
+    spec = spec_for(client.id, notes="Deal: https://crm.example/deals/7")
+
+    _, _, project = provision(harvest, tool, spec)
+
+    assert project["notes"].splitlines() == [
+        "Deal: https://crm.example/deals/7",
+        "",
+        f"timesheet-provisioner: {spec.marker}",
+    ]
+    assert NOTES not in project["notes"]
+
+
+def test_a_project_with_a_code_template_is_found_by_its_notes_marker(harvest):
+    tool = harvest.tool()
+    client = tool.create_client(unique("Acme"))
+    spec = spec_for(client.id, code="ACME-7")
+    look_alike = harvest.fake.add_project(int(client.id), unique("Look-alike"))
+    harvest.fake.projects[look_alike]["notes"] = f"timesheet-provisioner: {spec.marker}1"
+    made = tool.create_project(spec)
+
+    assert tool.find_project(client.id, spec.marker, "renamed since").id == made.id
+
+
+def test_a_project_made_before_issue_21_is_still_found_by_its_code(harvest):
+    tool = harvest.tool()
+    client = tool.create_client(unique("Acme"))
+    spec = spec_for(client.id)
+    old = harvest.fake.add_project(int(client.id), unique("Old"), code=spec.marker)
+
+    assert tool.find_project(client.id, spec.marker, spec.name).id == str(old)
+
+
+def test_the_template_tasks_are_copied_with_billability_rate_and_budget(harvest):
+    tool = harvest.tool()
+    client = tool.create_client(unique("Acme"))
+    design, qa = harvest.fake.add_task(unique("Design")), harvest.fake.add_task(unique("QA"))
+    template = harvest.fake.add_project(int(client.id), unique("Template"))
+    for task, body in (
+        (design, {"billable": True, "hourly_rate": 120.0, "budget": 10.0}),
+        (qa, {"billable": False}),
+    ):
+        harvest.fake.add_task_assignment(template, task, **body)
+
+    made, _, _ = provision(harvest, tool, spec_for(client.id, template=str(template)))
+    tool.complete_setup(made.id, spec_for(client.id, template=str(template)))  # idempotent
+
+    copied = {
+        a["task"]["id"]: (a["billable"], a["hourly_rate"], a["budget"])
+        for a in harvest.fake.task_assignments.values()
+        if a["project"]["id"] == int(made.id)
+    }
+    assert copied == {design: (True, 120.0, 10.0), qa: (False, None, None)}
+
+
+def test_the_fake_refuses_money_fields_without_their_setting(harvest):
+    good = {"Authorization": f"Bearer {TOKEN}", "Harvest-Account-Id": ACCOUNT_ID}
+    origin = harvest.fake.origin
+    client = requests.post(f"{origin}/v2/clients", headers=good, json={"name": unique("A")})
+    base = dict(client_id=client.json()["id"], is_billable=True, bill_by="Tasks")
+    base |= {"budget_by": "project"}
+
+    def status(**fields) -> int:
+        body = base | {"name": unique("P")} | fields
+        return requests.post(f"{origin}/v2/projects", headers=good, json=body).status_code
+
+    assert status(fee=100.0) == 422  # not fixed-fee
+    assert status(hourly_rate=90.0) == 422  # not billed by Project
+    assert status(cost_budget=100.0) == 422  # not budgeted by project_cost
+    assert status(is_fixed_fee=True, fee="100.00") == 422  # a string is not a number
+    assert status(is_fixed_fee=True, fee=100.0) == 201
+    assert status(bill_by="Project", hourly_rate=90.0) == 201
+    assert status(budget_by="project_cost", cost_budget=100.0) == 201
+    lower = requests.post(
+        f"{origin}/v2/clients", headers=good, json={"name": unique("B"), "currency": "eur"}
+    )
+    assert lower.status_code == 422

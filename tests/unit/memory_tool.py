@@ -30,6 +30,9 @@ class MemoryTool:
         self.setup_report: SetupReport | None = None  # what complete_setup says it left out
         self.found_since: list[datetime | None] = []  # the ``since`` of each find_project
         self._ids = itertools.count(1000)
+        # Off: like Toggl and Clockify, whose clients carry no currency (tests turn it on).
+        self.clients_carry_currency = False
+        self.client_currency: dict[str, str] = {}  # the currency a client was made with
 
     # seeding
     def add_user(self, email: str) -> str:
@@ -61,8 +64,11 @@ class MemoryTool:
         key = client_name_key(name)
         return [c for c in self.clients.values() if client_name_key(c.name) == key]
 
-    def create_client(self, name: str) -> ToolClient:
-        return self.clients[self.add_client(name)]
+    def create_client(self, name: str, currency: str | None = None) -> ToolClient:
+        client_id = self.add_client(name)
+        if currency is not None:
+            self.client_currency[client_id] = currency
+        return self.clients[client_id]
 
     def find_project(
         self, client_id: str, marker: str, name: str, since: datetime | None = None

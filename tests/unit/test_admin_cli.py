@@ -77,7 +77,7 @@ def rows_of(out: str) -> dict[str, list[str]]:
     rows = {}
     for line in out.splitlines():
         cells = [c for c in line.strip().split("  ") if c]
-        if len(cells) == 8 and cells[0] != "offering":
+        if len(cells) == 13 and cells[0] != "offering":
             rows[cells[0].strip()] = [c.strip() for c in cells]
     return rows
 
@@ -99,8 +99,15 @@ def test_rules_check_prints_what_each_sample_offering_gets(tmp_path, run, creden
         "rules[1]",
         "yes",
         "warn",
+        "no",
+        "-",
+        "-",
+        "-",
+        "-",
     ]
     assert rows["Migration"][5:7] == ["rules[2]", "no"]
+    # The sample's fixed bid is priced, and its time-and-materials offering has a rate.
+    assert (rows["Build"][8], rows["Discovery"][10]) == ("12000.00 EUR", "150.00 EUR")
     assert rows["Discovery"][5] == "defaults"
 
 
@@ -237,6 +244,14 @@ def test_rules_check_json_prints_one_object_a_line(tmp_path, run, credentials):
         "rule": "rules[1]",
         "assign_team": True,
         "missing_member": "warn",
+        "fixed_fee": False,
+        "money_budget": None,
+        "hourly_rate": None,
+        "code": None,
+        "notes": None,
+        "template": None,
+        "warnings": [],
+        "no_field": [],
         "options": {
             "bill_by": "Project",
             "budget_by": "project",
@@ -333,12 +348,12 @@ def test_a_store_that_cannot_be_reached_fails_without_showing_the_password(run, 
 
 def test_rules_check_refuses_a_harvest_budget_the_offering_cannot_fill(tmp_path, run, credentials):
     credentials("harvest")
-    path = write(tmp_path, "money.toml", '[harvest]\nbudget_by = "project_cost"\n')
+    path = write(tmp_path, "money.toml", MONEY)
 
     status, out, err = run("rules", "check", path)
 
     assert (status, out) == (2, "")
-    assert err.startswith(f"provisioner: {path}: harvest: ") and "budgets money" in err
+    assert err.startswith(f"provisioner: {path}: harvest: ") and "fees per task" in err
 
 
 def test_the_worker_does_not_start_on_a_harvest_budget_the_offering_cannot_fill(
@@ -351,8 +366,27 @@ def test_the_worker_does_not_start_on_a_harvest_budget_the_offering_cannot_fill(
     monkeypatch.setenv("PROVISIONER_RULES", write(tmp_path, "money.toml", MONEY))
 
     # What `provisioner run` builds first (it exits 2 on a RulesError), without a broker.
-    with pytest.raises(RulesError, match="budgets money"):
+    with pytest.raises(RulesError, match="fees per task"):
         build_deps(load_settings())
 
 
 MONEY = '[harvest]\nbudget_by = "task_fees"\n'
+
+
+def test_rules_check_shows_the_commercial_shape_and_what_a_tool_has_no_field_for(
+    tmp_path, run, credentials
+):
+    credentials("harvest")
+    rules = write(
+        tmp_path,
+        "shape.toml",
+        '[defaults]\ncode = "{project_id}-{offering_id}"\nnotes = "Deal: {deal_url}"\n'
+        '[[rules]]\nmatch = { kind = "training" }\ntool = "toggl"\n',
+    )
+
+    status, out, _ = run("rules", "check", rules)
+
+    assert status == 0
+    assert rows_of(out)["Discovery"][11] == "P-1001-O-1"
+    assert "  O-1 notes: Deal: https://app.hubspot.com/contacts/123/record/0-3/4711" in out
+    assert "  O-3 note: toggl has no field for code, notes; left out there" in out

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from handlers.ports import SetupReport
+from schemas.inbound import Money
 from tests import builders as b
 from tests.unit.world import World
 
@@ -361,3 +364,120 @@ def test_an_archive_cut_short_before_the_tool_heard_is_done_by_a_newer_completed
     assert [e["type"] for e in done.events] == ["timesheet.archived"]
     [made] = world.tool.projects.values()
     assert made.project.archived
+
+
+# -- the commercial shape (issue 21) --------------------------------------------------------
+EUR_12000 = {"amount": "12000.00", "currency": "EUR"}
+EUR_95 = {"amount": "95.00", "currency": "EUR"}
+SHAPE_RULES = """
+[defaults]
+code = "{project_id}/{offering_id}"
+notes = "Sold in {deal_url}"
+template = "4242"
+"""
+
+
+def provisioned(world, project) -> dict:
+    world.send(b.closed_won(project))
+    [done] = world.send(b.status_changed(project, "in_progress")).of("timesheet.provisioned")
+    return done
+
+
+def test_a_priced_fixed_bid_reaches_the_tool_and_the_event_as_rules_shape_it(tmp_path):
+    world = World(tmp_path, SHAPE_RULES)
+    offering = b.offering("Build", kind="fixed_bid", price=EUR_12000, hourly_rate=EUR_95)
+    project = b.project(offering, url="https://crm.example/deals/7")
+
+    done = provisioned(world, project)
+
+    [made] = world.tool.projects.values()
+    spec = made.spec
+    assert (spec.fixed_fee.amount, spec.hourly_rate.amount, spec.money_budget) == (
+        "12000.00",
+        "95.00",
+        None,
+    )
+    assert spec.code == f"{project['id']}/{offering['id']}"
+    assert (spec.notes, spec.template) == ("Sold in https://crm.example/deals/7", "4242")
+    assert (done["fixed_fee"], done["fee"], done["hourly_rate"]) == (True, EUR_12000, EUR_95)
+    assert (done["money_budget"], done["code"]) == (None, spec.code)
+
+
+def test_what_the_tool_left_out_is_null_on_the_event_with_its_warning(tmp_path):
+    world = World(tmp_path, SHAPE_RULES)
+    world.tool.setup_report = SetupReport(
+        warnings=("harvest: the client is in USD; fee not set",),
+        left_out=frozenset({"fixed_fee", "code"}),
+    )
+    project = b.project(b.offering(kind="fixed_bid", price=EUR_12000, hourly_rate=EUR_95))
+
+    done = provisioned(world, project)
+
+    assert (done["fixed_fee"], done["fee"], done["code"]) == (False, None, None)
+    assert done["hourly_rate"] == EUR_95
+    assert done["warnings"] == ["harvest: the client is in USD; fee not set"]
+
+
+def test_an_offering_without_money_provisions_as_before_with_null_money(world):
+    done = provisioned(world, b.project(b.offering(kind="fixed_bid")))
+
+    assert (done["fixed_fee"], done["fee"], done["hourly_rate"], done["code"]) == (
+        False,
+        None,
+        None,
+        None,
+    )
+    assert done["warnings"] == []
+
+
+def test_a_client_made_for_priced_work_takes_its_currency_where_clients_carry_one(world):
+    world.tool.clients_carry_currency = True
+
+    provisioned(world, b.project(b.offering(price=EUR_12000)))
+
+    assert list(world.tool.client_currency.values()) == ["EUR"]
+
+
+def test_a_client_is_made_without_currency_where_the_tool_clients_have_none(world):
+    provisioned(world, b.project(b.offering(price=EUR_12000)))
+
+    assert len(world.tool.clients) == 1 and world.tool.client_currency == {}
+
+
+def test_the_rules_warning_about_a_rate_reaches_the_event(tmp_path):
+    world = World(tmp_path, '[defaults]\nhourly_rate = "150"\n')
+
+    done = provisioned(world, b.project(b.offering()))
+
+    assert done["hourly_rate"] is None and "no currency" in done["warnings"][0]
+
+
+def test_a_template_the_tool_cannot_read_is_left_out_with_a_warning(tmp_path):
+    world = World(tmp_path, '[defaults]\ntemplate = "https://elsewhere.example/p/1"\n')
+
+    done = provisioned(world, b.project(b.offering()))
+
+    [made] = world.tool.projects.values()
+    assert made.spec.template is None
+    assert (
+        "template 'https://elsewhere.example/p/1' is not a harvest project" in (done["warnings"][0])
+    )
+
+
+def test_connect_existing_reports_the_shape_the_existing_project_has(world):
+    client_id = world.tool.add_client("Acme")
+    pid = world.tool.add_project(client_id)
+    entry = world.tool.projects[pid]
+    entry.project = replace(entry.project, fixed_fee=True, fee=Money(**EUR_12000), code="ACME-7")
+    project = b.project(b.offering(), client={"id": b.rid("C"), "name": "Acme"})
+    world.send(b.closed_won(project))
+
+    result = world.send(b.connect_requested(project, project["offerings"][0]["id"], pid))
+
+    [done] = result.of("timesheet.connected")
+    assert (done["fixed_fee"], done["fee"], done["code"], done["hourly_rate"]) == (
+        True,
+        EUR_12000,
+        "ACME-7",
+        None,
+    )

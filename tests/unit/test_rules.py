@@ -312,8 +312,7 @@ def test_the_harvest_table_reaches_the_plan_options(tmp_path):
 @pytest.mark.parametrize(
     ("table", "says"),
     [
-        ('budget_by = "project_cost"', "budgets money"),
-        ('budget_by = "task_fees"', "budgets money"),
+        ('budget_by = "task_fees"', "fees per task"),
         ('budget_by = "task"\ntasks = ["Design", "Development"]', "exactly one task"),
         ('budget_by = "task"', "exactly one task"),
     ],
@@ -406,3 +405,183 @@ def test_a_missing_file_names_the_file(tmp_path):
 
     with pytest.raises(RulesError, match=r"absent\.toml: cannot read rules file"):
         load_rules(path)
+
+
+# -- the commercial shape (issue 21) --------------------------------------------------------
+EUR_12000 = {"amount": "12000.00", "currency": "EUR"}
+EUR_95 = {"amount": "95.00", "currency": "EUR"}
+
+
+def priced(kind=None, *, url="https://app.example.com/deals/42", **fields) -> Project:
+    raw = builders.project(
+        builders.offering("Build", kind=kind, **fields),
+        client={"id": "C-7", "name": "Acme Corp"},
+        url=url,
+    )
+    raw["id"] = "P-9"
+    raw["offerings"][0]["id"] = "O-3"
+    return Project.model_validate(raw)
+
+
+def test_a_fixed_bid_offering_is_fixed_fee_for_its_price_by_default():
+    got = plan(load_rules(None), priced("fixed_bid", price=EUR_12000))
+
+    assert (got.fixed_fee, got.fee.amount, got.fee.currency) == (True, "12000.00", "EUR")
+    assert got.money_budget is None
+
+
+def test_other_kinds_are_not_fixed_fee_unless_a_rule_says(tmp_path):
+    rules = rules_from(tmp_path, '[[rules]]\nmatch = { kind = "retainer" }\nfixed_fee = true\n')
+
+    assert plan(rules, priced("time_and_materials", price=EUR_12000)).fee is None
+    assert plan(rules, priced("retainer", price=EUR_12000)).fee.amount == "12000.00"
+
+
+def test_a_rule_can_turn_the_fixed_fee_of_a_fixed_bid_off(tmp_path):
+    rules = rules_from(tmp_path, "[defaults]\nfixed_fee = false\n")
+
+    got = plan(rules, priced("fixed_bid", price=EUR_12000))
+
+    assert (got.fixed_fee, got.fee) == (False, None)
+
+
+def test_money_budget_makes_the_price_the_budget(tmp_path):
+    rules = rules_from(tmp_path, "[defaults]\nmoney_budget = true\n")
+
+    got = plan(rules, priced(price=EUR_12000))
+
+    assert got.money_budget.value == 12000 and got.warnings == ()
+
+
+def test_a_money_budget_without_a_price_says_so(tmp_path):
+    got = plan(rules_from(tmp_path, "[defaults]\nmoney_budget = true\n"), priced())
+
+    assert got.money_budget is None
+    assert got.warnings == ("money_budget: the offering has no price, so no budget in money",)
+
+
+def test_the_offering_rate_is_billed_by_default_and_none_turns_it_off(tmp_path):
+    rules = rules_from(tmp_path, '[[rules]]\nmatch = { kind = "internal" }\nhourly_rate = "none"\n')
+
+    assert plan(rules, priced(hourly_rate=EUR_95)).hourly_rate.amount == "95.00"
+    assert plan(rules, priced("internal", hourly_rate=EUR_95)).hourly_rate is None
+
+
+@pytest.mark.parametrize(
+    ("rate", "offering", "expected"),
+    [
+        ("150.00", {"price": EUR_12000}, ("150.00", "EUR")),
+        ("150.00", {"hourly_rate": {"amount": "90", "currency": "GBP"}}, ("150.00", "GBP")),
+        ("150.00 USD", {"price": EUR_12000}, ("150.00", "USD")),
+    ],
+)
+def test_a_fixed_rate_is_in_the_offering_currency_unless_it_names_one(
+    tmp_path, rate, offering, expected
+):
+    rules = rules_from(tmp_path, f'[defaults]\nhourly_rate = "{rate}"\n')
+
+    got = plan(rules, priced(**offering)).hourly_rate
+
+    assert (got.amount, got.currency) == expected
+
+
+def test_a_fixed_rate_without_any_currency_is_left_out_with_a_warning(tmp_path):
+    got = plan(rules_from(tmp_path, '[defaults]\nhourly_rate = "150"\n'), priced())
+
+    assert got.hourly_rate is None
+    assert "no currency" in got.warnings[0] and '"150 EUR"' in got.warnings[0]
+
+
+@pytest.mark.parametrize("rate", ["150,00", "-5", "150.00 eur", "1e3", "offer"])
+def test_a_malformed_hourly_rate_is_refused_naming_the_key(tmp_path, rate):
+    says = problem(tmp_path, f'[defaults]\nhourly_rate = "{rate}"\n')
+
+    assert "defaults.hourly_rate" in says and '"150.00 EUR"' in says
+
+
+def test_code_and_notes_templates_fill_their_placeholders(tmp_path):
+    rules = rules_from(
+        tmp_path,
+        """
+        [defaults]
+        code = "{project_id}-{offering_id}"
+        notes = "{client}: {offering}. Deal: {deal_url}"
+        """,
+    )
+
+    got = plan(rules, priced())
+
+    assert got.code == "P-9-O-3"
+    assert got.notes == "Acme Corp: Build. Deal: https://app.example.com/deals/42"
+
+
+def test_deal_url_is_empty_when_the_project_has_no_url(tmp_path):
+    rules = rules_from(tmp_path, '[defaults]\nnotes = "Deal: {deal_url}"\n')
+
+    assert plan(rules, priced(url=None)).notes == "Deal: "
+
+
+def test_deal_url_belongs_to_the_notes_not_the_code(tmp_path):
+    says = problem(tmp_path, '[defaults]\ncode = "{deal_url}"\n')
+
+    assert "defaults.code" in says and "unknown placeholder {deal_url}" in says
+
+
+def test_a_rule_template_reaches_the_plan_and_the_templates_per_tool(tmp_path):
+    rules = rules_from(
+        tmp_path,
+        """
+        [defaults]
+        template = "111"
+
+        [[rules]]
+        match = { kind = "retainer" }
+        tool = "toggl"
+        template = "https://track.toggl.com/1/projects/222"
+
+        [[rules]]
+        match = { kind = "training" }
+        tool = "clockify"
+        """,
+    )
+
+    assert plan(rules, priced()).template == "111"
+    assert rules.templates() == {
+        "harvest": {"111"},
+        "toggl": {"https://track.toggl.com/1/projects/222"},
+        "clockify": {"111"},
+    }
+
+
+def test_harvest_project_cost_is_accepted_and_budgets_the_price(tmp_path):
+    rules = rules_from(tmp_path, '[harvest]\nbudget_by = "project_cost"\n')
+
+    got = plan(rules, priced(price=EUR_12000))
+
+    assert (got.options["budget_by"], got.money_budget.amount) == ("project_cost", "12000.00")
+
+
+def test_a_template_missing_in_its_tool_is_a_start_up_problem_naming_file_and_reference(
+    tmp_path,
+):
+    from tests.unit.memory_tool import MemoryTool
+    from worker.bootstrap import template_problems
+
+    harvest, toggl = MemoryTool("harvest"), MemoryTool("toggl")
+    there = harvest.add_project(None, "Template")
+    rules = rules_from(
+        tmp_path,
+        f"""
+        [defaults]
+        template = "{there}"
+
+        [[rules]]
+        match = {{ kind = "training" }}
+        tool = "toggl"
+        template = "999"
+        """,
+    )
+
+    problems = template_problems(rules, {"harvest": harvest, "toggl": toggl})
+
+    assert problems == [f"{rules.source}: template '999': no project 999"]
