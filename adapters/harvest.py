@@ -311,8 +311,12 @@ class HarvestTool:
         options = spec.options
         budget_by = options.get("budget_by", "project")
         path = f"{self._path(project_id)}/task_assignments"
-        if spec.template:
-            self._copy_template(spec.template, path)
+        if spec.template and (gone := self._copy_template(spec.template, path)):
+            report = SetupReport(
+                report.budget_set if report else True,
+                (*(report.warnings if report else ()), gone),
+                report.left_out if report else frozenset(),
+            )
         names = _names(options.get("tasks") or [])
         wanted = self._task_ids(names)
         if wanted:
@@ -367,9 +371,16 @@ class HarvestTool:
             return None
         return SetupReport(budget_set, tuple(warnings), frozenset(left_out))
 
-    def _copy_template(self, template_id: str, path: str) -> None:
+    def _copy_template(self, template_id: str, path: str) -> str | None:
         """The template project's active task assignments, with their billability, rate
-        and budget, onto the new project (one already there is brought to the template's)."""
+        and budget, onto the new project (one already there is brought to the template's).
+        A template deleted since start-up leaves the project as it is: the warning says so
+        (the tasks are a convenience; the project is what was sold)."""
+        if (
+            self.http.request("GET", self._path(template_id), ok_statuses=NOT_FOUND).status_code
+            == 404
+        ):
+            return f"harvest: the template project {template_id} is gone; no tasks copied"
         source = self.http.pages(f"{self._path(template_id)}/task_assignments", "task_assignments")
         on = {a["task"]["id"]: a for a in self.http.pages(path, "task_assignments")}
         for a in source:
@@ -387,6 +398,7 @@ class HarvestTool:
                 differing["is_active"] = True
             if differing:
                 self._patch(f"{path}/{present['id']}", differing)
+        return None
 
     def check_template(self, reference: str) -> str:
         """The template's project id; ``TimesheetNotFound`` when it does not exist."""

@@ -18,8 +18,7 @@ from handlers.ports import ProjectSpec, SetupReport
 from schemas.inbound import Money
 from tests.integration.harness import spec_for, unique
 
-# Harvest joins these once its adapter sets the same shape (issue 21, another branch).
-TOOLS = ["toggl", "clockify"]
+TOOLS = ["harvest", "toggl", "clockify"]
 MONEY = {"fixed_fee": "12000.00", "money_budget": "9000.00", "hourly_rate": "150.00"}
 FIELDS = [*MONEY, "code"]
 

@@ -96,10 +96,11 @@ class HarvestHarness:
     def missing_client_id(self) -> str:
         return "99999998"
 
-    # -- the commercial shape: views of the fake's state; the seeding levers are K1's --------
+    # -- the commercial shape: views of the fake's state ------------------------------------
     @property
     def currency(self) -> str:
-        raise NotImplementedError("harvest: the new client's currency comes with issue 21's K1")
+        """A client made without a currency has the account's: the fake account's is USD."""
+        return "USD"
 
     def drop_paid_features(self) -> None:
         pass  # no Harvest plan refuses a money field: ``paid_only`` is empty
@@ -126,7 +127,10 @@ class HarvestHarness:
             }
 
     def add_template(self, client_id: str, name: str, tasks: Mapping[str, float | None]) -> str:
-        raise NotImplementedError("harvest: template task assignments come with issue 21's K1")
+        project = self.fake.add_project(int(client_id), name)
+        for task, hours in tasks.items():
+            self.fake.add_task_assignment(project, self.fake.add_task(task), budget=hours)
+        return str(project)
 
 
 def _decimal(number: float | None) -> Decimal | None:
