@@ -169,13 +169,8 @@ class FakeSalesforce(FakeVendor):
         self.page_size = page_size
         self.fields = {kind: set(names) for kind, names in FIELDS.items()}
         self.records: dict[str, dict[str, dict]] = {kind: {} for kind in FIELDS}
-        self.multi_currency = multi_currency
-        if multi_currency:
-            for sobject in MULTI_CURRENCY_OBJECTS:
-                self.fields[sobject].add(CURRENCY_FIELD)
-        self.organization_id = self.add(
-            "Organization", "00D", Name="Fake Org", DefaultCurrencyIsoCode=currency
-        )
+        self.organization_id = self.add("Organization", "00D", Name="Fake Org")
+        self.set_currencies(currency, multi_currency=multi_currency)
         self.received: list[Request] = []
         self._cursors: dict[str, list[dict]] = {}
 
@@ -183,6 +178,17 @@ class FakeSalesforce(FakeVendor):
     def add_field(self, sobject: str, name: str) -> None:
         """A custom field (``Delivery_Team__c``) the org defines on ``sobject``."""
         self.fields[sobject].add(name)
+
+    def set_currencies(self, currency: str, *, multi_currency: bool) -> None:
+        """The org's corporate currency, and whether it is a multi-currency org (a lever for
+        before any record is seeded: Salesforce never turns multi-currency off)."""
+        with self.lock:
+            self.multi_currency = multi_currency
+            for sobject in MULTI_CURRENCY_OBJECTS:
+                (self.fields[sobject].add if multi_currency else self.fields[sobject].discard)(
+                    CURRENCY_FIELD
+                )
+            self.records["Organization"][self.organization_id]["DefaultCurrencyIsoCode"] = currency
 
     def add(self, sobject: str, prefix: str, **fields: Any) -> str:
         with self.lock:
