@@ -240,9 +240,10 @@ class VendorAnswer:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._response, name)
 
-    def json(self) -> Any:
+    def json(self, *, exact_numbers: bool = False) -> Any:
+        """``exact_numbers``: fractions as ``Decimal`` (money), see ``read_json``."""
         try:
-            return read_json(self._response.content)
+            return read_json(self._response.content, exact_numbers=exact_numbers)
         except Unreadable:
             err = VendorUnavailable(f"{self._where}: {self.status_code} answer is not JSON")
             err.safe_to_retry = self._idempotent

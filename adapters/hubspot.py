@@ -2,16 +2,22 @@
 
 One deal read is, in calls:
 - ``GET /crm/v3/objects/deals/{id}?properties=…`` (its properties: name, stage, pipeline,
-  owner, the rules' team property); 404 means the deal was deleted;
+  owner, ``deal_currency_code``, the rules' team property); 404 means the deal was deleted;
 - ``GET /crm/v4/objects/deals/{id}/associations/{companies|line_items}`` (cursor pages of
   ``after``), the primary company first (association type 5 ``deal_to_company`` primary);
 - ``GET /crm/v3/objects/companies/{id}?properties=name`` (the client);
 - ``POST /crm/v3/objects/line_items/batch/read`` (the offerings, 100 ids a call; a read,
-  so safe to re-send);
+  so safe to re-send): ``amount`` (the total) and ``price`` (a unit's), decimal strings as
+  HubSpot gives every property, and ``hs_line_item_currency_code``;
 - ``GET /crm/v3/owners/{ownerId}`` (the owner's e-mail, for the team);
 - ``GET /crm/v3/pipelines/deals`` once per adapter (again when a stage is not in it): which
   stage ids are won (``closedwon``; a custom pipeline's stage HubSpot marks
-  ``isClosed`` with probability 1) or lost (closed, probability 0), and their labels.
+  ``isClosed`` with probability 1) or lost (closed, probability 0), and their labels;
+- ``GET /account-info/v3/details`` once per adapter: ``portalId`` and ``uiDomain``
+  (``app.hubspot.com``, ``app-eu1.hubspot.com`` for an EU-hosted account) for the deal's
+  address, ``https://{uiDomain}/contacts/{portalId}/record/0-3/{dealId}`` (0-3 is the deal
+  object's type id), and ``companyCurrency``, the currency of a line item and deal that
+  name none.
 
 As a ``CrmSweep`` (``provisioner crm reconcile``):
 - ``GET /account-info/v3/details`` once: ``portalId``, the account its webhooks name;
@@ -29,6 +35,7 @@ throttling is 429 (policy in the body, ``X-HubSpot-RateLimit-*`` headers, no Ret
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -50,6 +57,9 @@ SEARCH_CAP = 10_000  # results one search query reaches; paging past them is a 4
 SEARCH_RATE = (4, 1.0)
 MODIFIED = "hs_lastmodifieddate"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+DEAL_CURRENCY = "deal_currency_code"
+UI_DOMAIN = "app.hubspot.com"  # where the account details name none
+_HOST = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$")
 
 
 class HubSpotCrm:
@@ -80,13 +90,14 @@ class HubSpotCrm:
         self.fields = fields
         self._stages: dict[str, StageFacts] | None = None  # stage id -> facts, all pipelines
         self._portal: str | None = None
+        self._details: dict | None = None
         self.search_pacer = search_pacer or Pacer(*SEARCH_RATE)
         self.search_cap = search_cap
 
     def read_deal(self, deal_id: str) -> DealSnapshot:
         if not (deal_id.isascii() and deal_id.isdigit()):  # the ingress checked it too
             raise VendorRejected(f"hubspot: {deal_id[:40]!r} is not a deal id (digits)")
-        wanted = ["dealname", "dealstage", "pipeline", "hubspot_owner_id"]
+        wanted = ["dealname", "dealstage", "pipeline", "hubspot_owner_id", DEAL_CURRENCY]
         if self.fields.team_emails:
             wanted.append(self.fields.team_emails)
         answer = self.http.request(
@@ -110,6 +121,9 @@ class HubSpotCrm:
             items=self._line_items(deal_id),
             team=team,
             stage=self._stage(props.get("dealstage")),
+            url=self._deal_url(deal_id),
+            deal_currency=props.get(DEAL_CURRENCY),
+            account_currency=lambda: self._account_details().get("companyCurrency"),
         )
 
     def _associated(self, deal_id: str, kind: str) -> list[dict]:
@@ -145,7 +159,8 @@ class HubSpotCrm:
     def _line_items(self, deal_id: str) -> list[LineItem]:
         ids = [str(row["toObjectId"]) for row in self._associated(deal_id, "line_items")]
         f = self.fields
-        wanted = sorted({p for p in (f.offering_name, f.budget_hours, f.sold, f.kind) if p})
+        named = (f.offering_name, f.budget_hours, f.sold, f.kind, f.price, f.unit_price, f.currency)
+        wanted = sorted({p for p in named if p})
         rows: dict[str, dict] = {}
         for start in range(0, len(ids), BATCH):
             body = self.http.request(
@@ -165,6 +180,9 @@ class HubSpotCrm:
                 hours=rows[i].get(f.budget_hours),
                 sold=rows[i].get(f.sold) if f.sold else None,
                 kind=rows[i].get(f.kind) if f.kind else None,
+                price=rows[i].get(f.price) if f.price else None,
+                unit_price=rows[i].get(f.unit_price) if f.unit_price else None,
+                currency=rows[i].get(f.currency) if f.currency else None,
             )
             for i in sorted(rows, key=ids.index)  # a line item deleted meanwhile is left out
         ]
@@ -203,10 +221,25 @@ class HubSpotCrm:
                 )
         return stages
 
+    def _account_details(self) -> dict:
+        """``GET /account-info/v3/details``, read once per adapter."""
+        if self._details is None:
+            body = self.http.request("GET", "/account-info/v3/details").json()
+            self._details = body if isinstance(body, dict) else {}
+        return self._details
+
+    def _deal_url(self, deal_id: str) -> str | None:
+        details = self._account_details()
+        portal, domain = details.get("portalId"), str(details.get("uiDomain") or "").lower()
+        if not isinstance(portal, int) or isinstance(portal, bool):
+            return None  # no address is better than a wrong one; the deal still reads
+        host = domain if _HOST.match(domain) else UI_DOMAIN
+        return f"https://{host}/contacts/{portal}/record/0-3/{deal_id}"
+
     # -- the sweep (``CrmSweep``) ---------------------------------------------------------
     def account_id(self) -> str:
         if self._portal is None:
-            portal = self.http.request("GET", "/account-info/v3/details").json().get("portalId")
+            portal = self._account_details().get("portalId")
             if not isinstance(portal, int) or isinstance(portal, bool):
                 raise VendorRejected("hubspot: the account details carry no numeric portalId")
             self._portal = str(portal)

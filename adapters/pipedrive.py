@@ -9,9 +9,14 @@ uses v2 wherever v2 exists. One deal read is, in calls:
   their 40-character keys (the rules' team property is one of them). 404, ``is_deleted``
   or ``status`` deleted means the deal is gone: ``CrmRecordNotFound``;
 - ``GET /api/v2/deals/{id}/products`` (``limit`` up to 500, then ``cursor`` =
-  ``additional_data.next_cursor`` until it is null): the offerings;
+  ``additional_data.next_cursor`` until it is null): the offerings, with ``sum`` (the
+  total), ``item_price`` (a unit's) and ``currency``; JSON numbers, read as ``Decimal`` from
+  their own text, never as floats;
 - ``GET /api/v2/organizations/{id}``: the client's name (v2 no longer embeds it);
 - ``GET /api/v1/users/{id}``: the owner's e-mail (users have no v2 endpoint).
+- ``GET /api/v1/users/me`` once per adapter: ``company_domain`` for the deal's address,
+  ``https://{company_domain}.pipedrive.com/deal/{id}``, and ``default_currency`` for
+  products and a deal that name no currency (the deal's own ``currency`` comes first).
 So 4 calls for a deal with an owner, an organization and up to 500 products.
 
 As a ``CrmSweep`` (``provisioner crm reconcile``):
@@ -41,6 +46,7 @@ answers with a 403).
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -58,6 +64,7 @@ from schemas.errors import CrmRecordNotFound, VendorRejected, VendorUnavailable
 NOT_FOUND = frozenset({404})
 PAGE = 500  # v2's largest page: every call spends the daily budget, so take few
 DAILY_REMAINING = "x-daily-ratelimit-token-remaining"
+_SUBDOMAIN = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 
 class PipedriveCrm:
@@ -87,20 +94,30 @@ class PipedriveCrm:
             retry_hint=self._wait_hint,
         )
         self.fields = fields
-        self._company_id: str | None = None
-        self._company_lock = threading.Lock()
+        self._me: dict | None = None
+        self._me_lock = threading.Lock()
+
+    def _token_user(self) -> dict:
+        """``GET /api/v1/users/me``: the token's user and its company, read once."""
+        with self._me_lock:
+            if self._me is None:
+                user = self.http.request("GET", "/api/v1/users/me").json().get("data")
+                if not isinstance(user, dict):
+                    raise VendorUnavailable("pipedrive GET /api/v1/users/me: answer without data")
+                self._me = user
+            return self._me
 
     def account_id(self) -> str:
-        with self._company_lock:
-            if self._company_id is None:
-                user = self.http.request("GET", "/api/v1/users/me").json().get("data")
-                company = user.get("company_id") if isinstance(user, dict) else None
-                if not _an_id(company):
-                    raise VendorUnavailable(
-                        "pipedrive GET /api/v1/users/me: answer without a company_id"
-                    )
-                self._company_id = str(company)
-            return self._company_id
+        company = self._token_user().get("company_id")
+        if not _an_id(company):
+            raise VendorUnavailable("pipedrive GET /api/v1/users/me: answer without a company_id")
+        return str(company)
+
+    def _deal_url(self, deal_id: str) -> str | None:
+        domain = self._token_user().get("company_domain")
+        if not (isinstance(domain, str) and _SUBDOMAIN.match(domain)):
+            return None  # no address is better than a wrong one; the deal still reads
+        return f"https://{domain}.pipedrive.com/deal/{deal_id}"
 
     def changed_deals(self, since: datetime, until: datetime) -> Iterator[DealChange]:
         if since.tzinfo is None or until.tzinfo is None:
@@ -132,7 +149,7 @@ class PipedriveCrm:
         answer = self.http.request(
             "GET", f"/api/v2/deals/{segment(deal_id)}", ok_statuses=NOT_FOUND
         )
-        deal = answer.json().get("data") if answer.status_code != 404 else None
+        deal = answer.json(exact_numbers=True).get("data") if answer.status_code != 404 else None
         if not isinstance(deal, dict) or deal.get("is_deleted") or deal.get("status") == "deleted":
             raise CrmRecordNotFound(
                 f"pipedrive deal {deal_id} does not exist (deleted since its webhook was sent?)"
@@ -149,6 +166,9 @@ class PipedriveCrm:
             items=self._products(deal_id),
             team=team,
             stage=_stage(deal),
+            url=self._deal_url(deal_id),
+            deal_currency=deal.get("currency"),
+            account_currency=lambda: self._token_user().get("default_currency"),
         )
 
     def _owner_emails(self, owner_id: Any) -> list[str]:
@@ -177,7 +197,7 @@ class PipedriveCrm:
         while True:
             body = self.http.request(
                 "GET", f"/api/v2/deals/{segment(deal_id)}/products", params=params
-            ).json()
+            ).json(exact_numbers=True)
             for row in body.get("data") or []:
                 items.append(
                     LineItem(
@@ -186,6 +206,9 @@ class PipedriveCrm:
                         hours=row.get(f.budget_hours),
                         sold=row.get(f.sold) if f.sold else None,
                         kind=row.get(f.kind) if f.kind else None,
+                        price=row.get(f.price) if f.price else None,
+                        unit_price=row.get(f.unit_price) if f.unit_price else None,
+                        currency=row.get(f.currency) if f.currency else None,
                     )
                 )
             cursor = (body.get("additional_data") or {}).get("next_cursor")

@@ -1,13 +1,20 @@
 """Salesforce REST API as a ``CrmReader`` (an OAuth access token and the org's instance URL).
 
 One deal read is, in calls (API version ``API``):
-- ``GET /services/data/vXX.X/sobjects/Opportunity/{id}``: ``Name``, ``StageName``,
-  ``IsWon``, ``IsClosed``, ``AccountId``, ``OwnerId`` and the rules' team field; 404
-  ``NOT_FOUND`` means deleted;
+- ``GET /services/data/vXX.X/sobjects/Opportunity/{id}``, the whole record: ``Name``,
+  ``StageName``, ``IsWon``, ``IsClosed``, ``AccountId``, ``OwnerId``, the rules' team field
+  and, on a multi-currency org only, ``CurrencyIsoCode`` (a single-currency org has no such
+  field, and naming it in ``fields=`` would be a 400 ``INVALID_FIELD``; whether the record
+  carries it is how the reader tells the two apart); 404 ``NOT_FOUND`` means deleted;
 - ``GET …/sobjects/Account/{AccountId}`` (the client) and ``…/sobjects/User/{OwnerId}``
   (the owner's ``Email``), each with ``fields=`` so only those are read;
 - ``GET …/query?q=SELECT … FROM OpportunityLineItem WHERE OpportunityId = '…'`` (SOQL),
-  following ``nextRecordsUrl`` until ``done``: the offerings.
+  following ``nextRecordsUrl`` until ``done``: the offerings, with ``TotalPrice`` and
+  ``UnitPrice`` (currency fields: JSON numbers, read as ``Decimal`` from their own text) and,
+  on a multi-currency org, ``CurrencyIsoCode``;
+- a single-currency org's currency, once per adapter and only for a priced deal:
+  ``SELECT DefaultCurrencyIsoCode FROM Organization``.
+The deal's address is ``{instance_url}/lightning/r/Opportunity/{id}/view``.
 
 Salesforce errors are a JSON array of ``{"errorCode", "message"}``. A session that is over
 is 401 ``INVALID_SESSION_ID``: the session (``adapters.salesforce_session``) gets a new token
@@ -66,6 +73,7 @@ _ID = re.compile(r"^[A-Za-z0-9]{15}([A-Za-z0-9]{3})?$")
 _FIELD = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)?$")
 _USAGE = re.compile(r"api-usage=(\d+)/(\d+)")
 _ORGANIZATION = re.compile(r"^00D[A-Za-z0-9]{15}$")
+MULTI_CURRENCY = "CurrencyIsoCode"  # on every record of a multi-currency org, and only there
 DAILY_WAIT = 3600.0  # seconds: see the docstring
 CONCURRENT_WAIT = 5.0  # seconds: a long-running request (20 s or more) is ending meanwhile
 
@@ -154,7 +162,10 @@ class SalesforceCrm:
         self._http_lock = threading.Lock()
         self._organization: str | None = None
         self._organization_lock = threading.Lock()
-        for name in (fields.offering_name, fields.budget_hours, fields.sold, fields.kind):
+        self._org_currency: str | None = None
+        named = (fields.offering_name, fields.budget_hours, fields.sold, fields.kind,
+                 fields.price, fields.unit_price, fields.currency)  # fmt: skip
+        for name in named:
             if name and not _FIELD.match(name):  # it goes into SOQL: a name, nothing else
                 raise ValueError(f"not a Salesforce field name: {name!r}")
 
@@ -216,15 +227,19 @@ class SalesforceCrm:
     def read_deal(self, deal_id: str) -> DealSnapshot:
         if not _ID.match(deal_id):
             raise VendorRejected(f"salesforce: {deal_id[:40]!r} is not an Opportunity id")
-        wanted = ["Name", "StageName", "IsWon", "IsClosed", "AccountId", "OwnerId"]
-        if self.fields.team_emails:
-            wanted.append(self.fields.team_emails)
-        opportunity = self._record("Opportunity", deal_id, wanted)
+        opportunity = self._record("Opportunity", deal_id, None)
         if opportunity is None:
             raise CrmRecordNotFound(
                 f"salesforce Opportunity {deal_id} does not exist (deleted since its "
                 "Outbound Message was sent?)"
             )
+        team_field = self.fields.team_emails
+        if team_field and "." not in team_field and team_field not in opportunity:
+            raise VendorRejected(
+                f"salesforce: Opportunity has no field {team_field} (the rules' "
+                "[crm.salesforce.fields] team_emails)"
+            )
+        multi_currency = MULTI_CURRENCY in opportunity
         account_id = opportunity.get("AccountId")
         account = self._record("Account", account_id, ["Name"]) if account_id else None
         owner_id = opportunity.get("OwnerId")
@@ -237,26 +252,37 @@ class SalesforceCrm:
             deal_id,
             name=opportunity.get("Name"),
             client=(account_id, account.get("Name")) if account else None,
-            items=self._line_items(deal_id),
+            items=self._line_items(deal_id, multi_currency),
             team=team,
             stage=_stage(opportunity),
+            url=f"{self.origin}/lightning/r/Opportunity/{segment(deal_id)}/view",
+            deal_currency=opportunity.get(MULTI_CURRENCY),
+            account_currency=self._org_default_currency,
         )
 
-    def _record(self, sobject: str, record_id: str, fields: list[str]) -> dict | None:
+    def _record(self, sobject: str, record_id: str, fields: list[str] | None) -> dict | None:
+        """A record by id: the ``fields`` named, or every field (None)."""
         answer = self.http.request(
             "GET",
             f"/sobjects/{sobject}/{segment(record_id)}",
-            params={"fields": ",".join(fields)},
+            params={"fields": ",".join(fields)} if fields is not None else None,
             ok_statuses=NOT_FOUND,
         )
-        return None if answer.status_code == 404 else answer.json()
+        return None if answer.status_code == 404 else answer.json(exact_numbers=True)
 
-    def _line_items(self, deal_id: str) -> list[LineItem]:
+    def _org_default_currency(self) -> str | None:
+        """A single-currency org's one currency (records there carry none), read once."""
+        if self._org_currency is None:
+            found = list(self._query("SELECT DefaultCurrencyIsoCode FROM Organization"))
+            self._org_currency = found[0].get("DefaultCurrencyIsoCode") if found else None
+        return self._org_currency
+
+    def _line_items(self, deal_id: str, multi_currency: bool) -> list[LineItem]:
         f = self.fields
-        columns = [
-            "Id",
-            *dict.fromkeys(p for p in (f.offering_name, f.budget_hours, f.sold, f.kind) if p),
-        ]
+        # CurrencyIsoCode exists on a multi-currency org only; a custom field always may.
+        currency = f.currency if multi_currency or f.currency != MULTI_CURRENCY else None
+        named = (f.offering_name, f.budget_hours, f.sold, f.kind, f.price, f.unit_price, currency)
+        columns = ["Id", *dict.fromkeys(p for p in named if p)]
         soql = (
             f"SELECT {', '.join(columns)} FROM OpportunityLineItem "
             f"WHERE OpportunityId = '{deal_id}' ORDER BY Id"  # deal_id is checked: an id
@@ -268,16 +294,20 @@ class SalesforceCrm:
                 hours=_path(r, f.budget_hours),
                 sold=_path(r, f.sold) if f.sold else None,
                 kind=_path(r, f.kind) if f.kind else None,
+                price=_path(r, f.price) if f.price else None,
+                unit_price=_path(r, f.unit_price) if f.unit_price else None,
+                currency=_path(r, currency) if currency else None,
             )
             for r in self._query(soql)
         ]
 
     def _query(self, soql: str) -> Iterator[dict]:
         """Every record of a SOQL query, page after page (``nextRecordsUrl`` until ``done``)."""
-        body = self.http.request("GET", "/query", params={"q": soql}).json()
+        body = self.http.request("GET", "/query", params={"q": soql}).json(exact_numbers=True)
         yield from body.get("records") or []
         while not body.get("done", True) and body.get("nextRecordsUrl"):
-            body = self.http.request("GET", f"{self.origin}{body['nextRecordsUrl']}").json()
+            url = f"{self.origin}{body['nextRecordsUrl']}"
+            body = self.http.request("GET", url).json(exact_numbers=True)
             yield from body.get("records") or []
 
 

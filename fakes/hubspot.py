@@ -17,7 +17,13 @@ calls ``adapters.hubspot`` makes, with HubSpot's rules where the docs state them
   its own limit (``search_rate``, a few a second), a 429 beside the account's.
 - Every deal carries ``hs_lastmodifieddate`` (and ``createdate``), set when it is added or
   changed through a lever, or to any time by ``touch``.
-- ``GET /account-info/v3/details``: the portal's id and settings.
+- ``GET /account-info/v3/details``: the portal's id and settings: ``companyCurrency``
+  (lever: ``company_currency``), ``uiDomain`` and ``dataHostingLocation`` (``ui_domain``:
+  ``app-eu1.hubspot.com`` for an EU-hosted account).
+- Every property value is a string, numbers too (``amount`` "12000.00", ``quantity`` "40"),
+  as HubSpot returns them; a property with no value is null. Line items carry ``amount``
+  (the total), ``price`` (a unit's) and ``hs_line_item_currency_code``; deals carry
+  ``deal_currency_code``. The fake keeps the ones seeded, it does not compute ``amount``.
 
 State is plain dicts keyed by string id, so tests read and change it directly.
 """
@@ -94,11 +100,15 @@ class FakeHubSpot(FakeVendor):
         latency: float = 0.0,
         portal_id: int | None = None,
         search_rate: tuple[int, float] | None = (5, 1.0),
+        company_currency: str = "USD",
+        ui_domain: str = "app.hubspot.com",
     ):
         super().__init__(rate_limit=rate_limit, latency=latency)
         self.token = token
         self.portal_id = portal_id or random.randint(10**7, 10**8)
         self.search_rate = search_rate
+        self.company_currency = company_currency
+        self.ui_domain = ui_domain
         self.search_cap = SEARCH_CAP  # lever: a small cap makes slicing testable
         self.search_throttled = 0
         self._searches: deque[float] = deque()
@@ -137,10 +147,12 @@ class FakeHubSpot(FakeVendor):
             return company_id
 
     def add_line_item(self, name: str, quantity: float | None = 1, **properties: Any) -> str:
+        """``amount``, ``price``, ``hs_line_item_currency_code`` and any other property, kept
+        as the strings HubSpot would give (None: no value)."""
         with self.lock:
             item_id = self._id()
-            qty = None if quantity is None else str(quantity)
-            self.line_items[item_id] = {"name": name, "quantity": qty, **properties}
+            props = {"name": name, "quantity": quantity, **properties}
+            self.line_items[item_id] = {k: _text(v) for k, v in props.items()}
             return item_id
 
     def add_deal(
@@ -321,9 +333,10 @@ class FakeHubSpot(FakeVendor):
             200,
             {
                 "portalId": self.portal_id, "accountType": "STANDARD", "timeZone": "US/Eastern",
-                "companyCurrency": "USD", "additionalCurrencies": [], "utcOffset": "-05:00",
-                "utcOffsetMilliseconds": -18000000, "uiDomain": "app.hubspot.com",
-                "dataHostingLocation": "na1",
+                "companyCurrency": self.company_currency, "additionalCurrencies": [],
+                "utcOffset": "-05:00", "utcOffsetMilliseconds": -18000000,
+                "uiDomain": self.ui_domain,
+                "dataHostingLocation": "eu1" if "-eu1." in self.ui_domain else "na1",
             },
         )  # fmt: skip
 
@@ -429,6 +442,11 @@ class _SearchQuery:
             key = _ms(value) if name in DATES and value else (value or "")
             keys.append(-key if sort.get("direction") == "DESCENDING" and name in DATES else key)
         return (*keys, int(deal_id))
+
+
+def _text(value: Any) -> str | None:
+    """A property value as HubSpot sends it: a string, or null for no value."""
+    return None if value is None else str(value)
 
 
 def _stamp(moment: datetime) -> str:

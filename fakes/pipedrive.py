@@ -18,7 +18,10 @@ the docs state them.
   ``update_time`` is UTC to the second (``2025-01-01T10:20:00Z``) and moves whenever the deal
   changes (lever: ``set_update_time``).
 - ``GET /api/v2/organizations/{id}``, ``GET /api/v1/users/{id}`` (users stay on v1) and
-  ``GET /api/v1/users/me``: the token's user with its company (``company_id``).
+  ``GET /api/v1/users/me``: the token's user with its company (``company_id``,
+  ``company_domain``) and ``default_currency`` (lever: ``default_currency``).
+- Money is JSON numbers: a deal's ``value`` with its ``currency``; a deal product's
+  ``item_price``, ``sum`` (item_price x quantity unless seeded otherwise) and ``currency``.
 - The v1 reads Pipedrive retired on 2026-08-01 (deals, deal products, organizations,
   stages, pipelines) answer 410 Gone, so a reader that drifts back fails loudly.
 - Every answer carries the burst headers ``x-ratelimit-limit``, ``-remaining`` and
@@ -37,6 +40,7 @@ import json
 import random
 import re
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from fakes.base import FakeVendor, Request, Response, Route, serve_main
@@ -68,10 +72,12 @@ class FakePipedrive(FakeVendor):
         latency: float = 0.0,
         daily_budget: int = DAILY_BUDGET,
         company_id: int | None = None,
+        default_currency: str = "EUR",
     ):
         super().__init__(rate_limit=rate_limit, latency=latency)
         self.token = token
         self.company_id = company_id or random.randint(10**6, 10**7)
+        self.default_currency = default_currency
         self.page_size = page_size
         self.daily_budget = daily_budget
         self.budget_left = daily_budget
@@ -108,27 +114,39 @@ class FakePipedrive(FakeVendor):
         stage_id: int = 1,
         org_id: int | None = None,
         user_id: int | None = None,
-        products: list[tuple[str, float]] = (),
+        products: list[tuple] = (),
+        currency: str | None = "EUR",
         **custom: Any,
     ) -> int:
-        """``user_id`` is the owner (v2's ``owner_id``); keyword extras are custom fields."""
+        """``user_id`` is the owner (v2's ``owner_id``); keyword extras are custom fields.
+        A product is ``(name, quantity)`` (priced 100 a unit) or ``(name, quantity, money)``,
+        ``money`` a dict of ``item_price``, ``sum`` and ``currency`` (decimal strings or
+        numbers; None: no value)."""
         with self.lock:
             deal_id = next(self._ids)
             now = _now()
             self.deals[deal_id] = {
                 "id": deal_id, "title": title, "status": "open", "stage_id": stage_id,
-                "pipeline_id": 1, "value": 0, "currency": "EUR", "org_id": org_id,
+                "pipeline_id": 1, "value": 0, "currency": currency, "org_id": org_id,
                 "owner_id": user_id, "person_id": None, "is_deleted": False,
                 "add_time": now, "update_time": now, "custom_fields": dict(custom),
             }  # fmt: skip
             self.deal_products[deal_id] = [
-                {"id": next(self._ids), "deal_id": deal_id, "product_id": next(self._ids),
-                 "name": name, "quantity": quantity, "item_price": 100, "sum": 100 * quantity,
-                 "is_enabled": True}
-                for name, quantity in products
-            ]  # fmt: skip
+                self._deal_product(deal_id, currency, *product) for product in products
+            ]
             self.set_status(deal_id, status)
             return deal_id
+
+    def _deal_product(self, deal_id: int, currency: str | None, *product: Any) -> dict:
+        name, quantity, *priced = product
+        money = {"item_price": 100, "currency": currency} | (priced[0] if priced else {})
+        if "sum" not in money and money["item_price"] is not None and quantity is not None:
+            money["sum"] = Decimal(str(money["item_price"])) * Decimal(str(quantity))
+        return {
+            "id": next(self._ids), "deal_id": deal_id, "product_id": next(self._ids),
+            "name": name, "quantity": quantity, "is_enabled": True,
+            **{k: _number(v) if k != "currency" else v for k, v in money.items()},
+        }  # fmt: skip
 
     def set_status(self, deal_id: int, status: str, stage_id: int | None = None) -> None:
         """``deleted`` deletes the deal (``is_deleted``), as v2 shows it."""
@@ -273,7 +291,8 @@ class FakePipedrive(FakeVendor):
     def _me(self, request: Request) -> Response:
         user = dict(self.users[self.token_user])
         user |= {"company_id": self.company_id, "company_name": "Fake Company",
-                 "company_domain": f"fake-{self.company_id}", "timezone_name": "UTC"}  # fmt: skip
+                 "company_domain": f"fake-{self.company_id}", "timezone_name": "UTC",
+                 "default_currency": self.default_currency}  # fmt: skip
         return Response(200, {"success": True, "data": user})
 
     def _get_organization(self, request: Request, org_id: str) -> Response:
@@ -287,6 +306,14 @@ class FakePipedrive(FakeVendor):
         if user is None:
             return _error(404, "User not found")
         return Response(200, {"success": True, "data": dict(user)})
+
+
+def _number(value: Any) -> int | float | None:
+    """A JSON number, as Pipedrive sends money: no string, no trailing zeros kept."""
+    if value is None:
+        return None
+    exact = Decimal(str(value))
+    return int(exact) if exact == exact.to_integral_value() else float(exact)
 
 
 def _now() -> str:

@@ -29,6 +29,13 @@
   (``>= … AND < …``, to the second), ``ORDER BY SystemModstamp``. Results come
   ``page_size`` records at a time with ``done`` and ``nextRecordsUrl``, from the records as
   they were when the query ran (a query locator).
+- A record read without ``fields=`` shows every field of its object (null where unset).
+- Money: ``OpportunityLineItem.UnitPrice`` and ``TotalPrice`` are currency fields, JSON
+  numbers (``TotalPrice`` = UnitPrice x Quantity unless seeded otherwise). A single-currency
+  org (the default) has no ``CurrencyIsoCode`` anywhere, and its currency is
+  ``Organization.DefaultCurrencyIsoCode`` (``SELECT DefaultCurrencyIsoCode FROM
+  Organization``); a multi-currency org (``multi_currency``) has ``CurrencyIsoCode`` on
+  Opportunity, OpportunityLineItem, Account and User, a line item's being its opportunity's.
 - Every Opportunity has a ``SystemModstamp`` (``2026-01-01T09:00:00.000+0000``) that moves
   when it changes (``set_stage``; lever: ``set_modstamp``). The org's id
   (``organization_id``) is its Organization record's ``Id`` and the first part of the
@@ -51,6 +58,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import jwt
@@ -84,14 +92,19 @@ FIELDS = {
     },  # fmt: skip
     "Account": {"Id", "Name"},
     "User": {"Id", "Email", "Name"},
-    "OpportunityLineItem": {"Id", "Name", "Quantity", "OpportunityId", "Product2Id"},
-    "Organization": {"Id", "Name"},
-}
+    "OpportunityLineItem": {
+        "Id", "Name", "Quantity", "OpportunityId", "Product2Id", "UnitPrice", "TotalPrice",
+    },
+    "Organization": {"Id", "Name", "DefaultCurrencyIsoCode"},
+}  # fmt: skip
+CURRENCY_FIELD = "CurrencyIsoCode"
+MULTI_CURRENCY_OBJECTS = ("Opportunity", "OpportunityLineItem", "Account", "User")
 _LINE_ITEMS = re.compile(
     r"SELECT (?P<columns>[A-Za-z0-9_., ]+) FROM OpportunityLineItem "
     r"WHERE OpportunityId = '(?P<id>[A-Za-z0-9]{15,18})' ORDER BY Id"
 )
 _ORGANIZATION = "SELECT Id FROM Organization"
+_ORG_CURRENCY = "SELECT DefaultCurrencyIsoCode FROM Organization"
 _DATETIME = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:Z|[+-]\d\d:\d\d)"  # no quotes, no fraction
 _CHANGED = re.compile(
     r"SELECT (?P<columns>[A-Za-z0-9_., ]+) FROM Opportunity "
@@ -141,6 +154,8 @@ class FakeSalesforce(FakeVendor):
         latency: float = 0.0,
         session_seconds: float | None = None,
         allocation: int = 100_000,
+        currency: str = "USD",
+        multi_currency: bool = False,
     ):
         super().__init__(rate_limit=rate_limit, latency=latency)
         self.token = token
@@ -155,6 +170,7 @@ class FakeSalesforce(FakeVendor):
         self.fields = {kind: set(names) for kind, names in FIELDS.items()}
         self.records: dict[str, dict[str, dict]] = {kind: {} for kind in FIELDS}
         self.organization_id = self.add("Organization", "00D", Name="Fake Org")
+        self.set_currencies(currency, multi_currency=multi_currency)
         self.received: list[Request] = []
         self._cursors: dict[str, list[dict]] = {}
 
@@ -162,6 +178,17 @@ class FakeSalesforce(FakeVendor):
     def add_field(self, sobject: str, name: str) -> None:
         """A custom field (``Delivery_Team__c``) the org defines on ``sobject``."""
         self.fields[sobject].add(name)
+
+    def set_currencies(self, currency: str, *, multi_currency: bool) -> None:
+        """The org's corporate currency, and whether it is a multi-currency org (a lever for
+        before any record is seeded: Salesforce never turns multi-currency off)."""
+        with self.lock:
+            self.multi_currency = multi_currency
+            for sobject in MULTI_CURRENCY_OBJECTS:
+                (self.fields[sobject].add if multi_currency else self.fields[sobject].discard)(
+                    CURRENCY_FIELD
+                )
+            self.records["Organization"][self.organization_id]["DefaultCurrencyIsoCode"] = currency
 
     def add(self, sobject: str, prefix: str, **fields: Any) -> str:
         with self.lock:
@@ -184,18 +211,33 @@ class FakeSalesforce(FakeVendor):
         closed: bool | None = None,
         account: str | None = None,
         owner: str | None = None,
-        line_items: list[tuple[str, float]] = (),
+        line_items: list[tuple] = (),
+        currency: str | None = None,
         **custom: Any,
     ) -> str:
+        """A line item is ``(name, quantity)`` (100 a unit) or ``(name, quantity, money)``,
+        ``money`` a dict of ``UnitPrice`` and ``TotalPrice`` (None: no value). ``currency``
+        is the opportunity's CurrencyIsoCode, on a multi-currency org only (default: the
+        corporate currency); its line items carry the same."""
+        if currency is not None and not self.multi_currency:
+            raise ValueError("a single-currency org has no CurrencyIsoCode")
+        if self.multi_currency:
+            org = self.records["Organization"][self.organization_id]
+            custom[CURRENCY_FIELD] = currency or org["DefaultCurrencyIsoCode"]
         opportunity = self.add(
             "Opportunity", "006", Name=name, StageName=stage, IsWon=won,
             IsClosed=won if closed is None else closed, AccountId=account, OwnerId=owner,
             SystemModstamp=_modstamp(datetime.now(UTC)), **custom,
         )  # fmt: skip
-        for item_name, quantity in line_items:
+        same = {CURRENCY_FIELD: custom[CURRENCY_FIELD]} if self.multi_currency else {}
+        for item_name, quantity, *money in line_items:
+            prices = {"UnitPrice": 100} | (money[0] if money else {})
+            if "TotalPrice" not in prices and None not in (prices["UnitPrice"], quantity):
+                prices["TotalPrice"] = Decimal(str(prices["UnitPrice"])) * Decimal(str(quantity))
             self.add(
                 "OpportunityLineItem", "00k", Name=item_name, Quantity=quantity,
                 OpportunityId=opportunity, Product2Id=salesforce_id("01t"),
+                **{k: _number(v) for k, v in prices.items()}, **same,
             )  # fmt: skip
         return opportunity
 
@@ -363,7 +405,9 @@ class FakeSalesforce(FakeVendor):
         record = self.records[sobject].get(record_id)
         if record is None:
             return self.not_found()
-        fields = [f for f in (request.arg("fields") or "").split(",") if f] or sorted(record)
+        fields = [f for f in (request.arg("fields") or "").split(",") if f] or sorted(
+            self.fields[sobject] | set(record)
+        )
         unknown = [f for f in fields if f not in self.fields[sobject]]
         if unknown:
             return _error(
@@ -373,9 +417,9 @@ class FakeSalesforce(FakeVendor):
 
     def _query(self, request: Request) -> Response:
         soql = request.arg("q") or ""
-        if soql == _ORGANIZATION:
+        if soql in (_ORGANIZATION, _ORG_CURRENCY):
             rows = list(self.records["Organization"].values())
-            return self._results("Organization", rows, ["Id"])
+            return self._results("Organization", rows, [soql.split()[1]])
         if found := _LINE_ITEMS.fullmatch(soql):
             rows = sorted(
                 (r for r in self.records["OpportunityLineItem"].values()
@@ -419,6 +463,14 @@ class FakeSalesforce(FakeVendor):
         if cursor not in self._cursors:
             return _error(400, "INVALID_QUERY_LOCATOR", "invalid query locator")
         return self._page(cursor, int(start))
+
+
+def _number(value: Any) -> int | float | None:
+    """A currency field as Salesforce's JSON sends it: a number (None: no value)."""
+    if value is None:
+        return None
+    exact = Decimal(str(value))
+    return int(exact) if exact == exact.to_integral_value() else float(exact)
 
 
 def _columns(found: re.Match[str]) -> list[str]:

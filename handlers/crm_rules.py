@@ -7,6 +7,9 @@ CRM property holds each piece of an offering.
 [crm.hubspot.fields]        # CRM property names; every key is optional
 budget_hours = "hours_sold" # line item property (default: quantity)
 team_emails = "delivery_team"  # deal property of e-mails (the owner is always in)
+price = "amount"            # line item: its total (default: amount / sum / TotalPrice)
+unit_price = "price"        # line item: an hour's rate (default: price / item_price / UnitPrice)
+currency = "hs_line_item_currency_code"  # line item: ISO 4217 (else the deal's, the account's)
 ```
 
 Defaults (contract): HubSpot's won stages (``closedwon``, and a custom pipeline's stage that
@@ -28,12 +31,23 @@ from handlers.ports import CrmFields, StageFacts, Transition
 _SALESFORCE_FIELD = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)?$")
 PropertyName = Annotated[str, Field(min_length=1, max_length=200)]
 
-# The contract's default mapping: offering name and hours from the line item's own fields.
+# The contract's default mapping: offering name, hours, price, rate and currency from the
+# line item's own fields. The quantity is hours, so the unit price is an hour's rate.
+# Salesforce has CurrencyIsoCode only on multi-currency orgs (the reader asks for it there).
 DEFAULT_FIELDS = {
-    "hubspot": CrmFields(offering_name="name", budget_hours="quantity"),
-    "pipedrive": CrmFields(offering_name="name", budget_hours="quantity"),
-    "salesforce": CrmFields(offering_name="Name", budget_hours="Quantity"),
-}
+    "hubspot": CrmFields(
+        offering_name="name", budget_hours="quantity", price="amount", unit_price="price",
+        currency="hs_line_item_currency_code",
+    ),
+    "pipedrive": CrmFields(
+        offering_name="name", budget_hours="quantity", price="sum", unit_price="item_price",
+        currency="currency",
+    ),
+    "salesforce": CrmFields(
+        offering_name="Name", budget_hours="Quantity", price="TotalPrice",
+        unit_price="UnitPrice", currency="CurrencyIsoCode",
+    ),
+}  # fmt: skip
 
 
 class _Strict(BaseModel):
@@ -46,6 +60,9 @@ class FieldOverrides(_Strict):
     team_emails: PropertyName | None = None
     sold: PropertyName | None = None
     kind: PropertyName | None = None
+    price: PropertyName | None = None
+    unit_price: PropertyName | None = None
+    currency: PropertyName | None = None
 
 
 class CrmTable(_Strict):

@@ -274,6 +274,9 @@ class CrmFields:
     team_emails: str | None = None  # on the deal: e-mails, separated by commas, ; or spaces
     sold: str | None = None  # on the line item: false/no/0 means not sold; absent means sold
     kind: str | None = None  # on the line item: the offering's kind, for rules to match
+    price: str | None = None  # on the line item: its total, the offering's price
+    unit_price: str | None = None  # on the line item: a unit's (an hour's) price, its rate
+    currency: str | None = None  # on the line item: its ISO 4217 code (else the deal's)
 
 
 @dataclass(frozen=True)

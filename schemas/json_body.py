@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+from decimal import Decimal
 from typing import Any
 
 from schemas.errors import Unreadable, UnreadableCode
@@ -35,10 +36,12 @@ _STEP[ord("[")] = _STEP[ord("{")] = 1
 _STEP[ord("]")] = _STEP[ord("}")] = -1
 
 
-def read_json(body: bytes) -> Any:
+def read_json(body: bytes, *, exact_numbers: bool = False) -> Any:
     """The JSON value of ``body``; ``Unreadable`` (``not_json`` or ``invalid_data``) with a
     one-line reason otherwise. Refuses what RFC 8259 lets a parser refuse: bodies that are not
-    UTF-8, nesting deeper than ``MAX_DEPTH``, numbers beyond the interpreter's digit limit."""
+    UTF-8, nesting deeper than ``MAX_DEPTH``, numbers beyond the interpreter's digit limit.
+    ``exact_numbers`` reads a number with a fraction or exponent as a ``Decimal`` from its own
+    text (a price of 1234567890123.456789 survives; a float would not)."""
     try:
         text = body.decode("utf-8-sig")  # RFC 8259: UTF-8; a parser may ignore a BOM
     except UnicodeDecodeError as exc:
@@ -48,7 +51,7 @@ def read_json(body: bytes) -> Any:
     if body.count(b"[") + body.count(b"{") > MAX_DEPTH and depth(body) > MAX_DEPTH:
         raise Unreadable(UnreadableCode.NOT_JSON, f"JSON nested deeper than {MAX_DEPTH} levels")
     try:
-        return json.loads(text)
+        return json.loads(text, parse_float=Decimal if exact_numbers else None)
     except json.JSONDecodeError as exc:
         raise Unreadable(UnreadableCode.NOT_JSON, f"body is not JSON: {exc}") from None
     except RecursionError:  # cannot happen below MAX_DEPTH; kept so that nothing else escapes

@@ -1,5 +1,9 @@
 """What the CRM conformance suite needs from each CRM: its adapter pointed at its fake (two
-records a page, so every list spans pages), and a CRM-neutral way to seed deals."""
+records a page, so every list spans pages), and a CRM-neutral way to seed deals.
+
+A seeded item is ``(name, quantity)`` or ``(name, quantity, money)``, ``money`` a dict of
+``price`` (the line item's total), ``unit_price`` and ``currency`` in neutral words (None: no
+value; a key left out: the CRM's default); ``currency=`` on ``seed`` is the deal's."""
 
 from __future__ import annotations
 
@@ -23,6 +27,15 @@ from tests.integration.harness import fast_retrying
 OPEN, WON, LOST = "open", "won", "lost"
 
 
+def _priced(item: tuple) -> tuple[str, float, dict]:
+    name, quantity, *money = item
+    return name, quantity, money[0] if money else {}
+
+
+def _renamed(money: dict, names: dict[str, str]) -> dict:
+    return {names[k]: v for k, v in money.items() if k in names}
+
+
 class HubSpotHarness:
     crm_name = "hubspot"
     team_property = "delivery_team"
@@ -40,14 +53,22 @@ class HubSpotHarness:
             retrying=retrying or fast_retrying(),
         )
 
-    def seed(self, name, *, client, items, owner=None, place=OPEN, team=None, hours=None):
+    item_currency_apart = True  # a line item may name another currency than its deal
+    money_names = {"price": "amount", "unit_price": "price",
+                   "currency": "hs_line_item_currency_code"}  # fmt: skip
+
+    def seed(self, name, *, client, items, owner=None, place=OPEN, team=None, hours=None,
+             currency=None):  # fmt: skip
         stage = {OPEN: "qualifiedtobuy", WON: "closedwon", LOST: "closedlost"}[place]
         company = self.fake.add_company(client) if client else None
-        line_items = [
-            self.fake.add_line_item(n, q, **({self.hours_property: hours} if hours else {}))
-            for n, q in items
-        ]
+        line_items = []
+        for n, q, money in map(_priced, items):
+            extra = _renamed(money, self.money_names) | (
+                {self.hours_property: hours} if hours else {}
+            )
+            line_items.append(self.fake.add_line_item(n, q, **extra))
         extra = {self.team_property: team} if team else {}
+        extra |= {"deal_currency_code": currency} if currency else {}
         owner_id = self.fake.add_owner(owner) if owner else None
         return self.fake.add_deal(
             name, stage, company=company, line_items=line_items, owner=owner_id, **extra
@@ -55,6 +76,12 @@ class HubSpotHarness:
 
     def missing_deal_id(self) -> str:
         return "99999999999"
+
+    def set_account_currency(self, code: str) -> None:
+        self.fake.company_currency = code
+
+    def deal_url(self, deal_id: str) -> str:
+        return f"https://app.hubspot.com/contacts/{self.fake.portal_id}/record/0-3/{deal_id}"
 
 
 class PipedriveHarness:
@@ -74,13 +101,19 @@ class PipedriveHarness:
             retrying=retrying or fast_retrying(),
         )
 
-    def seed(self, name, *, client, items, owner=None, place=OPEN, team=None, hours=None):
+    item_currency_apart = True
+    money_names = {"price": "sum", "unit_price": "item_price", "currency": "currency"}
+
+    def seed(self, name, *, client, items, owner=None, place=OPEN, team=None, hours=None,
+             currency=None):  # fmt: skip
         org = self.fake.add_organization(client) if client else None
         user = self.fake.add_user(owner) if owner else None
         extra = {self.team_property: team} if team else {}
+        products = [(n, q, _renamed(m, self.money_names)) for n, q, m in map(_priced, items)]
         deal = self.fake.add_deal(
-            name, status=place, stage_id=3, org_id=org, user_id=user, products=items, **extra
-        )
+            name, status=place, stage_id=3, org_id=org, user_id=user, products=products,
+            currency=currency, **extra,
+        )  # fmt: skip
         if hours:
             for row in self.fake.deal_products[deal]:
                 row[self.hours_property] = hours
@@ -93,6 +126,12 @@ class PipedriveHarness:
     def missing_deal_id(self) -> str:
         return "987654321"
 
+    def set_account_currency(self, code: str) -> None:
+        self.fake.default_currency = code
+
+    def deal_url(self, deal_id: str) -> str:
+        return f"https://fake-{self.fake.company_id}.pipedrive.com/deal/{deal_id}"
+
 
 class SalesforceHarness:
     crm_name = "salesforce"
@@ -100,7 +139,9 @@ class SalesforceHarness:
     hours_property = "Hours__c"
 
     def __init__(self):
-        self.fake = FakeSalesforce("00Dconformance!token", page_size=2, rate_limit=(1000, 1.0))
+        self.fake = FakeSalesforce(
+            "00Dconformance!token", page_size=2, rate_limit=(1000, 1.0), multi_currency=True
+        )
         self.fake.add_field("Opportunity", self.team_property)
         self.fake.add_field("OpportunityLineItem", self.hours_property)
         self.fake.start()
@@ -119,14 +160,20 @@ class SalesforceHarness:
             retrying=retrying or fast_retrying(),
         )
 
-    def seed(self, name, *, client, items, owner=None, place=OPEN, team=None, hours=None):
+    # A line item's CurrencyIsoCode is its opportunity's (its price book entry's).
+    item_currency_apart = False
+    money_names = {"price": "TotalPrice", "unit_price": "UnitPrice"}
+
+    def seed(self, name, *, client, items, owner=None, place=OPEN, team=None, hours=None,
+             currency=None):  # fmt: skip
         stage = {OPEN: "Qualification", WON: "Closed Won", LOST: "Closed Lost"}[place]
         account = self.fake.add_account(client) if client else None
         user = self.fake.add_user(owner) if owner else None
         extra = {self.team_property: team} if team else {}
+        line_items = [(n, q, _renamed(m, self.money_names)) for n, q, m in map(_priced, items)]
         deal = self.fake.add_opportunity(
             name, stage, won=place == WON, closed=place != OPEN, account=account, owner=user,
-            line_items=items, **extra,
+            line_items=line_items, currency=currency, **extra,
         )  # fmt: skip
         if hours:
             for row in self.fake.records["OpportunityLineItem"].values():
@@ -140,6 +187,13 @@ class SalesforceHarness:
 
     def missing_deal_id(self) -> str:
         return "0065e00000ZZZZZAAA"
+
+    def set_account_currency(self, code: str) -> None:
+        """Records name no currency on a single-currency org: the org's is the one."""
+        self.fake.set_currencies(code, multi_currency=False)
+
+    def deal_url(self, deal_id: str) -> str:
+        return f"{self.fake.origin}/lightning/r/Opportunity/{deal_id}/view"
 
 
 HARNESSES = {"hubspot": HubSpotHarness, "pipedrive": PipedriveHarness,

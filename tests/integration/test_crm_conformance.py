@@ -119,3 +119,93 @@ def test_a_wrong_token_is_vendor_auth_naming_the_crm_and_never_the_token(crm):
         crm.crm(token=token).read_deal(deal_id)
     assert raised.value.message.startswith(crm.crm_name)
     assert token not in raised.value.message and token not in repr(raised.value)
+
+
+# -- money and the way back to the deal (issue 21) ------------------------------------------
+
+
+def money(offering) -> tuple:
+    price, rate = offering.price, offering.hourly_rate
+    return (
+        (price.amount, price.currency) if price else None,
+        (rate.amount, rate.currency) if rate else None,
+    )
+
+
+def test_a_line_items_price_and_rate_reach_the_offering_as_exact_decimal_strings(crm):
+    items = [
+        ("Build", 120, {"price": "12000.00", "unit_price": "100.00"}),
+        ("Advice", 3, {"price": "0.30", "unit_price": "0.10"}),
+        ("Platform", 1, {"price": "1234567.89", "unit_price": "1234567.89"}),
+    ]
+    deal_id = crm.seed("Priced", client=rid("Acme"), items=items, place=WON, currency="EUR")
+
+    project = crm.crm().read_deal(deal_id).project
+
+    assert {o.name: money(o) for o in project.offerings} == {
+        "Build": (("12000.00", "EUR"), ("100.00", "EUR")),
+        "Advice": (("0.30", "EUR"), ("0.10", "EUR")),
+        "Platform": (("1234567.89", "EUR"), ("1234567.89", "EUR")),
+    }
+
+
+def test_the_line_items_currency_wins_over_the_deals(crm):
+    if not crm.item_currency_apart:
+        pytest.skip(f"{crm.crm_name}: a line item's currency is always its deal's")
+    items = [("Build", 10, {"price": "1000.00", "unit_price": "100.00", "currency": "GBP"})]
+    deal_id = crm.seed("Pounds", client=rid("Acme"), items=items, place=WON, currency="EUR")
+
+    [offering] = crm.crm().read_deal(deal_id).project.offerings
+
+    assert money(offering) == (("1000.00", "GBP"), ("100.00", "GBP"))
+
+
+def test_a_line_item_without_a_currency_takes_the_deals(crm):
+    items = [("Build", 10, {"price": "1000.00", "unit_price": "100.00"})]
+    deal_id = crm.seed("Francs", client=rid("Acme"), items=items, place=WON, currency="CHF")
+
+    [offering] = crm.crm().read_deal(deal_id).project.offerings
+
+    assert money(offering) == (("1000.00", "CHF"), ("100.00", "CHF"))
+
+
+def test_a_deal_without_a_currency_takes_the_crm_accounts(crm):
+    crm.set_account_currency("SEK")
+    items = [("Build", 10, {"price": "1000.00", "unit_price": "100.00"})]
+    deal_id = crm.seed("Kronor", client=rid("Acme"), items=items, place=WON)
+
+    [offering] = crm.crm().read_deal(deal_id).project.offerings
+
+    assert money(offering) == (("1000.00", "SEK"), ("100.00", "SEK"))
+
+
+def test_a_line_item_without_a_price_has_no_price_and_no_rate(crm):
+    items = [
+        ("Unpriced", 8, {"price": None, "unit_price": None}),
+        ("Priced", 2, {"price": "50.00", "unit_price": "25.00"}),
+    ]
+    deal_id = crm.seed("Half", client=rid("Acme"), items=items, place=WON, currency="EUR")
+
+    offerings = {o.name: o for o in crm.crm().read_deal(deal_id).project.offerings}
+
+    assert money(offerings["Unpriced"]) == (None, None)
+    assert offerings["Unpriced"].budget_hours == 8  # the rest of the offering is read
+    assert money(offerings["Priced"]) == (("50.00", "EUR"), ("25.00", "EUR"))
+
+
+def test_the_projects_url_is_the_deals_address_in_its_crm(crm):
+    deal_id = crm.seed("Linked", client=rid("Acme"), items=[("A", 1)], place=WON)
+
+    assert crm.crm().read_deal(deal_id).project.url == crm.deal_url(deal_id)
+
+
+def test_price_rate_and_currency_come_from_the_properties_the_rules_name(crm):
+    names = crm.money_names
+    items = [("Build", 10, {"price": "1000.00", "unit_price": "100.00"})]
+    deal_id = crm.seed("Swapped", client=rid("Acme"), items=items, place=WON, currency="EUR")
+    # The rules swap the two: what the CRM calls the total becomes the rate.
+    fields = with_fields(crm.crm_name, price=names["unit_price"], unit_price=names["price"])
+
+    [offering] = crm.crm(fields=fields).read_deal(deal_id).project.offerings
+
+    assert money(offering) == (("100.00", "EUR"), ("1000.00", "EUR"))
