@@ -1,13 +1,21 @@
-"""The commercial shape of an offering in Harvest, on the real broker (issue 21): fixed fees,
+"""The commercial shape of an offering, on the real broker (issue 21): in Harvest, fixed fees,
 project rates, codes and notes from the rules, template tasks, and money the client's
-currency cannot hold left out with a warning. The events are published as a CRM bridge
-would; the CRM readers' part is tested with them."""
+currency cannot hold left out with a warning; the same shapes in Toggl and Clockify where
+their plans allow; and a HubSpot deal's line-item prices carried by the CRM reader, through
+the ingress and the worker as processes, to the Harvest fee."""
 
 from __future__ import annotations
 
 import pytest
 
+from fakes.clockify import FakeClockify
+from fakes.toggl import FakeToggl
 from tests import builders as b
+from tests.builders import rid
+from tests.e2e.crm_stack import IN_PROGRESS, harvest_projects_of, hubspot_event
+from tests.e2e.crm_stack import RULES as CRM_RULES
+
+pytestmark = pytest.mark.broker
 
 EUR_12000 = {"amount": "12000.00", "currency": "EUR"}
 EUR_95 = {"amount": "95.00", "currency": "EUR"}
@@ -100,3 +108,80 @@ def test_an_existing_usd_client_gets_no_euro_price_and_the_event_says_why(
     assert "currency is USD" in data["warnings"][0] and "12000.00 EUR" in data["warnings"][0]
     made = made_for(harvest, outcome)
     assert (made["is_fixed_fee"], made["fee"], made["client"]["currency"]) == (False, None, "USD")
+
+
+TOOL_RULES = """
+[[rules]]
+match = { kind = "fixed_bid" }
+tool = "toggl"
+
+[[rules]]
+match = { kind = "time_and_materials" }
+tool = "clockify"
+"""
+
+
+def test_toggl_and_clockify_get_the_fee_and_the_rate_their_plans_allow(bus, start_worker, tmp_path):
+    rules = tmp_path / "rules.toml"
+    rules.write_text(TOOL_RULES)
+    with (
+        FakeToggl(rate_limit=(1000, 1.0), plan="premium", currency="EUR") as toggl,
+        FakeClockify(rate_limit=(1000, 1.0), plan="free", currency="EUR") as clockify,
+    ):
+        start_worker(
+            PROVISIONER_RULES=str(rules),
+            TOGGL_API_TOKEN=toggl.token,
+            TOGGL_WORKSPACE_ID=str(toggl.workspace_id),
+            TOGGL_BASE_URL=f"{toggl.origin}/api/v9",
+            TOGGL_RATE_LIMIT="1000/1",
+            CLOCKIFY_API_KEY=clockify.api_key,
+            CLOCKIFY_WORKSPACE_ID=clockify.workspace_id,
+            CLOCKIFY_BASE_URL=f"{clockify.origin}/api/v1",
+            CLOCKIFY_PLAN="free",
+            CLOCKIFY_RATE_LIMIT="1000/1",
+        )
+        fixed = b.offering("Build", kind="fixed_bid", price=EUR_12000)
+        hourly = b.offering(
+            "Advice", kind="time_and_materials", hourly_rate=EUR_95, price=EUR_12000
+        )
+        project = b.project(fixed, hourly, url=DEAL_URL)
+
+        outcomes = provisioned(bus, project)
+
+        in_toggl, in_clockify = outcomes[fixed["id"]]["data"], outcomes[hourly["id"]]["data"]
+        assert (in_toggl["tool"], in_toggl["fixed_fee"], in_toggl["fee"]) == (
+            "toggl", True, EUR_12000
+        )  # fmt: skip
+        [made] = toggl.projects.values()
+        assert (made["fixed_fee"], made["currency"]) == (12000.0, "EUR")
+        assert (in_clockify["tool"], in_clockify["hourly_rate"]) == ("clockify", EUR_95)
+        [rated] = clockify.projects.values()
+        assert rated["hourlyRate"] == {"amount": 9500, "currency": "EUR"}
+        # Clockify has no fixed fee, and a free plan has no money estimate: neither is
+        # claimed, and nothing else was refused.
+        assert in_clockify["fixed_fee"] is False and in_clockify["money_budget"] is None
+
+
+def test_a_hubspot_deals_line_item_prices_reach_the_harvest_fee_through_the_crm_reader(
+    stack, bus, hubspot, harvest, tmp_path
+):
+    rules = tmp_path / "priced.toml"
+    rules.write_text(f"{CRM_RULES}\n[defaults]\nfixed_fee = true\n")
+    _, ingress = stack(PROVISIONER_RULES=str(rules))
+    company = rid("Priced Co")
+    item = hubspot.add_line_item(
+        "Build", 120, amount="12000.00", price="100.00", hs_line_item_currency_code="EUR"
+    )
+    deal = hubspot.add_deal(
+        "Rebuild", IN_PROGRESS, company=hubspot.add_company(company), line_items=[item]
+    )
+
+    assert ingress.hubspot([hubspot_event(deal, IN_PROGRESS)]) == 200
+    [outcome] = bus.wait_for(1, project_id=f"hubspot:{deal}", type="timesheet.provisioned")
+
+    assert (outcome["data"]["fixed_fee"], outcome["data"]["fee"]) == (True, EUR_12000)
+    [made] = harvest_projects_of(harvest, company)
+    assert (made["is_fixed_fee"], made["fee"], made["client"]["currency"]) == (
+        True, 12000.0, "EUR"
+    )  # fmt: skip
+    assert made["notes"].splitlines()[-1] == f"timesheet-provisioner: hubspot:{deal}/{item}"
