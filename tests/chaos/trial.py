@@ -24,8 +24,9 @@ from fakes.harvest import FakeHarvest
 from fakes.toggl import FakeToggl
 from tests.chaos import evidence
 from tests.chaos.broker import TrialBroker
+from tests.chaos.expectation import from_publications, rules_of
 from tests.chaos.faults import FaultProfile
-from tests.chaos.invariants import Facts, Failure, check
+from tests.chaos.invariants import Facts, Failure, check, liveness
 from tests.chaos.scenario import RULES, TEAM, Premade, Publication, Scenario, build
 from tests.chaos.supervisor import Monkey, Worker
 from worker.topology import Topology
@@ -61,6 +62,7 @@ class TrialResult:
     failures: list[Failure] = field(default_factory=list)
     seconds: float = 0.0
     most_runs: int = 0  # most runs begun for one event on redeliveries (worker_crashed margin)
+    kind: str = "chaos"  # or "lost webhooks" (tests.chaos.lost_webhooks)
     directory: Path | None = None  # kept when the trial failed
 
 
@@ -78,8 +80,7 @@ def run_trial(seed: int, options: Options, broker_restart: bool = False) -> Tria
             trial.publish_under_faults(publications, broker_restart, result)
             facts = trial.settle_and_gather(publications)
             result.most_runs = evidence.most_runs(trial.db)
-            result.dead_letters.update(letter.code for letter in facts.dead_letters)
-            result.failures.extend(check(facts))
+            record(result, facts)
             result.failures.extend(Failure("fault_not_done", e) for e in trial.monkey.errors)
     except Exception as exc:  # the trial itself broke: a failure to report, not a crash
         result.failures.append(Failure("trial_error", f"{type(exc).__name__}: {exc}"))
@@ -89,6 +90,14 @@ def run_trial(seed: int, options: Options, broker_restart: bool = False) -> Tria
     else:
         shutil.rmtree(directory, ignore_errors=True)
     return result
+
+
+def record(result: TrialResult, facts: Facts) -> None:
+    """The invariants' verdicts and figures on what one trial gathered."""
+    result.dead_letters.update(letter.code for letter in facts.dead_letters)
+    result.failures.extend(check(facts))
+    found = liveness(facts)
+    result.counts.update(live_expected=found.expected, live=found.live, live_excused=found.excused)
 
 
 class Trial:
@@ -171,6 +180,7 @@ class Trial:
         self.worker.stop()
         processed, links = evidence.journal(self.db)
         fakes = (self.harvest, self.toggl, self.clockify)
+        expectation = from_publications(publications, rules_of(RULES))
         return Facts(
             publications=publications,
             processed=processed,
@@ -183,6 +193,8 @@ class Trial:
             unexpected_exits=list(self.worker.unexpected_exits),
             undrained=undrained,
             escaped=evidence.escaped_exceptions(self.directory / "worker.log"),
+            expectation=expectation,
+            active_projects=evidence.active_projects(self.db),
         )
 
     def _worker_env(self, rules: Path) -> dict[str, str]:
