@@ -36,6 +36,18 @@ INVARIANTS = [
     ("should be active, is not", ("not_activated",)),
     ("linked, though nothing asked for it", ("unwanted_link",)),
 ]  # fmt: skip
+LOST_WEBHOOKS = [
+    ("deals (won, then moved to a delivery stage)", "deals"),
+    ("  their offerings (line items)", "offerings"),
+    ("webhooks delivered while the ingress was up", "webhooks_delivered"),
+    ("webhooks lost (all tries refused in the retry window)", "webhooks_lost"),
+    ("  tries refused (first try and retries)", "webhook_tries_refused"),
+    ("  deals only those webhooks told", "lost_deals"),
+    ("  their offerings linked before the sweep", "lost_linked_before_sweep"),
+    ("events one crm reconcile published", "swept"),
+    ("lost deals' offerings that should be live", "lost_expected"),
+    ("  live after the sweep and the settle time", "lost_provisioned"),
+]
 LIVENESS = [
     ("offerings that should be live", "live_expected"),
     ("  live after the settle time", "live"),
@@ -62,6 +74,9 @@ def render(results: list[TrialResult], seed: int, events: int) -> str:
     lines += [_row(f"  {label}", sum(kinds[k] for k in keys)) for label, keys in INVARIANTS]
     lines.append("liveness (invariant e)")
     lines += [_row(f"  {label}", counts[key]) for label, key in LIVENESS]
+    if any(r.kind == "lost webhooks" for r in results):
+        lines.append("lost-webhooks trials")
+        lines += [_row(f"  {label}", counts[key]) for label, key in LOST_WEBHOOKS]
     most = max((r.most_runs for r in results), default=0)
     lines.append("margins")
     lines.append(_row(f"  most runs of one event (worker_crashed past {RUN_LIMIT})", most))

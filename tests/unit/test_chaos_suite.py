@@ -12,7 +12,7 @@ import requests
 from fakes.base import LOST_ANSWER
 from fakes.harvest import FakeHarvest
 from schemas.inbound import Project
-from tests.chaos import expectation, scenario
+from tests.chaos import expectation, lost_webhooks, scenario
 from tests.chaos.broker import Letter
 from tests.chaos.evidence import escaped_exceptions
 from tests.chaos.faults import FaultProfile, Rates
@@ -336,3 +336,20 @@ def test_deals_in_a_delivery_stage_should_have_every_offering_live_but_a_manual_
     assert found.live == {("hubspot:9", o) for o in ("O1", "O3", "O4")}
     assert found.unlinked == {("hubspot:9", "O2")}
     assert found.active == {"hubspot:9"}
+
+
+def test_a_lost_webhook_is_tried_once_and_retried_ten_times_backing_off_within_the_window():
+    offsets = lost_webhooks.retry_offsets(window=6.0)
+
+    assert len(offsets) == 11 and offsets[0] == 0 and offsets[-1] == 6.0
+    gaps = [b - a for a, b in zip(offsets, offsets[1:], strict=False)]
+    assert gaps == sorted(gaps) and gaps[0] > 0
+
+
+def test_the_lost_webhooks_trial_plans_deals_of_every_group_half_of_them_lost():
+    deals = lost_webhooks.plan_deals(random.Random(2), 10)
+
+    groups = [d.group for d in deals]
+    assert set(groups) == {"before", "lost", "after"} and groups.count("lost") == 5
+    assert all(1 <= len(d.items) <= 4 for d in deals)
+    assert any(name.startswith("Support") for d in deals for name, _ in d.items)
