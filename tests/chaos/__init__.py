@@ -5,6 +5,8 @@ publishes a seeded scenario while faults are injected, lets the system settle, a
 the invariants. Modules, one job each: ``scenario`` (what is published), ``bad_bodies``
 (drawn from ``tests.strategies``), ``faults`` (the vendor fault profile), ``supervisor``
 (the worker process, SIGKILLs, closed connections, the broker restart), ``broker`` (the
-trial's side of the bus), ``evidence`` (reading fakes, journal and log), ``invariants``
-(pure checks), ``trial`` (the phases), ``table`` (the report).
+trial's side of the bus), ``evidence`` (reading fakes, journal and log), ``expectation``
+(what should have happened, pure), ``invariants`` (pure checks), ``trial`` (the phases),
+``lost_webhooks`` (the trial where the ingress is down past HubSpot's retries and a sweep
+catches up), ``table`` (the report).
 """

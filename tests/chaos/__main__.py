@@ -1,7 +1,8 @@
-"""``python -m tests.chaos [--trials N] [--events M] [--seed S] [--broker-restart]``
+"""``python -m tests.chaos [--trials N] [--events M] [--seed S] [--broker-restart]
+[--lost-webhooks]``
 
-Trial i runs with seed S + i, so ``--seed S+i --trials 1`` re-runs it alone. Exit status 1
-when any invariant failed in any trial.
+Trial i runs with seed S + i, so ``--seed S+i --trials 1`` re-runs it alone (with
+``--lost-webhooks`` for the last one). Exit status 1 when any invariant failed in any trial.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import random
 import signal
 import sys
 
+from tests.chaos.lost_webhooks import run_lost_webhooks
 from tests.chaos.table import render, trial_line
 from tests.chaos.trial import Options, run_trial
 
@@ -25,6 +27,11 @@ def main(argv: list[str] | None = None) -> int:
         "--broker-restart",
         action="store_true",
         help="restart the broker once in the run (breaks anyone else using it)",
+    )
+    parser.add_argument(
+        "--lost-webhooks",
+        action="store_true",
+        help="make the last trial the lost-webhooks one (tests.chaos.lost_webhooks)",
     )
     parser.add_argument("--bad-share", type=float, default=Options.bad_share)
     parser.add_argument("--fault-seconds", type=float, default=Options.fault_seconds)
@@ -49,10 +56,14 @@ def main(argv: list[str] | None = None) -> int:
         toggl_rate=args.toggl_rate,
         keep=args.keep,
     )
-    restart_in = random.Random(seed).randrange(args.trials) if args.broker_restart else None
+    chaos_trials = max(1, args.trials - args.lost_webhooks)  # the broker restarts in one of them
+    restart_in = random.Random(seed).randrange(chaos_trials) if args.broker_restart else None
     results = []
     for i in range(args.trials):
-        result = run_trial(seed + i, options, broker_restart=i == restart_in)
+        if args.lost_webhooks and i == args.trials - 1:
+            result = run_lost_webhooks(seed + i, options)
+        else:
+            result = run_trial(seed + i, options, broker_restart=i == restart_in)
         results.append(result)
         print(trial_line(i, result), flush=True)  # a long run shows its findings as they come
         for failure in result.failures:

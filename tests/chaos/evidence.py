@@ -118,3 +118,9 @@ def most_runs(db: Path) -> int:
             return conn.execute("SELECT COALESCE(MAX(runs), 0) FROM event_runs").fetchone()[0]
         except sqlite3.OperationalError:
             return 0
+
+
+def active_projects(db: Path) -> set[str]:
+    """The projects the worker's store marks active (a Closed Won was applied)."""
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        return {pid for (pid,) in conn.execute("SELECT project_id FROM projects WHERE active")}

@@ -9,6 +9,12 @@
 (c) an outcome re-sent after a crash keeps its id: per (causationid, type, offering) one id.
 (d) the worker is alive, did not exit by itself, no exception escaped to pika (a raw
     traceback in its log), and its queues drained.
+(e) everything that should have happened did (``tests.chaos.expectation``): every offering
+    that should be live has one link, not archived, to a project its tool holds unarchived;
+    every project that should be active is; no offering that nothing could link is linked.
+    An offering missing (or a project inactive) is excused, not failed, when an event that
+    could have linked it (or activated it) was dead-lettered with a code in
+    ``EXPECTED_CODES``: that dead letter is the evidence, and the table counts the excused.
 
 Each violation is a ``Failure`` naming the invariant, the event or offering, and what was seen.
 """
@@ -19,6 +25,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from tests.chaos.broker import Letter
+from tests.chaos.expectation import Expectation, Offered
 from tests.chaos.scenario import Publication
 
 # Dead-letter codes a good event may end with in a trial: the faults make them legitimate.
@@ -66,13 +73,16 @@ class Facts:
     unexpected_exits: list[int] = field(default_factory=list)
     undrained: dict[str, int] = field(default_factory=dict)  # queue -> messages left
     escaped: list[str] = field(default_factory=list)  # exceptions that escaped to pika
+    expectation: Expectation | None = None  # None: invariant (e) is not checked
+    active_projects: set[str] = field(default_factory=set)  # the store's projects marked active
 
 
 @dataclass(frozen=True)
 class Failure:
     kind: str  # lost, reasonless, broker_dead_letter, bad_body, unexpected_code, dlq_crash,
     # duplicate_project, duplicate_client, relinked, dangling_link, archive_mismatch,
-    # id_changed, worker_exited, escaped_exception, worker_dead, not_drained
+    # id_changed, worker_exited, escaped_exception, worker_dead, not_drained,
+    # not_provisioned, not_live, not_activated, unwanted_link
     detail: str
 
 
@@ -82,6 +92,7 @@ def check(facts: Facts) -> list[Failure]:
         *none_twice(facts),
         *ids_kept(facts.outcomes),
         *worker_healthy(facts),
+        *liveness(facts).failures,
     ]
 
 
@@ -226,6 +237,69 @@ def worker_healthy(facts: Facts) -> list[Failure]:
         left = ", ".join(f"{q}: {n}" for q, n in sorted(facts.undrained.items()))
         failures.append(Failure("not_drained", f"queues did not drain: {left}"))
     return failures
+
+
+@dataclass
+class Liveness:
+    """Invariant (e) of one trial: its failures and the figures the table shows."""
+
+    expected: int = 0  # offerings that should be live
+    live: int = 0  # of those, live
+    excused: int = 0  # of those, not live, with a legitimate dead letter as the evidence
+    failures: list[Failure] = field(default_factory=list)
+
+
+def liveness(facts: Facts) -> Liveness:
+    expectation = facts.expectation
+    found = Liveness()
+    if expectation is None:
+        return found
+    excused_offerings: set[Offered] = set()
+    excused_projects: set[str] = set()
+    for letter in facts.dead_letters:
+        concern = expectation.concerns.get(letter.key) if letter.key else None
+        if concern is not None and not letter.broker_made and letter.code in EXPECTED_CODES:
+            excused_offerings |= concern.offerings
+            if concern.activates:
+                excused_projects.add(concern.activates)
+    links: dict[Offered, list[StoredLink]] = defaultdict(list)
+    for link in facts.links:
+        links[(link.project_id, link.offering_id)].append(link)
+    in_tool = {(p.tool, p.id): p for p in facts.projects}
+    found.expected = len(expectation.live)
+    for pid, oid in sorted(expectation.live):
+        problem = _not_live(links.get((pid, oid), []), in_tool)
+        if problem is None:
+            found.live += 1
+        elif (pid, oid) in excused_offerings:
+            found.excused += 1
+        else:
+            kind = "not_provisioned" if problem == "no link" else "not_live"
+            found.failures.append(Failure(kind, f"offering {pid}/{oid}: {problem}"))
+    for pid in sorted(expectation.active - facts.active_projects - excused_projects):
+        found.failures.append(Failure("not_activated", f"project {pid} is not active"))
+    for pid, oid in sorted(expectation.unlinked & links.keys()):
+        made = ", ".join(f"{lk.tool} {lk.timesheet_project_id}" for lk in links[(pid, oid)])
+        found.failures.append(
+            Failure("unwanted_link", f"offering {pid}/{oid}: nothing asked for it, linked {made}")
+        )
+    return found
+
+
+def _not_live(links: list[StoredLink], in_tool: dict[tuple[str, str], VendorProject]):
+    """What keeps an offering's links from being one live project; None when nothing."""
+    if not links:
+        return "no link"
+    if len(links) > 1:
+        return f"{len(links)} links"
+    [link] = links
+    project = in_tool.get((link.tool, link.timesheet_project_id))
+    if link.archived:
+        return f"its link to {link.tool} {link.timesheet_project_id} is archived"
+    if project is None or project.archived:
+        state = "missing" if project is None else "archived"
+        return f"{link.tool} project {link.timesheet_project_id} is {state} in the tool"
+    return None
 
 
 def _name(facts: Facts, letter: Letter) -> str:

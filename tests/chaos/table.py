@@ -32,7 +32,27 @@ INVARIANTS = [
     ("exceptions escaped to pika", ("escaped_exception",)),
     ("worker exited, died or did not drain", ("worker_exited", "worker_dead", "not_drained")),
     ("trial errors, faults not done", ("trial_error", "fault_not_done")),
+    ("should be provisioned, is not (no link, not live)", ("not_provisioned", "not_live")),
+    ("should be active, is not", ("not_activated",)),
+    ("linked, though nothing asked for it", ("unwanted_link",)),
 ]  # fmt: skip
+LOST_WEBHOOKS = [
+    ("deals (won, then moved to a delivery stage)", "deals"),
+    ("  their offerings (line items)", "offerings"),
+    ("webhooks delivered while the ingress was up", "webhooks_delivered"),
+    ("webhooks lost (all tries refused in the retry window)", "webhooks_lost"),
+    ("  tries refused (first try and retries)", "webhook_tries_refused"),
+    ("  deals only those webhooks told", "lost_deals"),
+    ("  their offerings linked before the sweep", "lost_linked_before_sweep"),
+    ("events one crm reconcile published", "swept"),
+    ("lost deals' offerings that should be live", "lost_expected"),
+    ("  live after the sweep and the settle time", "lost_provisioned"),
+]
+LIVENESS = [
+    ("offerings that should be live", "live_expected"),
+    ("  live after the settle time", "live"),
+    ("  not live, excused by a legitimate dead letter", "live_excused"),
+]
 
 
 def render(results: list[TrialResult], seed: int, events: int) -> str:
@@ -52,6 +72,11 @@ def render(results: list[TrialResult], seed: int, events: int) -> str:
     lines += [_row(f"  {label}", counts[key]) for label, key in EVENTS]
     lines.append("invariants (failures)")
     lines += [_row(f"  {label}", sum(kinds[k] for k in keys)) for label, keys in INVARIANTS]
+    lines.append("liveness (invariant e)")
+    lines += [_row(f"  {label}", counts[key]) for label, key in LIVENESS]
+    if any(r.kind == "lost webhooks" for r in results):
+        lines.append("lost-webhooks trials")
+        lines += [_row(f"  {label}", counts[key]) for label, key in LOST_WEBHOOKS]
     most = max((r.most_runs for r in results), default=0)
     lines.append("margins")
     lines.append(_row(f"  most runs of one event (worker_crashed past {RUN_LIMIT})", most))
@@ -67,7 +92,13 @@ def render(results: list[TrialResult], seed: int, events: int) -> str:
 def trial_line(index: int, r: TrialResult) -> str:
     verdict = f"{len(r.failures)} failures" if r.failures else "ok"
     faults = sum(r.counts[key] for _, key in FAULTS)
-    return f"trial {index + 1} seed {r.seed}: {verdict}, {faults} faults, {r.seconds:.0f}s"
+    live = f"live {r.counts['live']}/{r.counts['live_expected']}"
+    if r.counts["live_excused"]:
+        live += f" ({r.counts['live_excused']} excused)"
+    return (
+        f"trial {index + 1} seed {r.seed} ({r.kind}): {verdict}, {faults} faults, {live}, "
+        f"{r.seconds:.0f}s"
+    )
 
 
 def _row(label: str, value: int, note: str = "") -> str:

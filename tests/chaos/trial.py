@@ -15,6 +15,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,8 +25,9 @@ from fakes.harvest import FakeHarvest
 from fakes.toggl import FakeToggl
 from tests.chaos import evidence
 from tests.chaos.broker import TrialBroker
+from tests.chaos.expectation import Expectation, from_publications, rules_of
 from tests.chaos.faults import FaultProfile
-from tests.chaos.invariants import Facts, Failure, check
+from tests.chaos.invariants import Facts, Failure, check, liveness
 from tests.chaos.scenario import RULES, TEAM, Premade, Publication, Scenario, build
 from tests.chaos.supervisor import Monkey, Worker
 from worker.topology import Topology
@@ -61,26 +63,38 @@ class TrialResult:
     failures: list[Failure] = field(default_factory=list)
     seconds: float = 0.0
     most_runs: int = 0  # most runs begun for one event on redeliveries (worker_crashed margin)
+    kind: str = "chaos"  # or "lost webhooks" (tests.chaos.lost_webhooks)
     directory: Path | None = None  # kept when the trial failed
 
 
 def run_trial(seed: int, options: Options, broker_restart: bool = False) -> TrialResult:
-    started = time.monotonic()
     rng = random.Random(seed)
     scenario = build(rng, options.events, options.bad_share)
     result = TrialResult(seed)
     result.counts.update(good=scenario.good, bad=scenario.bad, copies=scenario.copies)
-    directory = Path(tempfile.mkdtemp(prefix=f"chaos-{seed}-"))
+
+    def phases(stack: ExitStack, directory: Path) -> None:
+        trial = Trial(stack, rng, options, directory)
+        publications = trial.set_up(scenario)
+        trial.publish_under_faults(publications, broker_restart, result)
+        facts = trial.settle_and_gather(publications)
+        result.most_runs = evidence.most_runs(trial.db)
+        record(result, facts)
+        result.failures.extend(Failure("fault_not_done", e) for e in trial.monkey.errors)
+
+    return guarded(result, options, phases)
+
+
+def guarded(
+    result: TrialResult, options: Options, phases: Callable[[ExitStack, Path], None]
+) -> TrialResult:
+    """Runs a trial's ``phases`` in a directory of its own, undoing what they started
+    whatever happens; the directory is kept when the trial failed (or ``options.keep``)."""
+    started = time.monotonic()
+    directory = Path(tempfile.mkdtemp(prefix=f"chaos-{result.seed}-"))
     try:
         with ExitStack() as stack:
-            trial = Trial(stack, rng, options, directory)
-            publications = trial.set_up(scenario)
-            trial.publish_under_faults(publications, broker_restart, result)
-            facts = trial.settle_and_gather(publications)
-            result.most_runs = evidence.most_runs(trial.db)
-            result.dead_letters.update(letter.code for letter in facts.dead_letters)
-            result.failures.extend(check(facts))
-            result.failures.extend(Failure("fault_not_done", e) for e in trial.monkey.errors)
+            phases(stack, directory)
     except Exception as exc:  # the trial itself broke: a failure to report, not a crash
         result.failures.append(Failure("trial_error", f"{type(exc).__name__}: {exc}"))
     result.seconds = time.monotonic() - started
@@ -91,14 +105,32 @@ def run_trial(seed: int, options: Options, broker_restart: bool = False) -> Tria
     return result
 
 
+def record(result: TrialResult, facts: Facts) -> None:
+    """The invariants' verdicts and figures on what one trial gathered."""
+    result.dead_letters.update(letter.code for letter in facts.dead_letters)
+    result.failures.extend(check(facts))
+    found = liveness(facts)
+    result.counts.update(live_expected=found.expected, live=found.live, live_excused=found.excused)
+
+
 class Trial:
     """The phases of one trial; everything started is handed to ``stack`` to be undone."""
 
-    def __init__(self, stack: ExitStack, rng: random.Random, options: Options, directory: Path):
+    def __init__(
+        self,
+        stack: ExitStack,
+        rng: random.Random,
+        options: Options,
+        directory: Path,
+        rules: str = RULES,
+        env: dict[str, str] | None = None,
+    ):
         self.stack = stack
         self.rng = rng
         self.options = options
         self.directory = directory
+        self.rules = rules  # another trial kind adds its CRM's stage map
+        self.env = env or {}  # and its CRM's credentials
         self.profile = FaultProfile(random.Random(rng.randrange(2**32)))
 
     def set_up(self, scenario: Scenario) -> list[Publication]:
@@ -123,9 +155,9 @@ class Trial:
         self.stack.callback(self.broker.delete_namespace)
         self.broker.declare()
         rules = self.directory / "rules.toml"
-        rules.write_text(RULES)
+        rules.write_text(self.rules)
         self.db = self.directory / "state.db"
-        self.worker = Worker(self._worker_env(rules), self.directory / "worker.log")
+        self.worker = Worker(self.worker_env(rules), self.directory / "worker.log")
         self.stack.callback(self.worker.stop)
         self.worker.start()
         return scenario.with_refs(refs)
@@ -149,21 +181,24 @@ class Trial:
         for i in range(0, len(numbered), wave):
             self.broker.publish(numbered[i : i + wave])
             time.sleep(WAVE_GAP)  # later waves meet a worker busy with the earlier ones
-        _wait(lambda: not any(self.broker.depths().values()), closes - time.monotonic())
+        wait_held(lambda: not any(self.broker.depths().values()), closes - time.monotonic())
         self.monkey.stop()
         self.profile.enabled = False
         result.counts.update(self.profile.counts)
         result.counts.update(self.monkey.counts)
 
-    def settle_and_gather(self, publications: list[Publication]) -> Facts:
+    def settle_and_gather(
+        self, publications: list[Publication], expected: Expectation | None = None
+    ) -> Facts:
         """One worker and no faults until the queues are empty (or the deadline), then
-        everything the invariants read."""
+        everything the invariants read; what should have happened is ``expected``, or
+        else what the publications asked for."""
 
         def settled() -> bool:
             self.worker.start()  # one worker, whatever the monkey left (noted if it exited)
             return not any(self.broker.depths().values())
 
-        drained = _wait(settled, self.options.settle_seconds)
+        drained = wait_held(settled, self.options.settle_seconds)
         undrained = {} if drained else {q: n for q, n in self.broker.depths().items() if n}
         alive = self.worker.alive()
         outcomes = self.broker.outcomes()
@@ -171,6 +206,7 @@ class Trial:
         self.worker.stop()
         processed, links = evidence.journal(self.db)
         fakes = (self.harvest, self.toggl, self.clockify)
+        expected = expected or from_publications(publications, rules_of(self.rules))
         return Facts(
             publications=publications,
             processed=processed,
@@ -183,9 +219,11 @@ class Trial:
             unexpected_exits=list(self.worker.unexpected_exits),
             undrained=undrained,
             escaped=evidence.escaped_exceptions(self.directory / "worker.log"),
+            expectation=expected,
+            active_projects=evidence.active_projects(self.db),
         )
 
-    def _worker_env(self, rules: Path) -> dict[str, str]:
+    def worker_env(self, rules: Path) -> dict[str, str]:
         harvest, toggl, clockify, options = self.harvest, self.toggl, self.clockify, self.options
         return {
             "AMQP_URL": options.amqp_url,
@@ -209,6 +247,7 @@ class Trial:
             "CLOCKIFY_WORKSPACE_ID": clockify.workspace_id,
             "CLOCKIFY_BASE_URL": f"{clockify.origin}/api/v1",
             "CLOCKIFY_RATE_LIMIT": "1000/1",
+            **self.env,
         }
 
 
@@ -222,7 +261,7 @@ def _premake(fake, premade: Premade) -> str:
     return str(fake.add_project(client_id, premade.name))
 
 
-def _wait(done, seconds: float, every: float = 1.0, quiet: float = QUIET) -> bool:
+def wait_held(done, seconds: float, every: float = 1.0, quiet: float = QUIET) -> bool:
     """Polls ``done`` until it has held for ``quiet`` seconds on end, or ``seconds`` pass;
     True when it held. One empty listing proves little: right after a broker restart the
     quorum queues may be listed as empty before they have recovered their messages."""
