@@ -219,3 +219,46 @@ def test_every_panel_reads_the_provisioned_prometheus_through_the_datasource_var
     for panel in (p for p in panels(dashboard) if p["type"] != "row"):
         assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, panel["title"]
         assert all(t["datasource"] == panel["datasource"] for t in panel["targets"])
+
+
+def test_the_salesforce_usage_and_sweep_age_queries_compute_what_their_panels_say(tmp_path):
+    """promtool evaluates the two queries that join series, on samples of two replicas."""
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is missing: apt-get install prometheus (.ci/run installs it)"
+    exprs = [e.replace("$instance", ".*") for p in panels(load()) for e in expressions(p)]
+    usage = next(e for e in exprs if 'count="used"' in e)
+    age = next(e for e in exprs if e.startswith("time()") and "last_success" in e)
+    api = "provisioner_crm_daily_api_requests"
+    swept = "provisioner_reconcile_last_success_timestamp_seconds"
+    tests = {
+        "rule_files": [],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [
+                    {"series": f'{api}{{crm="salesforce",count="used",instance="w1"}}',
+                     "values": "4000x10"},
+                    {"series": f'{api}{{crm="salesforce",count="allocation",instance="w1"}}',
+                     "values": "100000x10"},
+                    # Two reconcile replicas: the age is from the later success of either.
+                    {"series": f'{swept}{{crm="hubspot",instance="r1"}}', "values": "0x10"},
+                    {"series": f'{swept}{{crm="hubspot",instance="r2"}}', "values": "120x10"},
+                ],
+                "promql_expr_test": [
+                    {"expr": usage, "eval_time": "5m",
+                     "exp_samples": [{"labels": '{crm="salesforce"}', "value": 0.04}]},
+                    {"expr": age, "eval_time": "10m",
+                     "exp_samples": [{"labels": '{crm="hubspot"}', "value": 480}]},
+                ],
+            }
+        ],
+    }  # fmt: skip
+    test_file = tmp_path / "dashboard_test.yml"
+    test_file.write_text(yaml.safe_dump(tests))
+
+    tested = subprocess.run(
+        [promtool, "test", "rules", str(test_file)], capture_output=True, text=True, timeout=60
+    )
+
+    assert tested.returncode == 0, tested.stdout + tested.stderr
