@@ -5,8 +5,13 @@ file itself in .ci/run.)"""
 
 from __future__ import annotations
 
+import os
 import re
-from pathlib import Path
+import shutil
+import subprocess
+from pathlib import Path, PurePosixPath
+
+import yaml
 
 from worker.commands.main import main
 
@@ -69,3 +74,93 @@ def test_the_live_deployment_runs_the_reconcile_schedule_on_the_workers_store_an
     for name in shared:
         line = re.search(rf"^\s+{name}: .*$", worker, re.MULTILINE).group(0)
         assert line in service, name
+
+
+# -- metrics in the live profile: Prometheus and Grafana ---------------------------------------
+PROMETHEUS_CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
+GRAFANA_PROVISIONING = ROOT / "deploy" / "grafana" / "provisioning"
+
+
+def compose_services() -> dict:
+    return yaml.safe_load(COMPOSE)["services"]
+
+
+def mounts(service: dict) -> dict[str, str]:
+    """Host path (relative to the repository) -> path in the container, of bind mounts."""
+    binds = [v.split(":") for v in service.get("volumes", []) if v.startswith("./")]
+    return {host.removeprefix("./"): container for host, container, *_ in binds}
+
+
+def test_the_live_prometheus_reads_the_repository_config_and_its_alert_rules_as_promtool_does():
+    service = compose_services()["prometheus"]
+    mounted = mounts(service)
+    config = PurePosixPath(mounted["deploy/prometheus/prometheus.yml"])
+    rules = yaml.safe_load(PROMETHEUS_CONFIG.read_text())["rule_files"]
+
+    assert service["profiles"] == ["live"]
+    assert f"--config.file={config}" in service["command"]
+    # The rule path is relative to the config: the same file in the container and on a checkout.
+    in_container = {os.path.normpath(config.parent / rule) for rule in rules}
+    on_checkout = {(PROMETHEUS_CONFIG.parent / rule).resolve() for rule in rules}
+    assert in_container == {mounted["docs/prometheus-alerts.yml"]}
+    assert on_checkout == {ROOT / "docs" / "prometheus-alerts.yml"}
+
+
+def test_promtool_accepts_the_prometheus_config_with_its_rules():
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is missing: apt-get install prometheus (.ci/run installs it)"
+
+    checked = subprocess.run(
+        [promtool, "check", "config", str(PROMETHEUS_CONFIG)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "SUCCESS: 1 rule files found" in checked.stdout
+
+
+def test_prometheus_scrapes_every_live_process_on_the_port_it_serves_metrics_on():
+    services = compose_services()
+    jobs = yaml.safe_load(PROMETHEUS_CONFIG.read_text())["scrape_configs"]
+    targets = set()
+    for job in jobs:
+        for found in job.get("dns_sd_configs", []):
+            targets |= {f"{name}:{found['port']}" for name in found["names"]}
+        for static in job.get("static_configs", []):
+            targets |= set(static["targets"])
+    ingress_bind = services["ingress"]["environment"]["PROVISIONER_INGRESS_BIND"]
+
+    for name in ("worker", "reconcile"):
+        port = services[name]["environment"]["PROVISIONER_METRICS_BIND"].rsplit(":", 1)[1]
+        assert f"{name}:{port}" in targets
+    assert f"ingress:{ingress_bind.rsplit(':', 1)[1]}" in targets
+    # Replicas are found by DNS, each one a target; a static name would reach one of them.
+    assert {n for job in jobs for sd in job.get("dns_sd_configs", []) for n in sd["names"]} >= {
+        "worker",
+        "reconcile",
+    }
+    # The alert rules name the workers' job (ProvisionerNotReady: up{job="..."}).
+    alerts_job = re.search(
+        r'up\{job="([^"]+)"\}', (ROOT / "docs/prometheus-alerts.yml").read_text()
+    )
+    worker_job = next(j for j in jobs if "worker" in str(j.get("dns_sd_configs")))
+    assert worker_job["job_name"] == alerts_job.group(1)
+
+
+def test_the_live_grafana_is_provisioned_with_the_prometheus_and_the_dashboards_of_docs():
+    services = compose_services()
+    service = services["grafana"]
+    mounted = mounts(service)
+    provider = yaml.safe_load((GRAFANA_PROVISIONING / "dashboards" / "provisioner.yml").read_text())
+    source = yaml.safe_load((GRAFANA_PROVISIONING / "datasources" / "prometheus.yml").read_text())
+    prometheus_port = services["prometheus"]["ports"][0].rsplit(":", 1)[1]
+
+    assert service["profiles"] == ["live"] and services["prometheus"]["profiles"] == ["live"]
+    assert mounted["deploy/grafana/provisioning"].startswith("/etc/grafana/provisioning")
+    assert [p["options"]["path"] for p in provider["providers"]] == [mounted["docs/grafana"]]
+    assert [s["url"] for s in source["datasources"]] == [f"http://prometheus:{prometheus_port}"]
+    home = service["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert home == f"{mounted['docs/grafana']}/provisioner.json"
+    assert (ROOT / "docs" / "grafana" / "provisioner.json").is_file()
