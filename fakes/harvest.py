@@ -287,7 +287,11 @@ class FakeHarvest(FakeVendor):
     # -- handlers: request -> response -----------------------------------------------------
     def company(self, request: Request) -> Response:
         domain = self.base_uri.removeprefix("https://")
-        return Response(200, {"base_uri": self.base_uri, "full_domain": domain, "is_active": True})
+        return Response(
+            200,
+            {"base_uri": self.base_uri, "full_domain": domain, "is_active": True,
+             "name": "Fake Company", "plan_type": "simple-v4"},
+        )  # fmt: skip
 
     def page(self, request: Request, key: str, table: dict[int, dict]) -> Response:
         """HV-DOCS 06_pagination: newest first; follow ``links.next`` (a cursor) to the end."""

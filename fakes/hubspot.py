@@ -120,6 +120,7 @@ class FakeHubSpot(FakeVendor):
         self.pipelines: list[dict] = [_pipeline("default", "Sales Pipeline", DEFAULT_PIPELINE)]
         self.received: list[Request] = []
         self._ids = itertools.count(random.randint(10**10, 2 * 10**10))
+        self.refused_scopes: set[str] = set()  # lever: the app lacks these (403 MISSING_SCOPES)
 
     # -- seeding ----------------------------------------------------------------------------
     def _id(self) -> str:
@@ -196,9 +197,16 @@ class FakeHubSpot(FakeVendor):
         with self.lock:
             del self.deals[deal_id]
 
+    def refuse_scope(self, scope: str) -> None:
+        """The app was not granted ``scope``: every read that needs it answers 403."""
+        with self.lock:
+            self.refused_scopes.add(scope)
+
     # -- the API ----------------------------------------------------------------------------
     def routes(self) -> list[Route]:
         return [
+            ("GET", re.compile(r"/crm/v3/objects/(deals|companies|line_items)"), self._list),
+            ("GET", re.compile(r"/crm/v3/owners/?"), self._list_owners),
             ("GET", re.compile(r"/crm/v3/objects/deals/([^/]+)"), self._get_deal),
             ("GET", re.compile(r"/crm/v3/objects/companies/([^/]+)"), self._get_company),
             (
@@ -222,6 +230,20 @@ class FakeHubSpot(FakeVendor):
                 "INVALID_AUTHENTICATION",
                 "Authentication credentials not found. This API supports OAuth 2.0 "
                 "authentication and you can find more details at https://developers.hubspot.com",
+            )
+        scope = _scope_of(request.path)
+        if scope in self.refused_scopes:
+            return _error(
+                403,
+                "MISSING_SCOPES",
+                "This app hasn't been granted all required scopes to make this call.",
+                errors=[
+                    {
+                        "message": "One or more of the following scopes are required.",
+                        "context": {"requiredGranularScopes": [scope]},
+                    }
+                ],
+                links={"scopes": "https://developers.hubspot.com/scopes"},
             )
         return None
 
@@ -319,6 +341,38 @@ class FakeHubSpot(FakeVendor):
         answer: dict[str, Any] = {"status": "COMPLETE", "results": results}
         if errors:
             return Response(207, answer | {"numErrors": len(errors), "errors": errors})
+        return Response(200, answer)
+
+    def _list(self, request: Request, kind: str) -> Response:
+        """``GET /crm/v3/objects/{type}?limit=&after=``: a page of records, oldest first."""
+        table = {"deals": self.deals, "companies": self.companies, "line_items": self.line_items}
+        with self.lock:
+            rows = [
+                (object_id, row["properties"] if kind == "deals" else row)
+                for object_id, row in table[kind].items()
+            ]
+        return self._paged(request, [self._shown(i, p, request) for i, p in rows])
+
+    def _list_owners(self, request: Request) -> Response:
+        with self.lock:
+            owners = [dict(o) for o in self.owners.values()]
+        return self._paged(request, owners)
+
+    def _shown(self, object_id: str, props: dict, request: Request) -> dict:
+        wanted = [p for p in (request.arg("properties") or "").split(",") if p]
+        shown = {p: props.get(p) for p in wanted} | {"hs_object_id": object_id}
+        return {"id": object_id, "properties": shown, "archived": False}
+
+    def _paged(self, request: Request, rows: list[dict]) -> Response:
+        try:
+            limit, after = int(request.arg("limit", "10")), int(request.arg("after", "0"))
+        except ValueError:
+            return _error(400, "VALIDATION_ERROR", "limit and after must be integers")
+        if not 1 <= limit <= MAX_LIST_PAGE:
+            return _error(400, "VALIDATION_ERROR", f"limit must be 1..{MAX_LIST_PAGE}")
+        answer: dict[str, Any] = {"results": rows[after : after + limit]}
+        if after + limit < len(rows):
+            answer["paging"] = {"next": {"after": str(after + limit)}}
         return Response(200, answer)
 
     def _get_owner(self, request: Request, owner_id: str) -> Response:
@@ -442,6 +496,20 @@ class _SearchQuery:
             key = _ms(value) if name in DATES and value else (value or "")
             keys.append(-key if sort.get("direction") == "DESCENDING" and name in DATES else key)
         return (*keys, int(deal_id))
+
+
+# The scope each read needs (developers.hubspot.com, each endpoint's Requirements).
+SCOPES = (
+    (re.compile(r"/crm/v[34]/objects/deals.*|/crm/v3/pipelines/deals.*"), "crm.objects.deals.read"),
+    (re.compile(r"/crm/v3/objects/companies.*"), "crm.objects.companies.read"),
+    (re.compile(r"/crm/v3/objects/line_items.*"), "crm.objects.line_items.read"),
+    (re.compile(r"/crm/v3/owners.*"), "crm.objects.owners.read"),
+)
+MAX_LIST_PAGE = 100  # GET /crm/v3/objects/{type}: limit 1..100
+
+
+def _scope_of(path: str) -> str | None:
+    return next((scope for pattern, scope in SCOPES if pattern.fullmatch(path)), None)
 
 
 def _text(value: Any) -> str | None:

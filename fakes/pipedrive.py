@@ -88,6 +88,11 @@ class FakePipedrive(FakeVendor):
         self.received: list[Request] = []
         self._ids = itertools.count(random.randint(1000, 10**6))
         self.token_user = self.add_user("api-owner@example.com")  # whose token this is
+        # Pipeline 1's stages, as a new company has them: stage id -> name.
+        self.stages: dict[int, dict] = {}
+        for name in ("Qualified", "Contact Made", "Proposal Made", "Negotiations Started"):
+            self.add_stage(name)
+        self.forbidden: set[str] = set()  # lever: resources the token's user may not see
 
     # -- seeding ----------------------------------------------------------------------------
     def add_user(self, email: str) -> int:
@@ -96,6 +101,19 @@ class FakePipedrive(FakeVendor):
             self.users[user_id] = {"id": user_id, "name": "Test Owner", "email": email,
                                    "has_pic": 0, "active_flag": True, "is_admin": 0}  # fmt: skip
             return user_id
+
+    def add_stage(self, name: str, pipeline_id: int = 1) -> int:
+        with self.lock:
+            stage_id = len(self.stages) + 1
+            self.stages[stage_id] = {"id": stage_id, "name": name, "pipeline_id": pipeline_id,
+                                     "order_nr": stage_id, "is_deleted": False}  # fmt: skip
+            return stage_id
+
+    def forbid(self, resource: str) -> None:
+        """The token's user may not read ``resource`` (deals, organizations, products,
+        stages): 403, as for a user whose permission set lacks it."""
+        with self.lock:
+            self.forbidden.add(resource)
 
     def add_organization(self, name: str) -> int:
         with self.lock:
@@ -187,6 +205,8 @@ class FakePipedrive(FakeVendor):
             ("GET", re.compile(r"/api/v2/deals/([^/]+)"), self._get_deal),
             ("GET", re.compile(r"/api/v2/deals/([^/]+)/products"), self._products),
             ("GET", re.compile(r"/api/v2/organizations/([^/]+)"), self._get_organization),
+            ("GET", re.compile(r"/api/v2/organizations"), self._list_organizations),
+            ("GET", re.compile(r"/api/v2/stages"), self._list_stages),
             ("GET", re.compile(r"/api/v1/users/me"), self._me),
             ("GET", re.compile(r"/api/v1/users/([^/]+)"), self._get_user),
             *[(m, RETIRED_V1, self._retired) for m in ("GET", "POST", "PUT", "DELETE")],
@@ -209,6 +229,8 @@ class FakePipedrive(FakeVendor):
                 response = _error(429, "Request over limit")  # the daily budget's refusal
                 response.headers = {"x-daily-ratelimit-token-remaining": "0"}
                 return response
+            if _resource(request.path) in self.forbidden:
+                return _error(403, "You do not have permission to view this resource")
             version = "v2" if request.path.startswith("/api/v2/") else "v1"
             cost = LIST_COST if request.path == "/api/v2/deals" else COST[version]
             self.budget_left = max(0, self.budget_left - cost)
@@ -301,11 +323,47 @@ class FakePipedrive(FakeVendor):
             return _error(404, "Organization not found")
         return Response(200, {"success": True, "data": dict(org), "additional_data": None})
 
+    def _list_organizations(self, request: Request) -> Response:
+        return self._cursor_page(request, [dict(o) for o in self.organizations.values()])
+
+    def _list_stages(self, request: Request) -> Response:
+        """``GET /api/v2/stages[?pipeline_id=]``: the stages, by ``order_nr``."""
+        wanted = request.arg("pipeline_id")
+        rows = [
+            dict(s)
+            for s in self.stages.values()
+            if not s["is_deleted"] and (wanted is None or str(s["pipeline_id"]) == wanted)
+        ]
+        return self._cursor_page(request, rows)
+
+    def _cursor_page(self, request: Request, rows: list[dict]) -> Response:
+        try:
+            limit = int(request.arg("limit", "100"))
+            start = _offset(request.arg("cursor"))
+        except ValueError:
+            return _error(400, "Invalid cursor or limit")
+        if not 1 <= limit <= MAX_LIMIT:
+            return _error(400, f"limit must be 1..{MAX_LIMIT}")
+        page = rows[start : start + limit]
+        more = start + limit < len(rows)
+        next_cursor = base64.b64encode(f"o:{start + limit}".encode()).decode() if more else None
+        return Response(
+            200, {"success": True, "data": page, "additional_data": {"next_cursor": next_cursor}}
+        )
+
     def _get_user(self, request: Request, user_id: str) -> Response:
         user = self.users.get(int(user_id)) if user_id.isdigit() else None
         if user is None:
             return _error(404, "User not found")
         return Response(200, {"success": True, "data": dict(user)})
+
+
+def _resource(path: str) -> str | None:
+    """What a v2 path reads: ``/api/v2/deals/1/products`` reads products."""
+    parts = path.removeprefix("/api/v2/").split("/")
+    if not path.startswith("/api/v2/"):
+        return None
+    return "products" if parts[-1] == "products" else parts[0]
 
 
 def _number(value: Any) -> int | float | None:

@@ -68,6 +68,14 @@ from fakes.base import FakeVendor, Request, Response, Route, serve_main
 _ALPHANUMERIC = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 
 
+# Salesforce's default Opportunity stages (help.salesforce.com, the standard sales process).
+STANDARD_STAGES = (
+    "Prospecting", "Qualification", "Needs Analysis", "Value Proposition", "Id. Decision Makers",
+    "Perception Analysis", "Proposal/Price Quote", "Negotiation/Review", "Closed Won",
+    "Closed Lost",
+)  # fmt: skip
+
+
 def salesforce_id(prefix: str) -> str:
     """A random 18-character Salesforce id (suffix computed as Salesforce documents)."""
     id15 = prefix + "".join(random.choice(_ALPHANUMERIC) for _ in range(15 - len(prefix)))
@@ -173,6 +181,9 @@ class FakeSalesforce(FakeVendor):
         self.set_currencies(currency, multi_currency=multi_currency)
         self.received: list[Request] = []
         self._cursors: dict[str, list[dict]] = {}
+        # Opportunity.StageName's picklist: a new org's standard sales process.
+        self.stages = list(STANDARD_STAGES)
+        self.hidden: set[str] = set()  # lever: sObjects the user cannot see (404 NOT_FOUND)
 
     # -- seeding ----------------------------------------------------------------------------
     def add_field(self, sobject: str, name: str) -> None:
@@ -278,10 +289,17 @@ class FakeSalesforce(FakeVendor):
         with self.lock:
             self.records["Opportunity"][opportunity]["SystemModstamp"] = _modstamp(when)
 
+    def hide(self, sobject: str) -> None:
+        """The integration user's profile lacks Read on ``sobject``: it is not visible, so its
+        describe and records answer 404 NOT_FOUND."""
+        with self.lock:
+            self.hidden.add(sobject)
+
     # -- the API ----------------------------------------------------------------------------
     def routes(self) -> list[Route]:
         base = rf"/services/data/{re.escape(VERSION)}"
         return [
+            ("GET", re.compile(rf"{base}/sobjects/(\w+)/describe/?"), self._describe),
             ("GET", re.compile(rf"{base}/sobjects/(\w+)/([^/]+)"), self._sobject),
             ("GET", re.compile(rf"{base}/query"), self._query),
             ("GET", re.compile(rf"{base}/query/([0-9a-f]+)-(\d+)"), self._more),
@@ -399,8 +417,24 @@ class FakeSalesforce(FakeVendor):
             shown[head] = record.get(head) if not rest else {rest: None}
         return shown
 
+    def _describe(self, request: Request, sobject: str) -> Response:
+        """``GET /sobjects/{name}/describe``: the object's fields; a picklist's values."""
+        if sobject not in self.fields or sobject in self.hidden:
+            return _error(404, "NOT_FOUND", f"The requested resource does not exist: {sobject}")
+        fields = []
+        for name in sorted(self.fields[sobject]):
+            field: dict[str, Any] = {"name": name, "type": "string", "picklistValues": []}
+            if (sobject, name) == ("Opportunity", "StageName"):
+                field["type"] = "picklist"
+                field["picklistValues"] = [
+                    {"value": v, "label": v, "active": True, "defaultValue": False}
+                    for v in self.stages
+                ]
+            fields.append(field)
+        return Response(200, {"name": sobject, "queryable": True, "fields": fields})
+
     def _sobject(self, request: Request, sobject: str, record_id: str) -> Response:
-        if sobject not in self.fields:
+        if sobject not in self.fields or sobject in self.hidden:
             return _error(404, "NOT_FOUND", f"The requested resource does not exist: {sobject}")
         record = self.records[sobject].get(record_id)
         if record is None:

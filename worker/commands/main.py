@@ -80,6 +80,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
 def parser() -> argparse.ArgumentParser:
     from worker.commands import (
         asyncapi,
+        check,
         clients,
         db,
         demo,
@@ -102,7 +103,7 @@ def parser() -> argparse.ArgumentParser:
         "--check", action="store_true", help="validate it as the worker would; publish nothing"
     )
     publish.set_defaults(func=cmd_publish)
-    for group in (dlq, rules, clients, ingress, events, asyncapi, db, demo, reconcile):
+    for group in (dlq, rules, clients, ingress, events, asyncapi, db, demo, reconcile, check):
         group.register(sub)
     return top
 
