@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup run test unit lint bench demo chaos
+.PHONY: setup run test unit lint bench demo chaos docs docs-serve
 
 setup: $(BIN)/provisioner
 
@@ -49,3 +49,11 @@ CHAOS_ARGS ?= --trials 30 --events 300 --broker-restart --lost-webhooks
 
 chaos: setup
 	$(BIN)/python -m tests.chaos $(CHAOS_ARGS)
+
+# The documentation site (mkdocs.yml): built strictly, so a broken link or page is an error.
+# The reference pages come from the code: python -m worker.commands.docs_reference.
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+docs-serve: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
