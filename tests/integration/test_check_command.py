@@ -23,7 +23,7 @@ AMQP_PASSWORD = "guest"  # the test broker's; shown as *** all the same
 
 
 @pytest.fixture
-def stack(tmp_path, monkeypatch):
+def stack(tmp_path, monkeypatch, restore_logging):
     """A Harvest account and the three CRMs, their settings in the environment, and a rules
     file whose stage map and task the fakes have."""
     harvest = FakeHarvest(token=HARVEST_TOKEN).start()
@@ -174,6 +174,21 @@ def test_json_is_one_object_a_line_with_no_secret(stack, capsys, monkeypatch):
     assert {tuple(sorted(r)) for r in rows} == {("area", "fix", "status", "what")}
     (bad,) = [r for r in rows if r["status"] == "FAIL"]
     assert bad["area"] == "pipedrive" and "PIPEDRIVE_API_TOKEN" in bad["fix"]
+
+
+def test_a_log_line_goes_to_stderr_and_stdout_holds_only_the_report(stack, capsys, monkeypatch):
+    # A static Salesforce token makes the worker's wiring warn that it will expire.
+    for name in ("SALESFORCE_CLIENT_ID", "SALESFORCE_CLIENT_SECRET", "SALESFORCE_LOGIN_URL"):
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("SALESFORCE_ACCESS_TOKEN", stack["salesforce"].token)
+    monkeypatch.setenv("SALESFORCE_INSTANCE_URL", stack["salesforce"].origin)
+    monkeypatch.setenv("LOG_FORMAT", "json")
+
+    status, lines, err = run(capsys, "--json")
+
+    assert status == 0, lines
+    assert all(json.loads(line)["area"] for line in lines)  # every stdout line is a check
+    assert "salesforce_static_token" in err
 
 
 def test_settings_it_cannot_use_exit_2_as_run_would(stack, capsys, monkeypatch):

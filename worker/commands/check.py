@@ -20,12 +20,15 @@ def register(sub) -> None:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from handlers.rules import RulesError
-    from worker import bootstrap
+    from worker import bootstrap, logs
     from worker.check import broker, crms, ingress, store, tools
     from worker.check.lines import exit_status, redacted
     from worker.commands import startup
 
     settings = settings_or_fail()
+    # Log lines (an adapter's warning, say) go to stderr, redacted: stdout is the report,
+    # one line (or JSON object) a check, and nothing else.
+    logs.configure(settings.log_level, secrets=settings.secrets(), form=settings.log_format)
     startup.rules_or_fail(settings)
     try:
         rules = bootstrap.checked_rules(settings)
