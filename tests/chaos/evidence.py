@@ -25,7 +25,7 @@ HARVEST_MARKER = re.compile(r"^timesheet-provisioner: (\S+)$", re.MULTILINE)
 def vendor_projects(harvest: FakeHarvest, toggl: FakeToggl, clockify: FakeClockify):
     with harvest.lock, toggl.lock, clockify.lock:
         found = [
-            VendorProject("harvest", str(p["id"]), _harvest_marker(p), not p["is_active"])
+            VendorProject("harvest", str(p["id"]), harvest_marker(p), not p["is_active"])
             for p in harvest.projects.values()
         ]
         for p in toggl.projects.values():
@@ -40,7 +40,8 @@ def vendor_projects(harvest: FakeHarvest, toggl: FakeToggl, clockify: FakeClocki
     return found
 
 
-def _harvest_marker(project: dict) -> str | None:
+def harvest_marker(project: dict) -> str | None:
+    """The "project/offering" a Harvest project was made for, as the adapter marks it."""
     found = HARVEST_MARKER.search(project.get("notes") or "")
     return found[1] if found else project.get("code")
 

@@ -12,6 +12,7 @@ import pytest
 
 from tests import crm_webhooks as crm
 from tests.builders import rid
+from tests.chaos.evidence import harvest_marker
 from tests.e2e.bus import wait_until
 from tests.e2e.crm_stack import IN_PROGRESS, harvest_projects_of, hubspot_event
 
@@ -102,8 +103,8 @@ def test_shuffled_and_duplicated_webhooks_for_50_deals_make_one_project_per_offe
     outcomes = bus.settle(quiet=2.0)
 
     with harvest.lock:
-        codes = Counter(p["code"] for p in harvest.projects.values())
-    assert len(codes) == 100 and set(codes.values()) == {1}
+        markers = Counter(harvest_marker(p) for p in harvest.projects.values())
+    assert len(markers) == 100 and set(markers.values()) == {1}
     first = {}
     for o in outcomes:  # a redelivery republishes the same ids: count each id once
         first.setdefault(o["id"], o)

@@ -31,6 +31,7 @@ from pathlib import Path
 import pika
 
 from fakes.harvest import FakeHarvest
+from tests.chaos.evidence import harvest_marker
 from tests.e2e.bus import Bus, rabbitmqctl
 from tests.postgres import fresh_schema
 from tests.scale_show import scenario as sc
@@ -224,7 +225,7 @@ def run(options: Options) -> Result:
         dead = len(bus.dead_letters())
         with harvest.lock:
             projects = [
-                VendorProject(str(p["id"]), p.get("code"), p["is_active"])
+                VendorProject(str(p["id"]), harvest_marker(p), p["is_active"])
                 for p in harvest.projects.values()
             ]
             client_names = [c["name"] for c in harvest.clients.values()]
