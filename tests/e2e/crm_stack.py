@@ -36,7 +36,7 @@ class ProcessIngress:
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60
         while True:
             try:
                 if request(self.port, "GET", "/readyz")[0] == 200:

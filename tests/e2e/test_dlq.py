@@ -131,7 +131,7 @@ def named(audit_events: list[dict], field: str = "dead_letter_id") -> list:
     return [item[field] for event in audit_events for item in event["data"]["letters"]]
 
 
-def steady(read: Callable[[], object], quiet: float = 1.0, timeout: float = 20.0):
+def steady(read: Callable[[], object], quiet: float = 1.0, timeout: float = 60.0):
     """``read()`` once it has returned the same value for ``quiet`` seconds: proves an absence."""
     deadline = time.monotonic() + timeout
     value, since = read(), time.monotonic()

@@ -79,7 +79,7 @@ def test_one_of_two_routers_routes_each_project_into_one_partition_in_order(bus,
     for event in scenario.events:
         bus.publish(event)
     topology = first.topology
-    wait_until(lambda: copied(bus, topology, len(scenario.events)), "all copied", 30)
+    wait_until(lambda: copied(bus, topology, len(scenario.events)), "all copied", 60)
 
     assert [first.active, second.active].count(True) == 1
     assert first.routed + second.routed == len(scenario.events)
