@@ -121,6 +121,11 @@ class Bus:
     def queue_depth(self, queue: str) -> int:
         return self.channel.queue_declare(queue, passive=True).method.message_count
 
+    def consumer_count(self, queue: str) -> int:
+        """Consumers the broker still counts on ``queue``: a killed process's stay until the
+        broker has handled its connection's end (and until then get deliveries)."""
+        return self.channel.queue_declare(queue, passive=True).method.consumer_count
+
     def delete_namespace(self, extra_delays: list[float] = ()) -> None:
         self.topology.delete(self.channel)
         for delay in extra_delays:
