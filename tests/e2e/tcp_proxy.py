@@ -4,7 +4,9 @@ connection through it at once, as a broker that died would; ``pause()`` stops pa
 what the clients send, as from a client that hangs (the broker still hears nothing wrong).
 
 A proxy made with port 0 listens on a port the system picks, read back as ``port`` once
-started: a port chosen first and bound later may be taken in between by another process."""
+started (or reserved): a port chosen first and bound later may be taken in between by
+another process. ``reserve()`` binds it without listening, for a broker that is not there
+yet: connections are refused until ``start()``."""
 
 from __future__ import annotations
 
@@ -22,9 +24,22 @@ class TcpProxy:
         self._running = False
         self._paused = False
         self._held = threading.Event()  # set by the proxy's thread once nothing is read
+        self._reserved: socket.socket | None = None
+
+    def reserve(self) -> TcpProxy:
+        reserved = socket.socket()
+        reserved.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as create_server
+        reserved.bind(("127.0.0.1", self.port))
+        self.port = reserved.getsockname()[1]
+        self._reserved = reserved
+        return self
 
     def start(self) -> TcpProxy:
-        listener = socket.create_server(("127.0.0.1", self.port), reuse_port=False)
+        listener, self._reserved = self._reserved, None
+        if listener is None:
+            listener = socket.create_server(("127.0.0.1", self.port), reuse_port=False)
+        else:
+            listener.listen()
         listener.setblocking(False)
         self.port = listener.getsockname()[1]
         self._running = True

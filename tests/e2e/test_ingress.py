@@ -339,7 +339,7 @@ def test_access_lines_say_what_happened_and_hold_no_body_or_secret(ingress, ingr
 def test_broker_away_is_503_with_retry_after_and_the_same_request_later_publishes_once(
     start_ingress, ingress_env, tap
 ):
-    proxy = TcpProxy(("127.0.0.1", 5672), free_port())  # nothing listens there yet
+    proxy = TcpProxy(("127.0.0.1", 5672)).reserve()  # nothing listens there yet
     url = ingress_env["AMQP_URL"].replace(":5672", f":{proxy.port}")
     assert f":{proxy.port}" in url
     server = start_ingress(AMQP_URL=url)
