@@ -13,6 +13,11 @@ import pika
 
 from worker.topology import Topology, connection_parameters
 
+# How long a wait may take before it fails. A deadline costs nothing while the condition
+# comes true, and CI runs the suite on two busy cores beside a busy broker: a short one only
+# turns a slow machine into a red run.
+DEADLINE = 60.0
+
 
 class Bus:
     def __init__(self, amqp_url: str, topology: Topology):
@@ -48,7 +53,9 @@ class Bus:
             self.outcomes.append(json.loads(body))
             self.outcome_properties.append(properties)
 
-    def wait_until(self, done: Callable[[list[dict]], bool], timeout: float = 20.0) -> list[dict]:
+    def wait_until(
+        self, done: Callable[[list[dict]], bool], timeout: float = DEADLINE
+    ) -> list[dict]:
         """Collects outcome events until ``done(outcomes)`` holds; fails at the deadline."""
         deadline = time.monotonic() + timeout
         while True:
@@ -65,7 +72,7 @@ class Bus:
         count: int,
         *,
         project_id: str | None = None,
-        timeout: float = 20.0,
+        timeout: float = DEADLINE,
         type: str | None = None,
     ) -> list[dict]:
         """The first ``count`` outcomes (of ``project_id``/``type`` if given), in arrival order."""
@@ -103,7 +110,7 @@ class Bus:
         channel.close()  # unacked: everything goes back, in order
         return found
 
-    def wait_dead_letters(self, count: int, timeout: float = 20.0) -> list:
+    def wait_dead_letters(self, count: int, timeout: float = DEADLINE) -> list:
         deadline = time.monotonic() + timeout
         while len(letters := self.dead_letters()) < count:
             if time.monotonic() > deadline:
@@ -113,6 +120,11 @@ class Bus:
 
     def queue_depth(self, queue: str) -> int:
         return self.channel.queue_declare(queue, passive=True).method.message_count
+
+    def consumer_count(self, queue: str) -> int:
+        """Consumers the broker still counts on ``queue``: a killed process's stay until the
+        broker has handled its connection's end (and until then get deliveries)."""
+        return self.channel.queue_declare(queue, passive=True).method.consumer_count
 
     def delete_namespace(self, extra_delays: list[float] = ()) -> None:
         self.topology.delete(self.channel)
@@ -128,7 +140,7 @@ def rabbitmqctl(*args: str) -> str:
     ).stdout
 
 
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = DEADLINE) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:

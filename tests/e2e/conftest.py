@@ -17,7 +17,7 @@ import pytest
 import structlog
 
 from fakes.harvest import FakeHarvest
-from tests.e2e.bus import Bus
+from tests.e2e.bus import DEADLINE, Bus
 from tests.e2e.crm_stack import (  # noqa: F401 - fixtures of the CRM stories, shared
     crm_env,
     hubspot,
@@ -131,7 +131,7 @@ class ProcessWorker:
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def wait_log(self, text: str, timeout: float = 20.0) -> None:
+    def wait_log(self, text: str, timeout: float = DEADLINE) -> None:
         deadline = time.monotonic() + timeout
         while text not in self.logs():
             if self.process.poll() is not None or time.monotonic() > deadline:

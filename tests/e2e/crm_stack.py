@@ -27,23 +27,37 @@ RIGHT_TOKEN = object()  # ProcessIngress.salesforce_raw: the configured endpoint
 class ProcessIngress:
     def __init__(self, env: dict[str, str], log_path: Path):
         self.env = env
-        self.port = free_port()
         self.log_path = log_path
         self.log = log_path.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "worker.commands", "ingress"],
-            env={**os.environ, **env, "PROVISIONER_INGRESS_BIND": f"127.0.0.1:{self.port}"},
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 20
+        # The port is found free here and bound by the process a second or more later: in
+        # between, another process may take it. Then the ingress exits naming it, and a new
+        # port is tried (a rare event, not a reason to fail the story).
+        for _ in range(3):
+            self.port = free_port()
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "worker.commands", "ingress"],
+                env={**os.environ, **env, "PROVISIONER_INGRESS_BIND": f"127.0.0.1:{self.port}"},
+                stdout=self.log,
+                stderr=subprocess.STDOUT,
+            )
+            if self._ready():
+                return
+            assert "address already in use" in self.logs().lower(), (
+                f"ingress exited:\n{self.logs()[-2000:]}"
+            )
+        raise AssertionError(f"no free port for the ingress:\n{self.logs()[-2000:]}")
+
+    def _ready(self) -> bool:
+        """True once /readyz answers 200; False if the process exited first."""
+        deadline = time.monotonic() + 60
         while True:
             try:
                 if request(self.port, "GET", "/readyz")[0] == 200:
-                    break
+                    return True
             except OSError:
                 pass
-            assert self.process.poll() is None, f"ingress exited:\n{self.logs()[-2000:]}"
+            if self.process.poll() is not None:
+                return False
             assert time.monotonic() < deadline, "ingress not ready"
             time.sleep(0.05)
 

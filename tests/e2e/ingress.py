@@ -12,6 +12,7 @@ import time
 
 import pika
 
+from tests.e2e.bus import DEADLINE
 from worker.ingress.server import build_server
 from worker.ingress.settings import IngressSettings
 from worker.topology import Topology, connection_parameters
@@ -32,7 +33,7 @@ class ThreadIngress:
         self.server = build_server(self.settings)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         while not self.server.started:
             assert time.monotonic() < deadline, "ingress did not start"
             assert self.thread.is_alive(), "ingress thread died"
@@ -48,7 +49,7 @@ class ThreadIngress:
     def get(self, path: str):
         return request(self.port, "GET", path)
 
-    def wait_ready(self, timeout: float = 15.0) -> None:
+    def wait_ready(self, timeout: float = DEADLINE) -> None:
         deadline = time.monotonic() + timeout
         while self.get("/readyz")[0] != 200:
             assert time.monotonic() < deadline, "ingress not ready (broker not connected)"
@@ -89,7 +90,7 @@ class InboundTap:
                 return
             self.messages.append((properties, body, method.routing_key))
 
-    def wait_for(self, count: int, timeout: float = 10.0) -> list[dict]:
+    def wait_for(self, count: int, timeout: float = DEADLINE) -> list[dict]:
         deadline = time.monotonic() + timeout
         while len(self.messages) < count:
             assert time.monotonic() < deadline, f"{len(self.messages)} messages, not {count}"

@@ -53,7 +53,9 @@ def test_a_message_held_by_a_slow_vendor_call_holds_back_no_other_ack(bus, harve
     start_worker(PROVISIONER_CONCURRENCY="4", PROVISIONER_VENDOR_TIMEOUT="60")
     bus.publish(b.closed_won(slow))
     bus.wait_for(1, project_id=slow["id"])
-    harvest.hold_answer("POST", "/v2/projects", 15.0)
+    # Held long enough for twenty activations and rabbitmqctl's answers on a loaded machine
+    # (each rabbitmqctl call starts an Erlang node: seconds when the CPUs are busy).
+    harvest.hold_answer("POST", "/v2/projects", 30.0)
     bus.publish(b.status_changed(slow, "in_progress"))  # delivered first: the oldest tag
     for p in others:
         bus.publish(b.closed_won(p))
@@ -61,7 +63,7 @@ def test_a_message_held_by_a_slow_vendor_call_holds_back_no_other_ack(bus, harve
 
     wait_until(lambda: unacked(bus.topology.work_queue) == 1, "only the slow one is unacked")
     assert "timesheet.provisioned" not in [o["type"] for o in bus.outcomes]  # still held
-    bus.wait_for(1, type="timesheet.provisioned", project_id=slow["id"], timeout=30)
+    bus.wait_for(1, type="timesheet.provisioned", project_id=slow["id"], timeout=90)
     wait_until(lambda: unacked(bus.topology.work_queue) == 0, "nothing is unacked")
 
 

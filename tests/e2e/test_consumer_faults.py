@@ -3,8 +3,6 @@ shutdown point of 9), on the real RabbitMQ."""
 
 from __future__ import annotations
 
-import time
-
 import pika
 
 from tests import builders as b
@@ -41,32 +39,39 @@ def consumers(bus, queue: str) -> int:
 def test_slow_work_is_not_held_longer_than_it_can_finish(bus, harvest, start_worker):
     """A 4 s consumer timeout gives a 1 s horizon. The burst of provisionings comes after a
     run of fast activations, so the window is deep when it arrives and the worker takes it
-    all; within a moment it gives back what two lanes would not finish within the horizon,
-    and from then on holds a handful. What the worker holds is read off the broker:
-    published, less what waits in the queue, less what is finished."""
+    all; once the first provisionings show how slow they are, it gives back what two lanes
+    would not finish within the horizon, and from then on holds a handful. What the worker
+    holds is read off the broker: published, less what waits in the queue, less what is
+    finished. Samples are placed by progress (provisionings done), never by the clock: a
+    loaded machine makes every step slower, not fewer."""
     harvest.latency = 0.1
     projects = [b.project() for _ in range(50)]
     worker = start_worker(PROVISIONER_CONCURRENCY="2", PROVISIONER_CONSUMER_TIMEOUT="4")
     for p in projects:
         bus.publish(b.closed_won(p))
-    bus.wait_for(50, type="project.activated", timeout=30)
+    bus.wait_for(50, type="project.activated", timeout=60)
 
-    held: list[tuple[float, int]] = []
-    started = time.monotonic()
+    held: list[tuple[int, int]] = []  # (provisionings done, deliveries held)
 
     def sample(outcomes: list[dict]) -> bool:
         done = sum(o["type"] == "timesheet.provisioned" for o in outcomes)
         waiting = bus.queue_depth(bus.topology.work_queue)
-        held.append((time.monotonic() - started, 50 - waiting - done))
+        held.append((done, 50 - waiting - done))
         return done == 50
 
     for p in projects:
         bus.publish(b.status_changed(p, "in_progress"))
-    bus.wait_until(sample, timeout=120)
+    bus.wait_until(sample, timeout=180)
 
     assert len(harvest.projects) == 50  # each once, given back or not
-    settled = [count for at, count in held if at > 2.0]
-    assert settled and max(settled) <= 16, held
+    # Once one is done, the broker has long delivered the burst (a sample before may still
+    # see it in the queue). Without a give-back, 16 are held only once 34 are done: getting
+    # there by the 25th proves the surplus went back early (on the first ticks after two or
+    # three are done, measured), and it must stay there.
+    working = [(done, count) for done, count in held if done >= 1]
+    first = next(i for i, (_, count) in enumerate(working) if count <= 16)
+    assert working[first][0] < 25, held
+    assert max(count for _, count in working[first:]) <= 16, held
     assert worker.consumer.window.target() <= 16
 
 

@@ -60,7 +60,7 @@ def test_two_stage_changes_seconds_apart_provision_through_the_refresh_token_as_
 
     send_stage(ingress, opportunity, "Closed Won")
     bus.wait_for(1, project_id=project_id, type="project.activated")
-    wait_until(lambda: salesforce.live_sessions() == 0, "the worker's session ended", 10)
+    wait_until(lambda: salesforce.live_sessions() == 0, "the worker's session ended", 60)
 
     salesforce.set_stage(opportunity, "Delivery", won=True, closed=True)
     send_stage(ingress, opportunity, "Delivery")

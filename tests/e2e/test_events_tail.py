@@ -18,7 +18,6 @@ import pytest
 from pika.exceptions import ChannelClosedByBroker
 
 from tests import builders as b
-from tests.e2e.ingress import free_port
 from tests.e2e.tcp_proxy import TcpProxy
 from worker.asyncapi import example_event
 from worker.topology import connection_parameters
@@ -209,7 +208,7 @@ def test_an_unreachable_broker_is_one_line_without_the_password(tail):
 
 
 def test_losing_the_broker_mid_tail_is_exit_1_with_one_line(bus, tail):
-    proxy = TcpProxy(("127.0.0.1", 5672), free_port()).start()
+    proxy = TcpProxy(("127.0.0.1", 5672)).start()
     try:
         t = tail(AMQP_URL=f"amqp://guest:guest@127.0.0.1:{proxy.port}/")
         t.wait_ready()

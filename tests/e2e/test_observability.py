@@ -12,7 +12,6 @@ import urllib.request
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests import builders as b
-from tests.e2e.ingress import free_port
 from tests.e2e.tcp_proxy import TcpProxy
 
 
@@ -117,7 +116,7 @@ def test_metrics_count_what_a_scenario_did(bus, harvest, spawn_worker):
 
 
 def test_readyz_follows_the_broker_connection(bus, spawn_worker):
-    proxy = TcpProxy(("127.0.0.1", 5672), free_port()).start()
+    proxy = TcpProxy(("127.0.0.1", 5672)).start()
     worker = spawn_worker(AMQP_URL=f"amqp://guest:guest@127.0.0.1:{proxy.port}/")
     origin = probes_origin(worker)
     wait_answer(origin + "/readyz", 200)
@@ -137,7 +136,7 @@ def test_readyz_follows_the_broker_connection(bus, spawn_worker):
 def test_every_line_is_json_with_its_event_and_no_secret_through_a_dropped_connection(
     bus, harvest, spawn_worker
 ):
-    proxy = TcpProxy(("127.0.0.1", 5672), free_port()).start()
+    proxy = TcpProxy(("127.0.0.1", 5672)).start()
     worker = spawn_worker(AMQP_URL=f"amqp://guest:guest@127.0.0.1:{proxy.port}/")
     before, after = b.project(), b.project()
     bus.publish(b.closed_won(before))

@@ -93,7 +93,7 @@ def test_the_worker_reconnects_when_the_broker_drops_it(bus, namespace, start_wo
     second = b.project()
     bus.publish(b.closed_won(second))
 
-    assert bus.wait_for(1, project_id=second["id"], timeout=30)[0]["type"] == "project.activated"
+    assert bus.wait_for(1, project_id=second["id"], timeout=60)[0]["type"] == "project.activated"
     assert worker.thread.is_alive()
 
 

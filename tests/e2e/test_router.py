@@ -12,6 +12,7 @@ import pytest
 
 from tests import ordering
 from tests.e2e.bus import wait_until
+from tests.e2e.tcp_proxy import TcpProxy
 from worker.router import IntakeRouter
 
 PARTITIONS = 4
@@ -22,8 +23,8 @@ def routers(amqp_url, partitioned):
     topology = partitioned(PARTITIONS)
     started: list[IntakeRouter] = []
 
-    def start() -> IntakeRouter:
-        router = IntakeRouter(amqp_url=amqp_url, topology=topology).start()
+    def start(url: str = amqp_url) -> IntakeRouter:
+        router = IntakeRouter(amqp_url=url, topology=topology).start()
         started.append(router)
         return router
 
@@ -78,7 +79,7 @@ def test_one_of_two_routers_routes_each_project_into_one_partition_in_order(bus,
     for event in scenario.events:
         bus.publish(event)
     topology = first.topology
-    wait_until(lambda: copied(bus, topology, len(scenario.events)), "all copied", 30)
+    wait_until(lambda: copied(bus, topology, len(scenario.events)), "all copied", 60)
 
     assert [first.active, second.active].count(True) == 1
     assert first.routed + second.routed == len(scenario.events)
@@ -91,25 +92,41 @@ def test_one_of_two_routers_routes_each_project_into_one_partition_in_order(bus,
 def test_a_router_that_goes_away_hands_over_and_nothing_is_lost_or_reordered(
     bus, routers, amqp_url
 ):
-    scenario = ordering.scenario(300, seed=2)
-    for event in scenario.events:  # a backlog, so that the first router is stopped mid-way
-        bus.publish(event)
-    first = routers()
-    wait_until(lambda: first.active, "the first router is active")
-    second = routers()
-    # Stopped as soon as it has routed anything, so that it still holds most of the backlog
-    # whatever the machine's load (waiting for a count let a busy run route it all first).
-    deadline = time.monotonic() + 30
-    while first.routed == 0:
-        assert time.monotonic() < deadline, "the first router routed nothing in 30 s"
-        time.sleep(0.001)
-    first.stop()  # its connection closes: the broker takes back what it had not acked
-    topology = first.topology
-    wait_until(lambda: second.active, "the standby takes over", 10)
+    """The first router routes a first half, then hangs (its proxy passes on nothing it
+    sends) while the broker hands it the second half, and then goes away (its connection
+    drops) holding all of it unacked. Each step waits for a state the broker reports, never
+    for a time or a count reached in between: how far the first router got does not depend
+    on the machine's load."""
+    scenario = ordering.scenario(100, seed=2)
+    half = len(scenario.events) // 2
+    proxy = TcpProxy(("127.0.0.1", 5672)).start()
+    try:
+        first = routers(f"amqp://guest:guest@127.0.0.1:{proxy.port}/")
+        wait_until(lambda: first.active, "the first router is active", 60)
+        second = routers()
+        topology = first.topology
+        for event in scenario.events[:half]:
+            bus.publish(event)
+        wait_until(lambda: first.routed == half, "the first router routes the first half", 60)
+
+        proxy.pause()  # its copies, confirms' acks and heartbeats go nowhere from now on
+        for event in scenario.events[half:]:
+            bus.publish(event)
+        wait_until(
+            lambda: bus.queue_depth(topology.work_queue) == 0,
+            "the broker handed the second half to the first router",
+            60,
+        )
+        assert second.routed == 0  # a standby while the first one's subscription lives
+    finally:
+        proxy.stop()  # the first router's connection drops: the broker takes back its half
+    first.stop()
+
+    wait_until(lambda: second.active, "the standby takes over", 60)
     total = len(scenario.events)
     wait_until(lambda: copied(bus, topology, total), "no original left waiting", 60)
     found = complete_contents(amqp_url, topology, scenario)
 
-    assert 0 < first.routed < total
-    assert second.routed > 0
+    assert first.routed == half
+    assert second.routed >= total - half
     assert ordering.partition_problems(scenario, found) == []

@@ -67,7 +67,7 @@ def test_a_budget_spent_past_every_retry_is_waited_for_and_the_event_then_provis
 
     harvest.spend_budget(6.0)  # three times the longest retry delay
     bus.publish(b.status_changed(project, "in_progress"))
-    wait_until(lambda: parked() > before, "the message was parked", timeout=30)
+    wait_until(lambda: parked() > before, "the message was parked", timeout=60)
     bus.publish(b.closed_won(other))  # needs no vendor: never held by the parked one
     [done] = bus.wait_for(1, type="timesheet.provisioned", project_id=project["id"], timeout=60)
 

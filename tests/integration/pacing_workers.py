@@ -45,7 +45,9 @@ def acquire_starts(
 def hold_off(
     url: str, prefix: str, budget: str, limit: tuple[int, float], seconds: float, out: Queue
 ) -> None:
-    """What a worker does on a 429 with Retry-After; out: when it began to."""
+    """What a worker does on a 429 with Retry-After; out: when it began to, then "held" once
+    the pause is in the store."""
     pacer = PacingStore(url, prefix=prefix).pacer(budget, *limit)
     out.put(time.monotonic())
     pacer.hold_off(seconds)
+    out.put("held")

@@ -20,7 +20,7 @@ class Seen:
             self.views.append((member, members))
             self.changed.notify_all()
 
-    def wait(self, test, timeout: float = 20.0) -> frozenset[int]:
+    def wait(self, test, timeout: float = 60.0) -> frozenset[int]:
         deadline = time.monotonic() + timeout
         with self.changed:
             while not (self.views and test(*self.views[-1])):

@@ -44,10 +44,14 @@ def prefix(direct):
         direct.delete(*keys)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+@pytest.fixture
+def refused_port():
+    """A port that refuses connections for the whole test: bound by us and never listening,
+    so no other process can start listening on it meanwhile (a port found free and let go
+    may be taken by the time the store connects)."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        yield held.getsockname()[1]
 
 
 def assert_within_limit(starts: list[float], calls: int, period: float) -> None:
@@ -129,15 +133,17 @@ def test_a_retry_after_in_one_process_pauses_the_others(prefix):
     args = (REDIS_URL, prefix, BUDGET, (calls, period), seconds, out)
     other = context.Process(target=pacing_workers.hold_off, args=args)
     other.start()
-    began_holding = out.get(timeout=30)
+    began_holding = out.get(timeout=60)
+    assert out.get(timeout=60) == "held"  # not a join: a process's exit can take seconds
+    asked = time.monotonic()
+    pacer.acquire()
+    resumed = time.monotonic()
     other.join(timeout=30)
     assert other.exitcode == 0
 
-    pacer.acquire()
-    resumed = time.monotonic()
-
-    # The pause ran from the other process's call (Redis's clock, ticking as ours does).
-    assert began_holding + seconds - 0.05 <= resumed < began_holding + seconds + 1.0
+    # The pause ran from the other process's call (Redis's clock, ticking as ours does), and
+    # ended then: the start came at once after it (or at once, if we asked after it ended).
+    assert began_holding + seconds - 0.05 <= resumed < max(asked, began_holding + seconds) + 1.0
     assert pacer.store.times_away == 0
 
 
@@ -153,10 +159,10 @@ def test_a_shorter_retry_after_does_not_cut_a_longer_pause(prefix):
     assert time.monotonic() - begun > 0.8
 
 
-def test_a_refused_store_leaves_a_local_share_and_one_warning():
+def test_a_refused_store_leaves_a_local_share_and_one_warning(refused_port):
     calls, period, workers = 8, 0.4, 4
     clock = FakeClock()  # the local share's waits, exact and at once
-    url = f"redis://127.0.0.1:{free_port()}/0"
+    url = f"redis://127.0.0.1:{refused_port}/0"
     store = PacingStore(url, prefix="unused", workers=workers, clock=clock, sleep=clock.sleep)
     pacer = store.pacer(BUDGET, calls, period)
 
@@ -174,8 +180,8 @@ def test_a_refused_store_leaves_a_local_share_and_one_warning():
     assert logs[0]["log_level"] == "warning" and store.times_away == 1
 
 
-def test_a_retry_after_while_the_store_is_away_is_kept_locally():
-    store = PacingStore(f"redis://127.0.0.1:{free_port()}/0", prefix="unused", workers=1)
+def test_a_retry_after_while_the_store_is_away_is_kept_locally(refused_port):
+    store = PacingStore(f"redis://127.0.0.1:{refused_port}/0", prefix="unused", workers=1)
     pacer = store.pacer(BUDGET, 50, 0.1)
     pacer.acquire()
 
@@ -202,14 +208,15 @@ def test_a_store_that_stops_answering_costs_one_timeout_not_one_per_call():
         silent.close()
 
     # One 0.3 s timeout, one window before the local share's first start, then 100 starts
-    # within one period, about 0.6 s: a timeout per call would take 30 s.
-    assert elapsed < 5.0
+    # within one period, about 0.6 s: a timeout per call would take 30 s. The bound sits
+    # between the two, far from both, so that a loaded machine does not reach it.
+    assert elapsed < 10.0
     assert [e["event"] for e in logs] == ["pacing_store_unreachable"]
 
 
 def test_redis_lost_mid_run_and_back_hands_the_budget_over_both_ways(prefix, direct):
-    port = free_port()
-    proxy = TcpProxy(("127.0.0.1", 6379), port).start()
+    proxy = TcpProxy(("127.0.0.1", 6379)).start()
+    port = proxy.port
     store = PacingStore(f"redis://127.0.0.1:{port}/0", prefix=prefix, workers=2)
     calls, period = 10, 0.5
     pacer = store.pacer(BUDGET, calls, period)
@@ -224,7 +231,8 @@ def test_redis_lost_mid_run_and_back_hands_the_budget_over_both_ways(prefix, dir
             assert store.away and store.times_away == 1
 
             proxy = TcpProxy(("127.0.0.1", 6379), port).start()
-            deadline = time.monotonic() + PROBE_EVERY * 5  # a probe every PROBE_EVERY seconds
+            # A probe every PROBE_EVERY seconds; a loaded machine may miss a few.
+            deadline = time.monotonic() + PROBE_EVERY * 15
             while store.away:
                 assert time.monotonic() < deadline, "the store never came back"
                 starts += take(pacer, 1)
@@ -273,9 +281,9 @@ def test_the_hourly_quota_one_worker_learned_holds_for_another(prefix):
     assert 38 < quota.wait_needed() <= 39
 
 
-def test_the_first_local_wait_is_capped_for_hour_long_windows():
+def test_the_first_local_wait_is_capped_for_hour_long_windows(refused_port):
     clock = FakeClock()
-    url = f"redis://127.0.0.1:{free_port()}/0"
+    url = f"redis://127.0.0.1:{refused_port}/0"
     store = PacingStore(url, prefix="unused", workers=1, clock=clock, sleep=clock.sleep)
     pacer = store.pacer(BUDGET, 30, 3600.0)  # Clockify's free plan
 
@@ -284,8 +292,8 @@ def test_the_first_local_wait_is_capped_for_hour_long_windows():
     assert FIRST_LOCAL_WAIT_CEILING <= sum(clock.sleeps) <= FIRST_LOCAL_WAIT_CEILING + 0.01
 
 
-def test_the_hourly_quota_goes_on_locally_while_the_store_is_away():
-    store = PacingStore(f"redis://127.0.0.1:{free_port()}/0", prefix="unused")
+def test_the_hourly_quota_goes_on_locally_while_the_store_is_away(refused_port):
+    store = PacingStore(f"redis://127.0.0.1:{refused_port}/0", prefix="unused")
     quota = store.pacer(BUDGET, 50, 1.0).hourly_quota(QUOTA_REMAINING, QUOTA_RESETS_IN)
 
     assert quota.wait_needed() == 0  # nothing known yet: nothing held back
@@ -310,5 +318,7 @@ def test_a_burst_is_spread_out_so_that_it_arrives_as_it_was_granted(prefix, dire
     [starts_key] = [k for k in direct.scan_iter(match=f"{prefix}:*") if k.endswith(b"starts")]
     granted = [score for _, score in direct.zrange(starts_key, 0, -1, withscores=True)]
     gaps = [later - earlier for earlier, later in zip(granted, granted[1:], strict=False)]
-    assert len(granted) >= calls // 2  # the oldest age out of the window as it goes
+    # The oldest age out of the window as it goes (how many are left depends on how fast the
+    # threads came back for more): two make a gap.
+    assert len(granted) >= 2
     assert min(gaps) >= period / calls / 2 - 0.001, gaps

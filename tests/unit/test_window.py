@@ -88,6 +88,15 @@ def test_large_bodies_shrink_the_window_to_the_byte_bound():
     assert w.target() == 10
 
 
+def test_the_first_large_body_after_small_ones_bounds_the_window_at_once():
+    w = measured(window(max_bytes=1_000_000), 0.002)
+    for _ in range(100):
+        w.delivered(2_000)
+        w.released(2_000)
+    w.delivered(200_000)
+    assert w.target() == 5
+
+
 def test_a_lost_connection_forgets_what_was_held():
     w = window()
     w.granted = 4
