@@ -27,3 +27,8 @@ def guard(event: str, close: str):
         return wrapper
 
     return decorate
+
+
+# The consumer's callbacks (``worker.consumer`` and its rooms): a failure closes its
+# connection, and ``Consumer.run`` reconnects.
+consumer_callback = guard("callback_failed", close="_close_connection")

@@ -1,9 +1,10 @@
-"""Settings, read once from the environment and validated at start-up (contract names)."""
+"""Settings, read once from the environment and validated at start-up (contract names): the
+model of every setting, the worker's and the tools'. What only the CRMs need is in
+``worker.crm_settings``; checks of single values are in ``worker.setting_checks``."""
 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
@@ -13,12 +14,22 @@ from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_va
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings import SettingsError as _SourceError
 
-HUBSPOT_API = "https://api.hubapi.com"
-SALESFORCE_LOGIN = "https://login.salesforce.com"
-
-
-class SettingsError(ValueError):
-    """A missing or invalid setting; the message names it."""
+from worker.crm_settings import (
+    CRM_SETTINGS,
+    HUBSPOT_API,
+    SALESFORCE_LOGIN,
+    URL_DEFAULTS,
+    salesforce_flow,
+)
+from worker.setting_checks import (
+    LOG_LEVELS,
+    SettingsError,
+    calls_per_seconds,
+    duration_seconds,
+    header_value,
+    is_redis_url,
+    pem_key_file,
+)
 
 
 class Settings(BaseSettings):
@@ -139,23 +150,7 @@ class Settings(BaseSettings):
     )
     @classmethod
     def _credential(cls, value):
-        """Mounted secret files end in a newline, and requests puts the value in a header as
-        it is: strip it, and refuse what still cannot be a header value, here rather than in
-        an exception whose text carries the secret. Messages never quote the value."""
-        if isinstance(value, SecretStr):
-            value = value.get_secret_value()
-        if value is None or value == "":  # unset (compose passes "" for a disabled tool)
-            return None
-        text = str(value).strip()
-        if not text:
-            raise ValueError("is only whitespace")
-        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
-            raise ValueError("contains a control character, so it cannot go in an HTTP header")
-        try:
-            text.encode("latin-1")
-        except UnicodeEncodeError:
-            raise ValueError("is not latin-1 text, so it cannot go in an HTTP header") from None
-        return text
+        return header_value(value)
 
     @field_validator(
         "hubspot_base_url",
@@ -179,17 +174,7 @@ class Settings(BaseSettings):
     @field_validator("salesforce_private_key_file", mode="before")
     @classmethod
     def _private_key_file(cls, value):
-        """Read once here, so a wrong path stops the start rather than the first deal."""
-        if value is None or str(value).strip() == "":
-            return None
-        path = str(value).strip()
-        try:
-            text = Path(path).read_text()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ValueError(f"cannot be read ({type(exc).__name__})") from None
-        if "PRIVATE KEY-----" not in text:
-            raise ValueError("is not a PEM private key (-----BEGIN PRIVATE KEY-----)")
-        return path
+        return pem_key_file(value)
 
     @field_validator(
         "harvest_rate",
@@ -201,18 +186,7 @@ class Settings(BaseSettings):
     )
     @classmethod
     def _rate(cls, value: str | None) -> str | None:
-        """``calls/seconds``, both above zero: a pacer allowing no call, or all at once in no
-        time, would stall every vendor call or divide by zero at the first one."""
-        if value is None:
-            return None
-        calls, _, seconds = value.strip().partition("/")
-        try:
-            ok = int(calls) >= 1 and float(seconds) > 0
-        except ValueError:
-            ok = False
-        if not ok:
-            raise ValueError("must be calls/seconds, both above zero, e.g. 100/15")
-        return f"{int(calls)}/{seconds.strip()}"
+        return calls_per_seconds(value)
 
     @field_validator("reconcile_lookback", mode="before")
     @classmethod
@@ -242,7 +216,7 @@ class Settings(BaseSettings):
         if value is None or str(value).strip() == "":
             return None
         text = str(value).strip()
-        if not _redis_url(text):
+        if not is_redis_url(text):
             raise ValueError("must be redis://HOST:PORT/DB, rediss://… or unix://PATH")
         return text
 
@@ -286,20 +260,8 @@ class Settings(BaseSettings):
         return Path(self.salesforce_private_key_file).read_text()
 
     def salesforce_flow(self) -> str | None:
-        """How the worker signs in to Salesforce (a key of ``SALESFORCE_FLOWS``), or None when
-        Salesforce is not configured; raises ``SettingsError`` for a set that is no one flow."""
-        chosen = {n for n in SALESFORCE_SIGN_IN if getattr(self, n)}
-        if not chosen and self.salesforce_instance_url is None:
-            return None
-        for flow, names in SALESFORCE_FLOWS.items():
-            if chosen == set(names) - {"salesforce_instance_url"}:
-                if not all(getattr(self, n) for n in names):  # the static token's URL
-                    raise SettingsError(
-                        "SALESFORCE_ACCESS_TOKEN and SALESFORCE_INSTANCE_URL go together "
-                        "(only one is set)"
-                    )
-                return flow
-        raise SettingsError(_no_one_flow(chosen))
+        """How the worker signs in to Salesforce (``worker.crm_settings.salesforce_flow``)."""
+        return salesforce_flow(self)
 
     def _credentials(self, tool: str) -> list:
         return [getattr(self, name) for name in CREDENTIALS[tool]]
@@ -366,78 +328,12 @@ class Settings(BaseSettings):
         return problems
 
 
-DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd]?)")
-DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def duration_seconds(text: str) -> float:
-    """``30m``, ``12h``, ``7d``, ``90s`` or plain seconds; ``ValueError`` otherwise."""
-    match = DURATION.fullmatch(text.strip().lower())
-    if not match:
-        raise ValueError("must be a duration such as 30m, 12h or 7d")
-    return float(match.group(1)) * DURATION_UNITS[match.group(2)]
-
-
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-
 # A tool is enabled when both of its credentials are set.
 CREDENTIALS = {
     "harvest": ("harvest_account_id", "harvest_access_token"),
     "toggl": ("toggl_api_token", "toggl_workspace_id"),
     "clockify": ("clockify_api_key", "clockify_workspace_id"),
 }
-
-
-# A CRM is enabled when all of these are set (HubSpot's base URL has a default); Salesforce
-# when one of its sign-in flows is (``SALESFORCE_FLOWS``).
-CRM_SETTINGS = {
-    "hubspot": ("hubspot_access_token",),
-    "pipedrive": ("pipedrive_api_token", "pipedrive_base_url"),
-}
-URL_DEFAULTS = {"hubspot_base_url": HUBSPOT_API, "salesforce_login_url": SALESFORCE_LOGIN}
-
-# Salesforce's ways to sign in, each by exactly the settings it needs (help.salesforce.com:
-# remoteaccess_oauth_refresh_token_flow, ..._client_credentials_flow, ..._jwt_flow). The
-# static token has no renewal: it dies with the org's session timeout.
-SALESFORCE_FLOWS = {
-    "refresh_token": ("salesforce_client_id", "salesforce_client_secret",
-                      "salesforce_refresh_token"),
-    "client_credentials": ("salesforce_client_id", "salesforce_client_secret"),
-    "jwt_bearer": ("salesforce_client_id", "salesforce_username", "salesforce_private_key_file"),
-    "access_token": ("salesforce_access_token", "salesforce_instance_url"),
-}  # fmt: skip
-# The settings that pick a flow (the instance URL may go with any: it overrides the answer's).
-SALESFORCE_SIGN_IN = (
-    "salesforce_access_token", "salesforce_client_id", "salesforce_client_secret",
-    "salesforce_refresh_token", "salesforce_username", "salesforce_private_key_file",
-)  # fmt: skip
-
-
-def _alias(name: str) -> str:
-    return Settings.model_fields[name].alias
-
-
-def _no_one_flow(chosen: set[str]) -> str:
-    """Names what is set and what each flow needs; never a value."""
-    shown = " and ".join(_alias(n) for n in SALESFORCE_SIGN_IN if n in chosen)
-    if not chosen:
-        return "SALESFORCE_INSTANCE_URL is set but no way to sign in to Salesforce: " + _flows()
-    missing = [
-        (flow, [_alias(n) for n in names if n not in chosen])
-        for flow, names in SALESFORCE_FLOWS.items()
-        if chosen < set(names)
-    ]
-    if missing:
-        hints = "; ".join(f"{', '.join(m)} for the {f.replace('_', ' ')} flow" for f, m in missing)
-        return f"Salesforce: {shown} set, which is no whole flow (add {hints})"
-    return f"Salesforce: {shown} set together, which mixes flows: {_flows()}"
-
-
-def _flows() -> str:
-    return "set exactly one of " + "; ".join(
-        f"{' + '.join(_alias(n) for n in names)} ({flow.replace('_', ' ')})"
-        for flow, names in SALESFORCE_FLOWS.items()
-    )
 
 
 # Empty means unset for what enables a tool or a CRM (compose passes ``${X:-}`` for every one
@@ -471,20 +367,6 @@ def _shown_default(value) -> str:
         return "the default"
     shown = ",".join(f"{v:g}" for v in value) if isinstance(value, tuple) else value
     return f"the default ({shown})"
-
-
-def _redis_url(text: str) -> bool:
-    """redis://[:password@]host[:port][/db], rediss://… or unix:///path: redis-py's forms."""
-    parts = urlsplit(text)
-    if parts.scheme == "unix":
-        return bool(parts.path)
-    try:
-        parts.port  # noqa: B018 - a port that is no number raises here, not at the first call
-    except ValueError:
-        return False
-    db = parts.path.strip("/")
-    known = parts.scheme in ("redis", "rediss") and bool(parts.hostname)
-    return known and (db == "" or db.isdigit())
 
 
 def load_settings() -> Settings:

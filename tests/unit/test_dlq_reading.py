@@ -10,7 +10,7 @@ import pika
 import pytest
 
 from schemas.outbound import OUTBOUND_TYPES
-from worker.commands import audit, dlq, journal, output
+from worker.commands import audit, dlq_letters, dlq_output, journal, output
 from worker.commands import dead_letters as dl
 from worker.topology import DELIVERY_LIMIT
 
@@ -123,14 +123,14 @@ class _Terminal(io.StringIO):
 def test_the_progress_bar_shows_only_at_a_terminal_and_only_for_long_replays(monkeypatch):
     terminal = _Terminal()
     monkeypatch.setattr("sys.stderr", terminal)
-    long, short = dlq._Progress(40), dlq._Progress(5)
+    long, short = dlq_output.Progress(40), dlq_output.Progress(5)
     for _ in range(20):
         long.advance()
         short.advance()
 
     assert terminal.getvalue().endswith("\r[###############...............] 20/40")
     monkeypatch.setattr("sys.stderr", io.StringIO())
-    assert not dlq._Progress(40).shown
+    assert not dlq_output.Progress(40).shown
 
 
 def test_bodies_json_cannot_read_are_read_and_shown_as_bytes():
@@ -239,14 +239,14 @@ def test_the_journal_copy_of_a_broker_dead_letter_reads_its_reason_from_first_de
     [("45s", 45), ("30m", 1800), ("2h", 7200), ("3d", 3 * 86400), ("1w", 7 * 86400)],
 )
 def test_since_takes_a_duration(text, ago):
-    assert dlq._since(text, NOW) == NOW - timedelta(seconds=ago)
+    assert dlq_letters.since(text, NOW) == NOW - timedelta(seconds=ago)
 
 
 def test_since_takes_a_timestamp_and_refuses_anything_else():
-    assert dlq._since("2026-11-29T10:00:00Z", NOW) == NOW - timedelta(hours=2)
-    assert dlq._since("2026-11-29T10:00:00", NOW) == NOW - timedelta(hours=2)  # read as UTC
+    assert dlq_letters.since("2026-11-29T10:00:00Z", NOW) == NOW - timedelta(hours=2)
+    assert dlq_letters.since("2026-11-29T10:00:00", NOW) == NOW - timedelta(hours=2)  # read as UTC
     with pytest.raises(output.Fail) as failed:
-        dlq._since("yesterday", NOW)
+        dlq_letters.since("yesterday", NOW)
     assert failed.value.status == output.USAGE
 
 
