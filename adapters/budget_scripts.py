@@ -9,10 +9,11 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 """
 
-# KEYS: starts, paused, workers. ARGV: calls, window, member, worker, presence, spacing.
+# KEYS: starts, paused, workers, last. ARGV: calls, window, member, worker, presence, spacing.
 # Returns {wait, workers}: wait "0" when the start is counted, else the seconds to wait.
 # ``spacing``: the least time between two starts, so that a full window's worth is spread
-# out rather than sent in one burst (``SharedPacer.spacing`` says why).
+# out rather than sent in one burst (``SharedPacer.spacing`` says why); ``last`` keeps the
+# newest start, since a start's own stamp moves to its answer (RESTAMP).
 ACQUIRE = (
     _NOW
     + """
@@ -24,14 +25,15 @@ local workers = redis.call('ZCARD', KEYS[3])
 local paused = tonumber(redis.call('GET', KEYS[2]) or '0')
 if paused > now then return {tostring(paused - now), workers} end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-local newest = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+local last = tonumber(redis.call('GET', KEYS[4]) or '0')
 local spacing = tonumber(ARGV[6] or '0')
-if newest[2] and now - tonumber(newest[2]) < spacing then
-  return {tostring(tonumber(newest[2]) + spacing - now), workers}
+if now - last < spacing then
+  return {tostring(last + spacing - now), workers}
 end
 if redis.call('ZCARD', KEYS[1]) < calls then
   redis.call('ZADD', KEYS[1], now, ARGV[3])
   redis.call('PEXPIRE', KEYS[1], math.ceil(window * 1000) + 1000)
+  redis.call('SET', KEYS[4], tostring(now), 'PX', math.ceil(window * 1000) + 1000)
   return {'0', workers}
 end
 local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
@@ -48,6 +50,19 @@ if hold > 0 then
   end
 end
 """
+
+# KEYS: starts. ARGV: member. The start is over: it counts from now, when the vendor had
+# surely stamped its arrival (``Pacer.answered`` says why). A start already aged out, or
+# replaced by a merge, is left alone.
+RESTAMP = (
+    _NOW
+    + """
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+  redis.call('ZADD', KEYS[1], 'XX', now, ARGV[1])
+end
+return 1
+"""
+)
 
 # KEYS: starts, paused. ARGV: seconds. A longer pause already set is kept.
 HOLD_OFF = _NOW + _HOLD + "return 1"

@@ -346,10 +346,14 @@ class VendorHttp:
                 **body,
             )
         except (requests.RequestException, ValueError) as exc:
+            if self.pacer:
+                self.pacer.answered()
             self.observer.answered(self.vendor, method, None, time.monotonic() - started)
             if self.quota:
                 self.quota.answered(None)
             raise _translate(exc, idempotent, where, self.timeout) from None
+        if self.pacer:
+            self.pacer.answered()
         status = response.status_code
         self.observer.answered(self.vendor, method, status, time.monotonic() - started)
         if self.quota:

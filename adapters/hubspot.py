@@ -306,9 +306,12 @@ class HubSpotCrm:
             body["after"] = after
         if waited := self.search_pacer.acquire():
             self.http.observer.paced("hubspot", waited)
-        return self.http.request(
-            "POST", "/crm/v3/objects/deals/search", json=body, read_only=True
-        ).json()
+        try:
+            return self.http.request(
+                "POST", "/crm/v3/objects/deals/search", json=body, read_only=True
+            ).json()
+        finally:
+            self.search_pacer.answered()
 
     def _change(self, row: dict) -> DealChange:
         props = row.get("properties") or {}

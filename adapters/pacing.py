@@ -6,9 +6,9 @@ how Harvest (100 per 15 s), Toggl (about 1 per second) and Clockify (50 per seco
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Mapping
 
 
@@ -36,7 +36,9 @@ class Pacer:
         self.window = period + max(period * self.MARGIN, self.MIN_MARGIN)
         self._clock = self.clock = clock  # public: an hourly quota counts on the same clock
         self._sleep = self.sleep = sleep
-        self._starts: deque[float] = deque()
+        self._starts: dict[int, float] = {}  # slot -> when it counts from
+        self._slots = itertools.count()
+        self._mine = threading.local()  # the slot this thread was last granted
         self._lock = threading.Lock()
 
     def acquire(self) -> float:
@@ -46,14 +48,30 @@ class Pacer:
         while True:
             with self._lock:
                 now = self._clock()
-                while self._starts and now - self._starts[0] >= self.window:
-                    self._starts.popleft()
+                for slot in [k for k, t in self._starts.items() if now - t >= self.window]:
+                    del self._starts[slot]
                 if len(self._starts) < self.calls:
-                    self._starts.append(now)
+                    slot = next(self._slots)
+                    self._starts[slot] = now
+                    self._mine.slot = slot
                     return slept
-                wait = max(self.window - (now - self._starts[0]), 0.001)
+                wait = max(self.window - (now - min(self._starts.values())), 0.001)
             self._sleep(wait)
             slept += wait
+
+    def answered(self) -> None:
+        """The request this thread was last granted is over: its slot counts from now.
+
+        The vendor stamps a request when it arrives, which is after we granted it by however
+        long the lane took to get it onto the wire (tens of milliseconds on a busy machine,
+        more than the margin on a short window) and before its answer reached us. Counted
+        from the answer, a slot frees no earlier than the vendor's own window lets it, so
+        that delay can never push a window over."""
+        with self._lock:
+            slot = getattr(self._mine, "slot", None)
+            self._mine.slot = None
+            if slot in self._starts:  # a hold_off may have replaced the slots meanwhile
+                self._starts[slot] = max(self._starts[slot], self._clock())
 
     def hold_off(self, seconds: float) -> None:
         """The server said to wait (Retry-After): no request starts for ``seconds``."""
@@ -63,7 +81,8 @@ class Pacer:
             # made still count afterwards (the server counts them too), and a longer hold
             # already in place is kept: only the newest ``calls`` stamps matter.
             blocked = [until - self.window] * self.calls
-            self._starts = deque(sorted([*self._starts, *blocked])[-self.calls :])
+            kept = sorted([*self._starts.values(), *blocked])[-self.calls :]
+            self._starts = {next(self._slots): t for t in kept}
 
     def hourly_quota(self, remaining_header: str, resets_header: str) -> HourlyQuota:
         """The vendor's hourly quota for the account this pacer paces, on the same clock."""

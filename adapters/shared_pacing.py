@@ -41,7 +41,14 @@ import structlog
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from adapters.budget_scripts import ACQUIRE, HOLD_OFF, MERGE, QUOTA_ANSWER, QUOTA_TAKE
+from adapters.budget_scripts import (
+    ACQUIRE,
+    HOLD_OFF,
+    MERGE,
+    QUOTA_ANSWER,
+    QUOTA_TAKE,
+    RESTAMP,
+)
 from adapters.pacing import HourlyQuota, Pacer, header_count
 
 log = structlog.get_logger()
@@ -106,6 +113,7 @@ class PacingStore:
             name: self.client.register_script(text)
             for name, text in (
                 ("acquire", ACQUIRE),
+                ("restamp", RESTAMP),
                 ("hold_off", HOLD_OFF),
                 ("merge", MERGE),
                 ("quota_take", QUOTA_TAKE),
@@ -182,7 +190,8 @@ class SharedPacer:
         self.spacing = period / calls / 2
         self.clock = store.clock
         self.sleep = store.sleep
-        self._keys = store.keys(budget, "starts", "paused", "workers")
+        self._keys = store.keys(budget, "starts", "paused", "workers", "last")
+        self._mine = threading.local()  # the start this thread was last granted, in Redis
         self._lock = threading.Lock()
         self._seen_workers = 1  # processes that used this budget lately, as Redis counted
         self._held_until = 0.0  # a Retry-After seen here, on ``clock``
@@ -193,13 +202,14 @@ class SharedPacer:
         """Blocks until one more request may start on this budget, then counts it."""
         while True:
             if self.store.worth_trying() and self._back_to_shared():
+                member = uuid.uuid4().hex
                 answer = self.store.run(
                     "acquire",
                     self._keys,
                     [
                         self.calls,
                         self.window,
-                        uuid.uuid4().hex,
+                        member,
                         self.store.worker_id,
                         self.store.presence,
                         self.spacing,
@@ -208,6 +218,7 @@ class SharedPacer:
                 if answer is not None:
                     wait, self._seen_workers = float(answer[0]), int(answer[1])
                     if wait <= 0:
+                        self._mine.member = member
                         return
                     self.sleep(max(wait, 0.001))
                     continue
@@ -216,6 +227,18 @@ class SharedPacer:
             with self._lock:
                 self._local_starts.append(self.clock())
             return
+
+    def answered(self) -> None:
+        """The request this thread was last granted is over: its start counts from now
+        (``Pacer.answered`` says why), in Redis or in the local share that granted it."""
+        member, self._mine.member = getattr(self._mine, "member", None), None
+        if member is not None:
+            self.store.run("restamp", self._keys[:1], [member])
+            return
+        with self._lock:
+            local = self._local
+        if local is not None:
+            local.answered()
 
     def hold_off(self, seconds: float) -> None:
         """The vendor said to wait (Retry-After): no worker on this budget starts a request

@@ -47,7 +47,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from bench.pacing import machine
-from bench.scale import AMQP_URL, POSTGRES_URL
+from bench.scale import AMQP_URL, POSTGRES_URL, REDIS_URL
 from bench.throughput import Collector, WorkerProcess
 from fakes.harvest import FakeHarvest
 from fakes.hubspot import FakeHubSpot
@@ -212,6 +212,9 @@ def run(deals: int, items: int, scale: float, concurrency: int) -> Result:
                 "HARVEST_ACCESS_TOKEN": harvest.token,
                 "HARVEST_BASE_URL": f"{harvest.origin}/v2",
                 "HARVEST_RATE_LIMIT": f"{harvest_limit[0]}/{harvest_limit[1]:g}",
+                # The sweep and the worker are two processes reading one HubSpot account:
+                # one budget for both, in Redis, as a deployment of several processes runs.
+                "PROVISIONER_PACING_URL": REDIS_URL,
             }
             collector = Collector(AMQP_URL, topology)
             worker = WorkerProcess(env, Path(tmp) / "worker.log")

@@ -259,10 +259,11 @@ def test_every_key_expires_and_the_busy_ones_soon(prefix, direct):
     assert quota.wait_needed() == 0  # one in flight
 
     keys = list(direct.scan_iter(match=f"{prefix}:*"))
-    assert len(keys) == 5  # starts, paused, workers, quota, in-flight
+    assert len(keys) == 6  # starts, paused, workers, last start, quota, in-flight
     assert all(direct.pttl(key) > 0 for key in keys), "a key without a TTL would linger"
     # The window's keys go a second after the window; the quota's after the hour it counts.
-    until(lambda: not direct.exists(*store.keys(BUDGET, "starts", "paused", "workers")), 10)
+    window_keys = store.keys(BUDGET, "starts", "paused", "workers", "last")
+    until(lambda: not direct.exists(*window_keys), 10)
     assert direct.pttl(store.keys(BUDGET, "quota")[0]) > 3600 * 1000
 
 
@@ -322,3 +323,18 @@ def test_a_burst_is_spread_out_so_that_it_arrives_as_it_was_granted(prefix, dire
     # threads came back for more): two make a gap.
     assert len(granted) >= 2
     assert min(gaps) >= period / calls / 2 - 0.001, gaps
+
+
+def test_a_shared_start_counts_from_its_answer_so_a_slow_send_cannot_crowd_the_window(
+    prefix, direct
+):
+    store = PacingStore(REDIS_URL, prefix=prefix)
+    pacer = store.pacer(BUDGET, 1, 0.5)
+    pacer.acquire()
+    [(member, granted)] = direct.zrange(store.keys(BUDGET, "starts")[0], 0, -1, withscores=True)
+    time.sleep(0.2)  # the lane gets it onto the wire late; the answer comes now
+
+    pacer.answered()
+
+    [(same, answered)] = direct.zrange(store.keys(BUDGET, "starts")[0], 0, -1, withscores=True)
+    assert same == member and answered - granted >= 0.2  # the slot frees 0.2 s later

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import threading
-from collections import deque
 
 import pytest
 
@@ -163,16 +162,30 @@ def test_a_longer_hold_off_extends_a_shorter_one():
     assert start(pacer, clock) >= told_at + 30.0
 
 
-class RecordingLog(deque):
-    """The pacer's log, noting each start as the pacer counts it."""
+class RecordingLog(dict):
+    """The pacer's slots, noting each start as the pacer counts it (a new slot)."""
 
     def __init__(self, record: list[float]):
         super().__init__()
         self.record = record
 
-    def append(self, stamp: float) -> None:
-        self.record.append(stamp)
-        super().append(stamp)
+    def __setitem__(self, slot: int, stamp: float) -> None:
+        if slot not in self:
+            self.record.append(stamp)
+        super().__setitem__(slot, stamp)
+
+
+def test_a_slot_counts_from_the_answer_so_a_slow_send_cannot_crowd_the_next_window():
+    pacer, clock = paced(2, 1.0)
+    pacer.acquire()  # granted at 0, but the lane gets it onto the wire only at 0.3
+    clock.advance(0.3)
+    pacer.answered()  # answered at 0.3: the vendor counted it between 0 and 0.3
+    pacer.acquire()  # the second slot, at 0.3
+    granted = start(pacer, clock)  # the third waits for the first slot
+
+    # Counted from the grant, it would go at 1.05 (the window and its margin), 0.75 s after
+    # a request the vendor may have stamped at 0.3: inside its window. From the answer, no.
+    assert granted >= 1000.0 + 0.3 + pacer.window - TICK
 
 
 def test_threads_sharing_a_pacer_never_exceed_the_limit():
