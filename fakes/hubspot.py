@@ -499,7 +499,17 @@ class _SearchQuery:
 
 
 # The scope each read needs (developers.hubspot.com, each endpoint's Requirements).
+# The scope a read needs; an association read needs the other object's too (the first
+# pattern that matches wins, so those come first).
 SCOPES = (
+    (
+        re.compile(r"/crm/v4/objects/deals/[^/]+/associations/companies"),
+        "crm.objects.companies.read",
+    ),
+    (
+        re.compile(r"/crm/v4/objects/deals/[^/]+/associations/line_items"),
+        "crm.objects.line_items.read",
+    ),
     (re.compile(r"/crm/v[34]/objects/deals.*|/crm/v3/pipelines/deals.*"), "crm.objects.deals.read"),
     (re.compile(r"/crm/v3/objects/companies.*"), "crm.objects.companies.read"),
     (re.compile(r"/crm/v3/objects/line_items.*"), "crm.objects.line_items.read"),

@@ -196,3 +196,30 @@ def test_settings_it_cannot_use_exit_2_as_run_would(stack, capsys, monkeypatch):
     status, lines, err = run(capsys)
     assert status == 2 and lines == []
     assert err.startswith("provisioner: PROVISIONER_CONCURRENCY")
+
+
+def test_the_association_reads_are_tried_on_a_deal_there_is(stack, capsys):
+    hubspot = stack["hubspot"]
+    hubspot.add_deal("Any", "closedwon", company=hubspot.add_company("Acme"))
+    status, lines, _ = run(capsys)
+    assert status == 0
+    assert "ok   hubspot: reads a deal's companies (crm.objects.companies.read)" in lines
+    assert "ok   hubspot: reads a deal's line items (crm.objects.line_items.read)" in lines
+
+
+def test_an_association_the_app_may_not_read_fails_naming_the_scope(stack, capsys):
+    hubspot = stack["hubspot"]
+    hubspot.add_deal("Any", "closedwon", company=hubspot.add_company("Acme"))
+    hubspot.refuse_scope("crm.objects.companies.read")
+    status, lines, _ = run(capsys)
+    assert status == 1
+    assert [line.split(" (")[0] for line in failing(lines)] == [
+        "FAIL hubspot: cannot read companies",
+        "FAIL hubspot: cannot read a deal's companies",
+    ]
+
+
+def test_without_a_deal_the_association_reads_are_a_warning_not_a_pass(stack, capsys):
+    status, lines, _ = run(capsys)
+    assert status == 0
+    assert "warn hubspot: no deal to try reading a deal's companies with" in lines

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from handlers.rules import Rules
 from schemas.errors import ProvisionerError
-from worker.check.lines import Line, fail, ok
+from worker.check.lines import Line, fail, ok, warn
 from worker.check.probe import get, refused
 from worker.settings import Settings
 
@@ -16,6 +16,10 @@ HUBSPOT_READS = (
     ("companies", "/crm/v3/objects/companies", "crm.objects.companies.read"),
     ("line items", "/crm/v3/objects/line_items", "crm.objects.line_items.read"),
     ("owners", "/crm/v3/owners", "crm.objects.owners.read"),
+)
+HUBSPOT_ASSOCIATIONS = (
+    ("a deal's companies", "companies", "crm.objects.companies.read"),
+    ("a deal's line items", "line_items", "crm.objects.line_items.read"),
 )
 PIPEDRIVE_READS = (("deals", "/api/v2/deals"), ("organizations", "/api/v2/organizations"))
 SALESFORCE_OBJECTS = ("Opportunity", "Account", "OpportunityLineItem", "User")
@@ -62,18 +66,20 @@ def _hubspot(crm, rules: Rules) -> list[Line]:
             )
         ]
     lines = [ok("hubspot", f"token works: portal {answer.json().get('portalId')}")]
+    first_deal = None
     for what, path, scope in HUBSPOT_READS:
         answer = get(crm.http, path, {"limit": 1})
-        if refused(answer):
-            lines.append(
-                fail(
-                    "hubspot",
-                    f"cannot read {what} ({answer.status_code}: {_hubspot_scopes(answer, scope)})",
-                    f"give the app the scope {_hubspot_scopes(answer, scope)}",
-                )
-            )
-        else:
-            lines.append(ok("hubspot", f"reads {what} ({scope})"))
+        lines.append(_hubspot_read(what, scope, answer))
+        if what == "deals" and not refused(answer):
+            first_deal = next(iter(answer.json().get("results") or []), {}).get("id")
+    # The reader reads a deal's company and line items through the v4 associations, which
+    # need the other object's scope too: tried on a deal there is, if there is one.
+    for what, kind, scope in HUBSPOT_ASSOCIATIONS:
+        if first_deal is None:
+            lines.append(warn("hubspot", f"no deal to try reading {what} with"))
+            continue
+        path = f"/crm/v4/objects/deals/{first_deal}/associations/{kind}"
+        lines.append(_hubspot_read(what, scope, get(crm.http, path, {"limit": 1})))
     answer = get(crm.http, "/crm/v3/pipelines/deals")
     if refused(answer):
         lines.append(
@@ -91,6 +97,16 @@ def _hubspot(crm, rules: Rules) -> list[Line]:
     }
     lines.append(ok("hubspot", f"reads the deal pipelines ({len(known)} stages)"))
     return lines + _stage_lines("hubspot", rules.spec.crm.table("hubspot").stages, known)
+
+
+def _hubspot_read(what: str, scope: str, answer) -> Line:
+    if refused(answer):
+        return fail(
+            "hubspot",
+            f"cannot read {what} ({answer.status_code}: {_hubspot_scopes(answer, scope)})",
+            f"give the app the scope {_hubspot_scopes(answer, scope)}",
+        )
+    return ok("hubspot", f"reads {what} ({scope})")
 
 
 def _hubspot_scopes(answer, fallback: str) -> str:
