@@ -6,6 +6,7 @@ passes through a redaction of each configured secret value, the ingress's too.""
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 
 from worker.commands import output
@@ -29,6 +30,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     # Log lines (an adapter's warning, say) go to stderr, redacted: stdout is the report,
     # one line (or JSON object) a check, and nothing else.
     logs.configure(settings.log_level, secrets=settings.secrets(), form=settings.log_format)
+    # The broker check declares passively: a missing queue is an answer it expects (a warn
+    # line), which pika would also report as a warning per channel it closes.
+    logging.getLogger("pika").setLevel(logging.ERROR)
     startup.rules_or_fail(settings)
     try:
         rules = bootstrap.checked_rules(settings)
