@@ -7,11 +7,10 @@ only the users list filters by e-mail on the server. Clockify has no project "co
 so the offering's marker is written into the project's ``note``: on its own last line, after
 the rules' notes, so that it stays findable whatever the notes say.
 
-The commercial shape (issue 21): ``hourlyRate`` ``{amount in cents, currency}`` on the
-create, the money estimate (``budgetEstimate``, a paid feature, and only one of it and the
-time estimate may be active) after it, and the template's tasks with their estimates. Money
-goes only in the workspace's default currency: another currency is left out with a warning,
-never converted. Clockify has no fixed fee and no project code: those are always left out.
+The adapter is one class, ``ClockifyTool``, in rooms by job: this module holds the clients,
+the projects, the people and the references people paste; the commercial shape (rate,
+estimates, template tasks) is in ``adapters.clockify_commercial``, and how ids and names are
+read in ``adapters.clockify_ids``.
 
 The workspace's users are read once and kept by e-mail for a few minutes (``ReadCache``; see
 ``adapters.read_cache`` for what may be kept and why); a kept user id Clockify then refuses
@@ -25,23 +24,24 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
-from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
 import tenacity
 
-from adapters.http import UNOBSERVED, HttpObserver, VendorHttp, default_error_text
+from adapters.clockify_commercial import ClockifyCommercial
+from adapters.clockify_commercial import cents as cents
+from adapters.clockify_commercial import iso_hours as iso_hours
+from adapters.clockify_ids import _ID, _checked, folded
+from adapters.http import UNOBSERVED, HttpObserver, VendorHttp
 from adapters.pacing import Pacer
 from adapters.read_cache import ReadCache, StaleRead
-from handlers.ports import ProjectSpec, SetupReport, ToolClient, ToolProject
+from handlers.ports import ProjectSpec, ToolClient, ToolProject
 from schemas.errors import InvalidReference, TimesheetNotFound, VendorRejected
-from schemas.inbound import Money
 
 PAGE_SIZE = 500  # Clockify's largest page
 PROJECT_COLOR = "#03A9F4"  # Clockify's own light blue; the API wants some #RRGGBB
 NOTE_TAG = "timesheet-provisioner:"
-_ID = re.compile(r"[0-9a-fA-F]{24}")
 _URL_PROJECT = re.compile(r"/projects/([0-9a-fA-F]{24})(?:/|$)")
 # Requests a workspace may make, by plan (clockify.me/help/getting-started/
 # webhook-and-api-limitations): new free workspaces 30 an hour, paid ones 50 a second.
@@ -54,34 +54,10 @@ DUPLICATE_PROJECT = 501
 UPDATE_FIELDS = ("name", "clientId", "billable", "color", "note", "hourlyRate", "costRate")
 
 
-def folded(name: str) -> str:
-    """The form in which two client names count as the same."""
-    return " ".join(name.split()).casefold()
-
-
-def iso_hours(hours: float) -> str:
-    """40 -> ``PT40H``, 37.5 -> ``PT37H30M``: Clockify estimates are ISO-8601 durations."""
-    whole, minutes = divmod(round(hours * 60), 60)
-    return "PT" + (f"{whole}H" if whole or not minutes else "") + (f"{minutes}M" if minutes else "")
-
-
-def cents(amount: Decimal) -> int:
-    """Clockify amounts are whole cents: 150.005 -> 15001 (half up, not to even)."""
-    return int((amount * 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))
-
-
 def note_with_marker(notes: str | None, marker: str) -> str:
     """The project's note: the rules' notes, then our marker on a line of its own."""
     tag = NOTE_TAG + marker
     return f"{notes.rstrip()}\n{tag}" if notes and notes.strip() else tag
-
-
-def _checked(project_id: str) -> str:
-    """Clockify answers a malformed id with 400, which also means other refusals: a
-    malformed id is caught here, so that a 400 from the server is never "not found"."""
-    if not _ID.fullmatch(project_id):
-        raise TimesheetNotFound(f"clockify project ids are 24 hex digits, got {project_id[:40]!r}")
-    return project_id
 
 
 def carries_marker(note: str | None, marker: str) -> bool:
@@ -89,7 +65,7 @@ def carries_marker(note: str | None, marker: str) -> bool:
     return re.search(re.escape(NOTE_TAG + marker) + r"(?!\S)", note or "") is not None
 
 
-class ClockifyTool:
+class ClockifyTool(ClockifyCommercial):
     name = "clockify"
 
     def __init__(
@@ -217,137 +193,6 @@ class ClockifyTool:
             if carries_marker(project.get("note"), marker):
                 return self._project(project)
         return None
-
-    def _workspace_currency(self) -> str:
-        """The workspace's default currency (``currencies`` on ``GET /workspaces/{id}``, the
-        one ``isDefault``; else its ``hourlyRate``'s), read once per process."""
-        if self._currency is None:
-            workspace = self.http.request("GET", self.workspace).json() or {}
-            listed = workspace.get("currencies") or []
-            default = [c.get("code") for c in listed if c.get("isDefault")]
-            rate = workspace.get("hourlyRate") or {}
-            self._currency = str((default or [rate.get("currency")])[0] or "").upper()
-        return self._currency
-
-    def _in_currency(self, field: str, money: Money | None, why: list[str]) -> bool:
-        """Whether ``money`` is there and in the workspace's currency; says why not."""
-        if money is None:
-            return False
-        currency = self._workspace_currency()
-        if money.currency == currency:
-            return True
-        why.append(
-            f"clockify: the {field.replace('_', ' ')} is in {money.currency}, the workspace's"
-            f" currency is {currency or 'unknown'}; {money.amount} {money.currency} not set"
-            " (never converted)"
-        )
-        return False
-
-    def _commercial(self, spec: ProjectSpec) -> tuple[dict[str, Any], set[str], list[str]]:
-        """The create's money fields, the spec's fields Clockify does not get, and why.
-        Decided from the spec and the workspace alone, so the create and ``complete_setup``
-        (perhaps in another process, for an adopted project) come to the same answer. The
-        money estimate is set (or refused by the plan) in ``complete_setup``."""
-        body: dict[str, Any] = {}
-        left_out: set[str] = set()
-        why: list[str] = []
-        if self._in_currency("hourly_rate", spec.hourly_rate, why):
-            rate = spec.hourly_rate
-            body["hourlyRate"] = {"amount": cents(rate.value), "currency": rate.currency}
-        elif spec.hourly_rate is not None:
-            left_out.add("hourly_rate")
-        if spec.money_budget is not None and not self._in_currency(
-            "money_budget", spec.money_budget, why
-        ):
-            left_out.add("money_budget")
-        if spec.fixed_fee is not None:
-            left_out.add("fixed_fee")
-            why.append(
-                "clockify: projects have no fixed fee;"
-                f" {spec.fixed_fee.amount} {spec.fixed_fee.currency} not set"
-            )
-        if spec.code:
-            left_out.add("code")
-            why.append(f"clockify: projects have no code; {spec.code!r} not set")
-        return body, left_out, why
-
-    def complete_setup(self, project_id: str, spec: ProjectSpec) -> SetupReport | None:
-        """Sets the estimate the documented way (``PATCH .../estimate``: a ``budgetEstimate``
-        for a money budget, else a ``timeEstimate`` for hours), a paid feature, and copies
-        the template's tasks; says what the plan, the currency or Clockify left out."""
-        fresh = self._fresh.pop(project_id, None) is not None  # made just now: no tasks yet
-        _, left_out, warnings = self._commercial(spec)
-        budget_set = True
-        money = spec.money_budget if "money_budget" not in left_out else None
-        if money is not None and spec.budget_hours is not None:
-            budget_set = False
-            warnings.append(
-                "clockify: only one estimate may be active and the money budget is set;"
-                f" {iso_hours(spec.budget_hours)} not set"
-            )
-        if money is not None:
-            refused = self._set_estimate(project_id, "budgetEstimate", cents(money.value))
-            if refused:
-                left_out.add("money_budget")
-                warnings.append(
-                    f"clockify: the workspace refused the money estimate ({refused});"
-                    f" {money.amount} {money.currency} not set"
-                )
-        elif spec.budget_hours is not None:
-            hours = iso_hours(spec.budget_hours)
-            refused = self._set_estimate(project_id, "timeEstimate", hours)
-            if refused:
-                budget_set = False
-                warnings.append(
-                    f"clockify: the workspace refused the estimate ({refused}); {hours} not set"
-                )
-        if spec.template:
-            warnings += self._copy_tasks(spec.template, project_id, fresh=fresh)
-        if budget_set and not warnings and not left_out:
-            return None
-        return SetupReport(
-            budget_set=budget_set, warnings=tuple(warnings), left_out=frozenset(left_out)
-        )
-
-    def _set_estimate(self, project_id: str, kind: str, estimate: str | int) -> str | None:
-        """Sets the project's active manual estimate of ``kind``; the plan's refusal, if any."""
-        body = {kind: {"estimate": estimate, "type": "MANUAL", "active": True}}
-        body[kind] |= {"includeNonBillable": True} if kind == "timeEstimate" else {}
-        response = self.http.request(
-            "PATCH",
-            f"{self.workspace}/projects/{_checked(project_id)}/estimate",
-            json=body,
-            # The refusal of a plan without estimates is not documented: any 4xx but a
-            # missing project is reported as "not set", never a lost project or a retry loop.
-            ok_statuses=frozenset({400, 402, 403}),
-        )
-        if response.status_code < 400:
-            return None
-        return f"{response.status_code} {default_error_text(response)}"
-
-    def _copy_tasks(self, template: str, project_id: str, *, fresh: bool) -> list[str]:
-        """Gives the project each active task of the template it lacks (by name), with its
-        estimate. Returns why tasks were not copied, if they were not."""
-        try:
-            self._read_project(template)
-        except TimesheetNotFound:
-            return [f"clockify: the template project {template} is gone; no tasks copied"]
-        path = f"{self.workspace}/projects/{_checked(project_id)}/tasks"
-        present = set() if fresh else {folded(t["name"]) for t in self._listed(path)}
-        for task in self._listed(f"{self.workspace}/projects/{template}/tasks"):
-            if task.get("status", "ACTIVE") != "ACTIVE" or folded(task["name"]) in present:
-                continue
-            body = {"name": task["name"], "status": "ACTIVE"}
-            if task.get("estimate"):
-                body["estimate"] = task["estimate"]
-            try:
-                self.http.request("POST", path, json=body)
-            except VendorRejected as refused:
-                # A name taken: an earlier attempt made it. Look, do not parse the words.
-                names = {folded(t["name"]) for t in self._listed(path)}
-                if refused.status != 400 or folded(task["name"]) not in names:
-                    raise
-        return []
 
     def get_project(self, project_id: str) -> ToolProject:
         return self._project(self._read_project(project_id))

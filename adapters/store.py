@@ -8,31 +8,37 @@ the store opens (``adapters.migrate``).
 Every write is one transaction, and most are one statement: a snapshot is an upsert that
 keeps the newer of the two, a status an update that refuses an older one. Reads run in
 autocommit and take no lock.
+
+The store is one class, ``SqlStore``, in rooms by job: this module holds the projects, the
+offering links, the client map and the record of creations begun; the connections and
+transactions are in ``adapters.store_session``, the event journal in
+``adapters.store_journal``, the locks among worker processes in ``adapters.store_locks`` and
+the CRM sweep's cursor in ``adapters.store_sweep``. Each room brings its own statements; the
+names this module had before the split (``PROCESSED``, ``ADVISORY_SCOPE``, ...) are still
+importable from here.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import threading
-from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from adapters import migrate
-from adapters.locks import KeyedLocks, busy, take_advisory_lock
+from adapters.locks import KeyedLocks
 from adapters.sql import Postgres, Sqlite, dialect_for
-from handlers.ports import (
-    ClientMapping,
-    Journal,
-    Link,
-    ProjectState,
-    RecordedStep,
-    client_name_key,
-)
-from schemas.errors import FailureCode, Permanent, Transient
+from adapters.store_journal import JOURNAL_SQL, StoreJournal
+from adapters.store_journal import PROCESSED as PROCESSED
+from adapters.store_journal import PROCESSED_SEQ as PROCESSED_SEQ
+from adapters.store_locks import ADVISORY_SCOPE as ADVISORY_SCOPE
+from adapters.store_locks import CLIENT_SCOPE as CLIENT_SCOPE
+from adapters.store_locks import LOCK_SQL, LOCK_TIMEOUT, StoreLocks
+from adapters.store_locks import _lock_key as _lock_key
+from adapters.store_session import StoreSession
+from adapters.store_sweep import SWEEP_SQL, StoreSweepCursor
+from handlers.ports import ClientMapping, Link, ProjectState
+from schemas.errors import FailureCode, Permanent
 from schemas.inbound import Project, Status, Tool
-from schemas.outbound import OUTBOUND_TYPES, Outbound
 
 LINK_COLUMNS = (
     "project_id, offering_id, tool, timesheet_project_id, timesheet_url, "
@@ -95,53 +101,13 @@ SQL = {
     "VALUES (:project_id, :offering_id, :tool, :started_at) ON CONFLICT DO NOTHING",
     "intent_started": "SELECT started_at FROM provision_intents "
     "WHERE project_id = :project_id AND offering_id = :offering_id AND tool = :tool",
-    "note_run": "INSERT INTO event_runs (source, event_id, runs) VALUES (:source, :event_id, 1) "
-    "ON CONFLICT (source, event_id) DO UPDATE SET runs = event_runs.runs + 1 RETURNING runs",
-    "journal": "SELECT step, outcomes FROM event_steps "
-    "WHERE source = :source AND event_id = :event_id ORDER BY seq",
-    "record_step": "INSERT INTO event_steps (source, event_id, step, seq, outcomes) "
-    "VALUES (:source, :event_id, :step, :seq, :outcomes)",
-    "unlock": "SELECT pg_advisory_unlock(:scope, :key)",
-    "sweep_cursor": "SELECT swept_until FROM sweep_cursors WHERE crm = :crm AND account = :account",
-    # A sweep that ends earlier than the one stored (begun earlier, confirmed later) never
-    # moves the cursor back.
-    "save_sweep_cursor": """INSERT INTO sweep_cursors (crm, account, swept_until)
-        VALUES (:crm, :account, :until)
-        ON CONFLICT (crm, account) DO UPDATE SET swept_until = CASE
-            WHEN excluded.swept_until > sweep_cursors.swept_until
-            THEN excluded.swept_until ELSE sweep_cursors.swept_until END""",
+    **JOURNAL_SQL,
+    **LOCK_SQL,
+    **SWEEP_SQL,
 }
 
-# The journal row that says an event is done; no real step has this name or position.
-PROCESSED = "(processed)"
-PROCESSED_SEQ = 1_000_000
-# pg_advisory_lock(int4, int4): our own first keys, so other applications' locks never clash.
-ADVISORY_SCOPE = 0x7470  # "tp": a project
-CLIENT_SCOPE = 0x7472  # a client name in one tool
-# How long a lock is awaited before the event is given back to be retried later: far above
-# any one event's work on a project, far below the broker's consumer timeout.
-LOCK_TIMEOUT = 30.0
 
-
-def _lock_key(text: str) -> int:
-    # Two texts of one key only share a lock: they wait for each other, nothing worse.
-    digest = hashlib.blake2b(text.encode(), digest_size=4).digest()
-    return int.from_bytes(digest, "big", signed=True)
-
-
-def _dump(outcomes: Sequence[Outbound]) -> str:
-    return (
-        "["
-        + ", ".join(f'{{"type": "{o.type}", "data": {o.model_dump_json()}}}' for o in outcomes)
-        + "]"
-    )
-
-
-def _load(text: str) -> list[Outbound]:
-    return [OUTBOUND_TYPES[o["type"]].model_validate(o["data"]) for o in json.loads(text)]
-
-
-class SqlStore:
+class SqlStore(StoreSession, StoreLocks, StoreJournal, StoreSweepCursor):
     """``handlers.ports.ProjectStore`` on SQLite or PostgreSQL.
 
     Each thread keeps one connection for its life: opening one, or checking one out of a
@@ -175,84 +141,6 @@ class SqlStore:
             self._opened.clear()
         self._local = threading.local()
         self.dialect.close()
-
-    # -- connections and transactions -------------------------------------------------------
-    def _conn(self):
-        conn = getattr(self._local, "conn", None)
-        if conn is None or not self.dialect.usable(conn):
-            if self._held():
-                # The session that held our lock is gone, and the lock with it: a new session
-                # would let the rest of the event run unlocked, beside another worker.
-                raise self._lock_lost()
-            conn = self.dialect.connect()
-            self._local.conn = conn
-            with self._lock:
-                self._opened.append(conn)
-        return conn
-
-    @contextlib.contextmanager
-    def _session(self):
-        """This thread's connection, for one statement or transaction."""
-        conn = self._conn()
-        try:
-            yield conn
-        except Exception as exc:
-            if self._held() and not self.dialect.usable(conn):
-                raise self._lock_lost() from exc
-            raise
-
-    def _held(self) -> list[str]:
-        """What this thread holds session locks on (PostgreSQL), innermost last."""
-        return self._local.__dict__.setdefault("held", [])
-
-    def _lock_lost(self) -> Transient:
-        return Transient(
-            FailureCode.INTERNAL_ERROR,
-            f"the database session holding the lock on {self._held()[0]} broke; "
-            "the event is retried",
-        )
-
-    def _one(self, query: str, params: dict):
-        with self._session() as conn:
-            return conn.execute(self.sql[query], params).fetchone()
-
-    def _all(self, query: str, params: dict) -> list:
-        with self._session() as conn:
-            return conn.execute(self.sql[query], params).fetchall()
-
-    def _write_one(self, query: str, params: dict) -> tuple[int, list]:
-        """One statement, which is its own transaction: (rows changed, rows returned).
-
-        The rows are fetched inside: SQLite commits a RETURNING statement only once it has
-        been stepped to the end."""
-        with self.dialect.writers, self._session() as conn:
-            cursor = conn.execute(self.sql[query], params)
-            returned = cursor.fetchall() if cursor.description else []
-            self.dialect.committed()
-            return cursor.rowcount, returned
-
-    @contextlib.contextmanager
-    def _write(self):
-        """A transaction of several statements on this thread's connection."""
-        with self.dialect.writers, self._session() as conn:
-            conn.execute(self.dialect.begin)
-            try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException:  # a failed COMMIT too: never leave the transaction open
-                with contextlib.suppress(Exception):  # the connection may be the failure
-                    conn.execute("ROLLBACK")
-                raise
-            self.dialect.committed()
-
-    def make_durable(self) -> None:
-        self.dialect.make_durable()
-
-    def reachable(self) -> bool:
-        """The database answers a trivial query on this thread's connection (readiness)."""
-        with self._session() as conn:
-            conn.execute("SELECT 1").fetchone()
-        return True
 
     # -- projects -------------------------------------------------------------------------
     def project(self, project_id: str) -> ProjectState | None:
@@ -345,17 +233,6 @@ class SqlStore:
             mapped_at=self.dialect.stamp(datetime.now(UTC)),
         )
 
-    # -- the CRM sweep's cursor (``provisioner crm reconcile``) -----------------------------
-    def sweep_cursor(self, crm: str, account: str) -> datetime | None:
-        """Where the last successful sweep of this CRM account ended (None: never swept)."""
-        row = self._one("sweep_cursor", {"crm": crm, "account": account})
-        return self.dialect.unstamp(row[0]) if row else None
-
-    def save_sweep_cursor(self, crm: str, account: str, until: datetime) -> None:
-        """A sweep up to ``until`` is done (every publish confirmed); a later end stands."""
-        params = {"crm": crm, "account": account, "until": self.dialect.stamp(until)}
-        self._write_one("save_sweep_cursor", params)
-
     # -- crash-proof creation -------------------------------------------------------------
     def note_provision_started(self, project_id: str, offering_id: str, tool: Tool) -> bool:
         params = dict(
@@ -374,113 +251,6 @@ class SqlStore:
         params = dict(project_id=project_id, offering_id=offering_id, tool=tool)
         row = self._one("intent_started", params)
         return self.dialect.unstamp(row[0]) if row else None
-
-    # -- several workers --------------------------------------------------------------------
-    @contextlib.contextmanager
-    def project_lock(self, project_id: str):
-        """A PostgreSQL session advisory lock per project, so that two worker processes never
-        work one project at once (two copies of an event could otherwise both create). SQLite
-        serves one worker process, whose lanes already do this."""
-        if not isinstance(self.dialect, Postgres):
-            yield
-            return
-        with self._session_lock(ADVISORY_SCOPE, project_id, f"project {project_id}"):
-            yield
-
-    @contextlib.contextmanager
-    def client_lock(self, tool: Tool, name: str):
-        """One resolution of a client name per tool at a time: among this process's lanes by
-        a lock in memory, and among worker processes on PostgreSQL by an advisory lock."""
-        folded = client_name_key(name)
-        what = f"{tool} client {name.strip()!r}"
-        with self._client_locks.hold((tool, folded), self.lock_timeout, what):
-            if not isinstance(self.dialect, Postgres):
-                yield
-                return
-            with self._session_lock(CLIENT_SCOPE, f"{tool}\n{folded}", what):
-                yield
-
-    @contextlib.contextmanager
-    def _session_lock(self, scope: int, name: str, what: str):
-        key = {"scope": scope, "key": _lock_key(name)}
-        with self._session() as conn:  # the lock lives with this thread's session
-            taken = take_advisory_lock(conn, scope, key["key"], self.lock_timeout)
-        if not taken:
-            raise busy(what, self.lock_timeout)
-        held = self._held()
-        held.append(what)
-        try:
-            yield
-        finally:
-            held.remove(what)
-            try:
-                conn.execute(self.sql["unlock"], key)
-            except Exception:
-                # A session that broke took its locks with it; one that failed otherwise is
-                # closed so that it cannot keep the lock (the next call opens another).
-                with contextlib.suppress(Exception):
-                    conn.close()
-
-    # -- the event journal ----------------------------------------------------------------
-    def note_run(self, event_key: tuple[str, str]) -> int:
-        source, event_id = event_key
-        _, [(runs,)] = self._write_one("note_run", {"source": source, "event_id": event_id})
-        return runs
-
-    def journal(self, event_key: tuple[str, str]) -> Journal:
-        source, event_id = event_key
-        rows = self._all("journal", {"source": source, "event_id": event_id})
-        recorded = {step: _load(outcomes) for step, outcomes in rows if step != PROCESSED}
-        return Journal(recorded, processed=any(step == PROCESSED for step, _ in rows))
-
-    def finish_step(
-        self,
-        event_key: tuple[str, str],
-        step: str,
-        outcomes: Sequence[Outbound],
-        link: Link | None = None,
-        seq: int = 0,
-    ) -> None:
-        source, event_id = event_key
-        row = dict(source=source, event_id=event_id, step=step, seq=seq, outcomes=_dump(outcomes))
-        # IntegrityError: a concurrent copy of this event recorded the step (and link) first.
-        with contextlib.suppress(*self.dialect.integrity_errors), self._write() as conn:
-            if link is not None:
-                conn.execute(self.sql["save_link"], link.__dict__)
-                conn.execute(self.sql["settle_archive_intent"], link.__dict__)
-            conn.execute(self.sql["record_step"], row)
-
-    def note_archive_intent(self, project_id: str, offering_id: str, archived: bool) -> None:
-        params = dict(project_id=project_id, offering_id=offering_id, archived=archived)
-        self._write_one("note_archive_intent", params)
-
-    def finish_run(
-        self, event_key: tuple[str, str], steps: Sequence[RecordedStep], *, processed: bool
-    ) -> None:
-        recorded = [(s.name, s.seq, _dump(s.outcomes)) for s in steps]
-        if processed:
-            recorded.append((PROCESSED, PROCESSED_SEQ, "[]"))
-        if not recorded:
-            return
-        source, event_id = event_key
-        params = {"source": source, "event_id": event_id}
-        for i, (step, seq, outcomes) in enumerate(recorded):
-            params.update({f"step{i}": step, f"seq{i}": seq, f"outcomes{i}": outcomes})
-        # One statement, so one commit. A redelivered copy may have recorded some of these
-        # first: the same facts, kept as they are.
-        self._write_one(self._record_steps(len(recorded)), params)
-
-    def _record_steps(self, count: int) -> str:
-        name = f"record_steps_{count}"
-        if name not in self.sql:
-            rows = ", ".join(
-                f"(:source, :event_id, :step{i}, :seq{i}, :outcomes{i})" for i in range(count)
-            )
-            self.sql[name] = self.dialect.sql(
-                f"INSERT INTO event_steps (source, event_id, step, seq, outcomes) VALUES {rows} "
-                "ON CONFLICT DO NOTHING"
-            )
-        return name
 
 
 def _link(row) -> Link:
