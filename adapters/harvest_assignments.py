@@ -163,11 +163,8 @@ class HarvestAssignments:
         return active
 
     def _user_went_stale(self, user_id: str) -> bool:
-        """Whether ``user_id`` came from a kept read and a fresh one no longer has it
-        active; its entry is dropped either way."""
-        if not self.reads.drop_where(lambda key, value: key[0] == "user" and value == user_id):
-            return False
-        return user_id not in self._active_users().values()
+        """Whether ``user_id`` came from a kept read and a fresh one no longer has it active."""
+        return self.reads.went_stale("user", user_id, lambda: self._active_users().values())
 
     def assign_team(self, project_id: str, user_ids: Sequence[str]) -> None:
         """Adds the users; an archived assignment (``is_active`` false, listed too) is

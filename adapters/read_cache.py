@@ -25,7 +25,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
 from schemas.errors import FailureCode, Transient
@@ -92,6 +92,15 @@ class ReadCache:
             for key in gone:
                 del self._entries[key]
             return len(gone)
+
+    def went_stale(self, kind: str, value: Any, fresh: Callable[[], Iterable[Any]]) -> bool:
+        """Whether ``value`` came from a kept read of ``kind`` and a fresh read (``fresh``)
+        no longer has it; its entries are dropped either way. A tool refused an id: if we
+        kept it, the tool may have retired it since (a user deactivated) - or the refusal
+        has another cause, and the fresh read says which."""
+        if not self.drop_where(lambda key, kept: key[0] == kind and kept == value):
+            return False
+        return value not in fresh()
 
     def __len__(self) -> int:
         with self._lock:
