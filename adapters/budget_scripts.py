@@ -2,7 +2,10 @@
 decision is one script: Redis runs a script whole, with no other command in between, so
 checking a budget and counting a start cannot be split by another worker's. Every script
 reads the server's clock (``TIME``), never the caller's, and sets a TTL on what it writes.
-Numbers go back as strings: Redis would cut a Lua number to an integer."""
+Numbers go back as strings: Redis would cut a Lua number to an integer. A time kept in a
+key is written to the microsecond (``%.6f``, as ``TIME`` gives it), never with ``tostring``:
+Lua prints 14 digits, which for today's epoch seconds is 0.1 ms, so a stamp read back could
+be later than the start it marks."""
 
 _NOW = """
 local t = redis.call('TIME')
@@ -10,34 +13,39 @@ local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 """
 
 # KEYS: starts, paused, workers, last. ARGV: calls, window, member, worker, presence, spacing.
-# Returns {wait, workers}: wait "0" when the start is counted, else the seconds to wait.
+# Returns {granted, wait, workers}: granted "1" when the start is counted (wait "0"), else
+# "0" and the seconds to wait, never less than ``MIN_WAIT``. The grant is said outright, never
+# read from the wait: a wait is a difference of times near 1.8e9 s, whose rounding can make a
+# wait just under nothing, and a request taken as granted that no window counts is a 429.
 # ``spacing``: the least time between two starts, so that a full window's worth is spread
 # out rather than sent in one burst (``SharedPacer.spacing`` says why); ``last`` keeps the
 # newest start, since a start's own stamp moves to its answer (RESTAMP).
 ACQUIRE = (
     _NOW
     + """
+local MIN_WAIT = 0.001
+local function wait(seconds, workers)
+  return {'0', tostring(math.max(seconds, MIN_WAIT)), workers}
+end
 local calls, window, presence = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[5])
 redis.call('ZADD', KEYS[3], now, ARGV[4])
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - presence)
 redis.call('PEXPIRE', KEYS[3], math.ceil(presence * 1000))
 local workers = redis.call('ZCARD', KEYS[3])
 local paused = tonumber(redis.call('GET', KEYS[2]) or '0')
-if paused > now then return {tostring(paused - now), workers} end
+if paused > now then return wait(paused - now, workers) end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
 local last = tonumber(redis.call('GET', KEYS[4]) or '0')
 local spacing = tonumber(ARGV[6] or '0')
-if now - last < spacing then
-  return {tostring(last + spacing - now), workers}
-end
+if now - last < spacing then return wait(last + spacing - now, workers) end
 if redis.call('ZCARD', KEYS[1]) < calls then
   redis.call('ZADD', KEYS[1], now, ARGV[3])
   redis.call('PEXPIRE', KEYS[1], math.ceil(window * 1000) + 1000)
-  redis.call('SET', KEYS[4], tostring(now), 'PX', math.ceil(window * 1000) + 1000)
-  return {'0', workers}
+  redis.call('SET', KEYS[4], string.format('%.6f', now), 'PX', math.ceil(window * 1000) + 1000)
+  return {'1', '0', workers}
 end
 local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-return {tostring(tonumber(oldest[2]) + window - now), workers}
+return wait(tonumber(oldest[2]) + window - now, workers)
 """
 )
 
@@ -46,7 +54,7 @@ local hold = tonumber(ARGV[1])
 if hold > 0 then
   local till = now + hold
   if till > tonumber(redis.call('GET', KEYS[2]) or '0') then
-    redis.call('SET', KEYS[2], tostring(till), 'PX', math.ceil(hold * 1000) + 1000)
+    redis.call('SET', KEYS[2], string.format('%.6f', till), 'PX', math.ceil(hold * 1000) + 1000)
   end
 end
 """

@@ -216,11 +216,12 @@ class SharedPacer:
                     ],
                 )
                 if answer is not None:
-                    wait, self._seen_workers = float(answer[0]), int(answer[1])
-                    if wait <= 0:
+                    granted, wait, workers = answer
+                    self._seen_workers = int(workers)
+                    if granted == b"1":  # only a start the window counts may go
                         self._mine.member = member
                         return
-                    self.sleep(max(wait, 0.001))
+                    self.sleep(max(float(wait), 0.001))
                     continue
             local = self._share()
             local.acquire()
