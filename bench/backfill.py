@@ -12,9 +12,10 @@ Both fakes enforce their vendor's documented limit with time scaled down by ``--
 1 s), and the worker's ``HARVEST_RATE_LIMIT`` / ``HUBSPOT_RATE_LIMIT`` say the same. The
 fake Harvest runs in a process of its own, like a real vendor, so that the fake HubSpot and
 the collector do not delay its arrival stamps. Scaling time shrinks the period but not the
-machine's jitter: the worker's pacer keeps max(2 % of the period, 50 ms) of slack, 50 ms at
-a 1.5 s period against 300 ms at Harvest's real 15 s, so a loaded machine can still see a
-few 429s here that the real limit would not give (measured: see the report of issue 20).
+machine's jitter (the pacer's slack is 50 ms at a 1.5 s period against 300 ms at Harvest's
+real 15 s): a start counts from its answer, which comes after the vendor's stamp, so that
+jitter cannot push a window over. The sweep and the worker share one budget in Redis
+(``PROVISIONER_PACING_URL``), as a deployment of several processes runs.
 
 No webhook is sent: the deals reach the bus through one ``provisioner crm reconcile --since
 …`` sweep (a process), as an operator backfills at install. The run is timed from the
