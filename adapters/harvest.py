@@ -172,7 +172,7 @@ class HarvestTool(HarvestAssignments, HarvestCommercial):
     def create_project(self, spec: ProjectSpec) -> ToolProject:
         # Resolve task names first so that an unknown one leaves no half-made project behind.
         self._task_ids(spec.options.get("tasks") or [])
-        money, _, _ = self._money_fields(spec)
+        money = self._create_money(spec)
         budget_by = money.get("budget_by", spec.options.get("budget_by", "project"))
         if budget_by == "project_cost" and "cost_budget" not in money:
             # No price in the client's currency to budget: the hours are a budget still.

@@ -44,23 +44,25 @@ def _money(value: Any, currency: str | None) -> Money | None:
         return None  # not an amount our contract can carry: reported as not there
 
 
+def _wanted_money(spec: ProjectSpec) -> dict[str, Money]:
+    wanted = {
+        "fixed_fee": spec.fixed_fee,
+        "hourly_rate": spec.hourly_rate,
+        "money_budget": spec.money_budget,
+    }
+    return {k: v for k, v in wanted.items() if v is not None}
+
+
 class HarvestCommercial:
-    def _money_fields(self, spec: ProjectSpec) -> tuple[dict[str, Any], set[str], list[str]]:
-        """The project fields for the spec's money, what is left out and why. Reads the
-        client's currency (one GET) only when there is money to place."""
-        wanted = {
-            "fixed_fee": spec.fixed_fee,
-            "hourly_rate": spec.hourly_rate,
-            "money_budget": spec.money_budget,
-        }
-        wanted = {k: v for k, v in wanted.items() if v is not None}
-        if not wanted:
-            return {}, set(), []
-        currency = self._client_currency(spec.client_id)
+    def _money_fields(
+        self, spec: ProjectSpec, currency: str | None
+    ) -> tuple[dict[str, Any], set[str], list[str]]:
+        """The project fields for the spec's money in the client's ``currency``, what is left
+        out and why."""
         fields: dict[str, Any] = {}
         left_out: set[str] = set()
         warnings: list[str] = []
-        for key, money in wanted.items():
+        for key, money in _wanted_money(spec).items():
             if money.currency != currency:
                 left_out.add(key)
                 warnings.append(
@@ -81,6 +83,13 @@ class HarvestCommercial:
                 )
         return fields, left_out, warnings
 
+    def _create_money(self, spec: ProjectSpec) -> dict[str, Any]:
+        """The money fields a new project is created with. Reads the client's currency (one
+        GET) only when there is money to place."""
+        if not _wanted_money(spec):
+            return {}
+        return self._money_fields(spec, self._client_currency(spec.client_id))[0]
+
     def _client_currency(self, client_id: str) -> str | None:
         path = f"/clients/{_numeric(client_id, 'client')}"
         response = self.http.request("GET", path, ok_statuses=NOT_FOUND)
@@ -91,12 +100,16 @@ class HarvestCommercial:
     def _complete_money(self, project_id: str, spec: ProjectSpec) -> SetupReport | None:
         """What the spec's money came to; an adopted project that lacks what its create
         should have sent gets it now."""
-        fields, left_out, warnings = self._money_fields(spec)
-        if fields:
-            held = self.http.request("GET", self._path(project_id)).json()
-            lacking = {k: v for k, v in fields.items() if held.get(k) != v}
-            if lacking:
-                self._patch(self._path(project_id), lacking)
+        if not _wanted_money(spec):
+            return None
+        # The project names its client's currency (HV-DOCS projects: client{id,name,currency}):
+        # one read serves both the currency and what the project already holds.
+        held = self.http.request("GET", self._path(project_id)).json()
+        currency = (held.get("client") or {}).get("currency")
+        fields, left_out, warnings = self._money_fields(spec, currency)
+        lacking = {k: v for k, v in fields.items() if held.get(k) != v}
+        if lacking:
+            self._patch(self._path(project_id), lacking)
         # A budget in money replaces the hours (one budget_by per project).
         budget_set = not ("cost_budget" in fields and spec.budget_hours is not None)
         if not budget_set:

@@ -332,6 +332,20 @@ def test_a_fixed_fee_a_rate_and_a_code_reach_a_project_of_a_client_in_that_curre
     )
 
 
+def test_a_priced_provisioning_reads_the_clients_currency_once(harvest):
+    # complete_setup reads the project it checks anyway, and the project names its client's
+    # currency: a second GET /clients/{id} would spend Harvest's budget on nothing.
+    tool = harvest.tool()
+    client = tool.create_client(unique("Acme"), currency="EUR")
+    spec = spec_for(client.id, fixed_fee=EUR_12000, hourly_rate=EUR_95)
+
+    made, report, project = provision(harvest, tool, spec)
+
+    assert (project["fee"], report) == (12000.0, None)
+    assert harvest.fake.requests_to("GET", rf"/v2/clients/{client.id}") == 1
+    assert harvest.fake.requests_to("GET", rf"/v2/projects/{made.id}") == 1
+
+
 def test_a_money_budget_is_the_project_cost_and_replaces_the_hours(harvest):
     tool = harvest.tool()
     client = tool.create_client(unique("Acme"), currency="EUR")
