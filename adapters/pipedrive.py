@@ -59,6 +59,7 @@ from adapters.deal_mapping import LineItem, emails, snapshot
 from adapters.http import DEFAULT_TIMEOUT, UNOBSERVED, HttpObserver, VendorHttp, segment
 from adapters.pacing import Pacer
 from handlers.ports import CrmFields, DealChange, DealSnapshot, StageFacts
+from schemas.crm import whole_second
 from schemas.errors import CrmRecordNotFound, VendorRejected, VendorUnavailable
 
 NOT_FOUND = frozenset({404})
@@ -123,8 +124,8 @@ class PipedriveCrm:
         if since.tzinfo is None or until.tzinfo is None:
             raise ValueError("changed_deals takes aware datetimes (UTC)")
         window = {
-            "updated_since": _rfc3339(_whole_second(since, up=False)),
-            "updated_until": _rfc3339(_whole_second(until, up=True)),
+            "updated_since": whole_second(since, up=False),
+            "updated_until": whole_second(until, up=True),
             "sort_by": "update_time",
             "sort_direction": "asc",
             "limit": PAGE,
@@ -257,17 +258,6 @@ def _change(deal: Any) -> DealChange:
     if modified.tzinfo is None:  # v2 times are UTC; v1's had no zone at all
         modified = modified.replace(tzinfo=UTC)
     return DealChange(str(deal_id), modified.astimezone(UTC), _stage(deal))
-
-
-def _whole_second(moment: datetime, *, up: bool) -> datetime:
-    """Pipedrive keeps ``update_time`` to the second: a bound on the whole second that keeps
-    the window inside the query (the exact window is checked on each deal)."""
-    floor = moment.astimezone(UTC).replace(microsecond=0)
-    return floor + timedelta(seconds=1) if up and floor < moment else floor
-
-
-def _rfc3339(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _an_id(value: Any) -> bool:

@@ -53,7 +53,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import requests
@@ -64,6 +64,7 @@ from adapters.http import DEFAULT_TIMEOUT, UNOBSERVED, HttpObserver, VendorHttp,
 from adapters.pacing import Pacer
 from adapters.salesforce_session import SalesforceSession
 from handlers.ports import CrmFields, DealChange, DealSnapshot, StageFacts
+from schemas.crm import whole_second
 from schemas.errors import CrmRecordNotFound, Unreadable, VendorRejected, VendorUnavailable
 from schemas.json_body import read_json
 
@@ -214,8 +215,8 @@ class SalesforceCrm:
             raise ValueError("changed_deals takes aware datetimes (UTC)")
         soql = (
             "SELECT Id, StageName, IsWon, IsClosed, SystemModstamp FROM Opportunity "
-            f"WHERE SystemModstamp >= {_soql_time(since, up=False)} "
-            f"AND SystemModstamp < {_soql_time(until, up=True)} ORDER BY SystemModstamp"
+            f"WHERE SystemModstamp >= {whole_second(since, up=False)} "
+            f"AND SystemModstamp < {whole_second(until, up=True)} ORDER BY SystemModstamp"
         )
         given: set[str] = set()
         for record in self._query(soql):
@@ -335,14 +336,6 @@ def _change(record: Any) -> DealChange:
     if modified.tzinfo is None:
         modified = modified.replace(tzinfo=UTC)
     return DealChange(str(deal_id), modified.astimezone(UTC), _stage(record))
-
-
-def _soql_time(moment: datetime, *, up: bool) -> str:
-    """A SOQL dateTime literal on the whole second below (or, ``up``, above) ``moment``."""
-    floor = moment.astimezone(UTC).replace(microsecond=0)
-    if up and floor < moment:
-        floor += timedelta(seconds=1)
-    return floor.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _path(record: dict, name: str) -> Any:

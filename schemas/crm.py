@@ -5,7 +5,7 @@ said about the change."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_serializer
@@ -54,3 +54,15 @@ def rfc3339(value: datetime) -> str:
     """UTC with milliseconds and a ``Z``: one spelling, so a retry serialises identically."""
     text = value.astimezone(UTC).isoformat(timespec="milliseconds")
     return text.replace("+00:00", "Z")
+
+
+def whole_second(value: datetime, *, up: bool) -> str:
+    """``value`` in UTC on the whole second below it (``up``: above it, unless it is whole
+    already), as ``2026-01-01T00:00:00Z``: a sweep window's bound for a CRM that keeps its
+    modification times to the second (Pipedrive's ``updated_since``, a SOQL ``dateTime``
+    literal), which keeps the window inside the query; the exact window is then checked on
+    each deal."""
+    floor = value.astimezone(UTC).replace(microsecond=0)
+    if up and floor < value:
+        floor += timedelta(seconds=1)
+    return floor.strftime("%Y-%m-%dT%H:%M:%SZ")
