@@ -35,68 +35,297 @@ from worker.setting_checks import (
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", frozen=True)
 
-    amqp_url: str = Field("amqp://guest:guest@localhost:5672/", alias="AMQP_URL")
+    amqp_url: str = Field(
+        "amqp://guest:guest@localhost:5672/",
+        alias="AMQP_URL",
+        description=(
+            "the broker, `amqp://` or `amqps://`; its password is redacted from every log line"
+        ),
+    )
     namespace: str = Field(
-        "provisioning", alias="PROVISIONER_NAMESPACE", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+        "provisioning",
+        alias="PROVISIONER_NAMESPACE",
+        description="prefix of every exchange and queue",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
     )
-    database_url: str = Field("sqlite:///provisioner.db", alias="PROVISIONER_DATABASE_URL")
-    rules: str | None = Field(None, alias="PROVISIONER_RULES")
+    database_url: str = Field(
+        "sqlite:///provisioner.db",
+        alias="PROVISIONER_DATABASE_URL",
+        description="state store: `sqlite:///PATH`, or `postgresql://…` for several workers",
+    )
+    rules: str | None = Field(
+        None,
+        alias="PROVISIONER_RULES",
+        description="rules file (TOML); unset: the built-in defaults",
+    )
     retry_delays: Annotated[tuple[float, ...], NoDecode] = Field(
-        (10, 60, 600, 3600), alias="PROVISIONER_RETRY_DELAYS"
+        (10, 60, 600, 3600),
+        alias="PROVISIONER_RETRY_DELAYS",
+        description=(
+            "seconds between redeliveries, comma-separated; their count is the number of retries"
+        ),
     )
-    concurrency: int = Field(16, alias="PROVISIONER_CONCURRENCY", ge=1, le=512)
-    prefetch: int | None = Field(None, alias="PROVISIONER_PREFETCH", ge=1, le=65535)
-    heartbeat: int = Field(10, alias="PROVISIONER_HEARTBEAT", ge=0)
-    shutdown_grace: float = Field(30.0, alias="PROVISIONER_SHUTDOWN_GRACE", ge=0)
-    source: str = Field("timesheet-provisioner", alias="PROVISIONER_SOURCE", min_length=1)
-    cpu: str = Field("auto", alias="PROVISIONER_CPU", pattern=r"^(auto|all|\d+)$")  # worker.cpu
+    concurrency: int = Field(
+        16,
+        alias="PROVISIONER_CONCURRENCY",
+        description="messages worked at once (events of one project never in parallel)",
+        ge=1,
+        le=512,
+    )
+    prefetch: int | None = Field(
+        None,
+        alias="PROVISIONER_PREFETCH",
+        description=(
+            "deliveries the broker hands over ahead of "
+            "their acks; unset: 32 × concurrency, 64 to 1000"
+        ),
+        ge=1,
+        le=65535,
+    )
+    heartbeat: int = Field(
+        10,
+        alias="PROVISIONER_HEARTBEAT",
+        description="AMQP heartbeat timeout, seconds; 0 asks for no heartbeats",
+        ge=0,
+    )
+    shutdown_grace: float = Field(
+        30.0,
+        alias="PROVISIONER_SHUTDOWN_GRACE",
+        description=(
+            "on SIGTERM, seconds in-flight messages may finish before the rest go back to the queue"
+        ),
+        ge=0,
+    )
+    source: str = Field(
+        "timesheet-provisioner",
+        alias="PROVISIONER_SOURCE",
+        description="the `source` of the events the worker publishes",
+        min_length=1,
+    )
+    cpu: str = Field(
+        "auto",
+        alias="PROVISIONER_CPU",
+        description=(
+            "keep the worker on one CPU: a CPU number, `all` "
+            "for unpinned, or `auto` (see `worker/cpu.py`)"
+        ),
+        pattern=r"^(auto|all|\d+)$",
+    )
     # The broker's consumer_timeout (RabbitMQ's default): the worker takes ahead only what it
     # expects to finish well within it, and at most this many bytes of bodies (worker.window).
     consumer_timeout: float = Field(1800.0, alias="PROVISIONER_CONSUMER_TIMEOUT", gt=0)
-    max_held_bytes: int = Field(64 * 1024 * 1024, alias="PROVISIONER_MAX_HELD_BYTES", ge=256 * 1024)
+    max_held_bytes: int = Field(
+        64 * 1024 * 1024,
+        alias="PROVISIONER_MAX_HELD_BYTES",
+        description=(
+            "at most this many bytes of message bodies held unacked at once (default 64 MiB)"
+        ),
+        ge=256 * 1024,
+    )
     # Per-project order across worker processes (worker.partitioning): 1 consumes NS.worker
     # directly; more needs PostgreSQL, where the workers find each other.
     partitions: int = Field(1, alias="PROVISIONER_PARTITIONS", ge=1, le=1024)
 
-    harvest_account_id: str | None = Field(None, alias="HARVEST_ACCOUNT_ID")
-    harvest_access_token: SecretStr | None = Field(None, alias="HARVEST_ACCESS_TOKEN")
-    harvest_base_url: str = Field("https://api.harvestapp.com/v2", alias="HARVEST_BASE_URL")
-    toggl_api_token: SecretStr | None = Field(None, alias="TOGGL_API_TOKEN")
-    toggl_workspace_id: str | None = Field(None, alias="TOGGL_WORKSPACE_ID")
-    toggl_base_url: str = Field("https://api.track.toggl.com/api/v9", alias="TOGGL_BASE_URL")
-    clockify_api_key: SecretStr | None = Field(None, alias="CLOCKIFY_API_KEY")
-    clockify_workspace_id: str | None = Field(None, alias="CLOCKIFY_WORKSPACE_ID")
-    clockify_base_url: str = Field("https://api.clockify.me/api/v1", alias="CLOCKIFY_BASE_URL")
+    harvest_account_id: str | None = Field(
+        None,
+        alias="HARVEST_ACCOUNT_ID",
+        description=(
+            "Harvest account id (`Harvest-Account-Id`); "
+            "with `HARVEST_ACCESS_TOKEN` it enables Harvest"
+        ),
+    )
+    harvest_access_token: SecretStr | None = Field(
+        None,
+        alias="HARVEST_ACCESS_TOKEN",
+        description=(
+            "Harvest personal access token, a secret; with `HARVEST_ACCOUNT_ID` it enables Harvest"
+        ),
+    )
+    harvest_base_url: str = Field(
+        "https://api.harvestapp.com/v2",
+        alias="HARVEST_BASE_URL",
+        description="Harvest's API root (`…/v2`); point it elsewhere only for a fake or a proxy",
+    )
+    toggl_api_token: SecretStr | None = Field(
+        None,
+        alias="TOGGL_API_TOKEN",
+        description=(
+            "Toggl Track API token, a secret; with `TOGGL_WORKSPACE_ID` it enables Toggl Track"
+        ),
+    )
+    toggl_workspace_id: str | None = Field(
+        None,
+        alias="TOGGL_WORKSPACE_ID",
+        description=(
+            "Toggl Track workspace the projects go in; "
+            "with `TOGGL_API_TOKEN` it enables Toggl Track"
+        ),
+    )
+    toggl_base_url: str = Field(
+        "https://api.track.toggl.com/api/v9",
+        alias="TOGGL_BASE_URL",
+        description=(
+            "Toggl Track's API root (`…/api/v9`); point it elsewhere only for a fake or a proxy"
+        ),
+    )
+    clockify_api_key: SecretStr | None = Field(
+        None,
+        alias="CLOCKIFY_API_KEY",
+        description=(
+            "Clockify API key (`X-Api-Key`), a secret; with "
+            "`CLOCKIFY_WORKSPACE_ID` it enables Clockify"
+        ),
+    )
+    clockify_workspace_id: str | None = Field(
+        None,
+        alias="CLOCKIFY_WORKSPACE_ID",
+        description=(
+            "Clockify workspace the projects go in; with `CLOCKIFY_API_KEY` it enables Clockify"
+        ),
+    )
+    clockify_base_url: str = Field(
+        "https://api.clockify.me/api/v1",
+        alias="CLOCKIFY_BASE_URL",
+        description=(
+            "Clockify's API root (`…/api/v1`); point it elsewhere only for a fake or a proxy"
+        ),
+    )
 
     # The CRMs the worker reads deals from (contract: "From a CRM deal to a project").
-    hubspot_access_token: SecretStr | None = Field(None, alias="HUBSPOT_ACCESS_TOKEN")
-    hubspot_base_url: str = Field(HUBSPOT_API, alias="HUBSPOT_BASE_URL")
-    pipedrive_api_token: SecretStr | None = Field(None, alias="PIPEDRIVE_API_TOKEN")
-    pipedrive_base_url: str | None = Field(None, alias="PIPEDRIVE_BASE_URL")
-    salesforce_instance_url: str | None = Field(None, alias="SALESFORCE_INSTANCE_URL")
-    salesforce_access_token: SecretStr | None = Field(None, alias="SALESFORCE_ACCESS_TOKEN")
+    hubspot_access_token: SecretStr | None = Field(
+        None,
+        alias="HUBSPOT_ACCESS_TOKEN",
+        description=(
+            "HubSpot private app access token for deal reads, a secret; unset: HubSpot is disabled"
+        ),
+    )
+    hubspot_base_url: str = Field(
+        HUBSPOT_API,
+        alias="HUBSPOT_BASE_URL",
+        description=(
+            "HubSpot API origin for deal reads, `http(s)://HOST`; "
+            "empty or unset: `https://api.hubapi.com`"
+        ),
+    )
+    pipedrive_api_token: SecretStr | None = Field(
+        None,
+        alias="PIPEDRIVE_API_TOKEN",
+        description=(
+            "Pipedrive API token (`x-api-token`), a secret; "
+            "with `PIPEDRIVE_BASE_URL` it enables Pipedrive"
+        ),
+    )
+    pipedrive_base_url: str | None = Field(
+        None,
+        alias="PIPEDRIVE_BASE_URL",
+        description=(
+            "the company domain, `https://<company>.pipedrive.com`; "
+            "with `PIPEDRIVE_API_TOKEN` it enables Pipedrive"
+        ),
+    )
+    salesforce_instance_url: str | None = Field(
+        None,
+        alias="SALESFORCE_INSTANCE_URL",
+        description=(
+            "the org's API origin; unset: the token answer's "
+            "`instance_url` (needed with the static token)"
+        ),
+    )
+    salesforce_access_token: SecretStr | None = Field(
+        None,
+        alias="SALESFORCE_ACCESS_TOKEN",
+        description=(
+            "static token flow, with `SALESFORCE_INSTANCE_URL`; "
+            "a secret, never renewed (dies with the session)"
+        ),
+    )
     # Salesforce's OAuth flows (``adapters.salesforce_session``): which one applies is decided
     # by which of these are set (``salesforce_flow``); the token comes from the login URL.
     salesforce_client_id: str | None = Field(None, alias="SALESFORCE_CLIENT_ID")
-    salesforce_client_secret: SecretStr | None = Field(None, alias="SALESFORCE_CLIENT_SECRET")
-    salesforce_refresh_token: SecretStr | None = Field(None, alias="SALESFORCE_REFRESH_TOKEN")
-    salesforce_username: str | None = Field(None, alias="SALESFORCE_USERNAME")
-    salesforce_private_key_file: str | None = Field(None, alias="SALESFORCE_PRIVATE_KEY_FILE")
-    salesforce_login_url: str = Field(SALESFORCE_LOGIN, alias="SALESFORCE_LOGIN_URL")
+    salesforce_client_secret: SecretStr | None = Field(
+        None,
+        alias="SALESFORCE_CLIENT_SECRET",
+        description=(
+            "connected app's consumer secret, for the refresh token and client credentials flows"
+        ),
+    )
+    salesforce_refresh_token: SecretStr | None = Field(
+        None,
+        alias="SALESFORCE_REFRESH_TOKEN",
+        description=(
+            "refresh token flow, with the client id and secret; "
+            "a secret (a rotated one is used from then on)"
+        ),
+    )
+    salesforce_username: str | None = Field(
+        None,
+        alias="SALESFORCE_USERNAME",
+        description=(
+            "JWT bearer flow: the user signed in as, with the client id and the private key file"
+        ),
+    )
+    salesforce_private_key_file: str | None = Field(
+        None,
+        alias="SALESFORCE_PRIVATE_KEY_FILE",
+        description=(
+            "JWT bearer flow: path of a PEM private key whose certificate is on the connected app"
+        ),
+    )
+    salesforce_login_url: str = Field(
+        SALESFORCE_LOGIN,
+        alias="SALESFORCE_LOGIN_URL",
+        description=(
+            "where tokens come from (`/services/oauth2/token`); "
+            "the My Domain URL for client credentials"
+        ),
+    )
 
     # Client-side pacing per tool account, "calls/seconds" (vendor-documented defaults).
     harvest_rate: str = Field("100/15", alias="HARVEST_RATE_LIMIT")
-    toggl_rate: str = Field("1/1", alias="TOGGL_RATE_LIMIT")
+    toggl_rate: str = Field(
+        "1/1",
+        alias="TOGGL_RATE_LIMIT",
+        description=(
+            "client-side pace per Toggl account, `calls/seconds`; "
+            "its hourly quota is read from its answers on top"
+        ),
+    )
     # Unset: the plan's documented limit (clockify.me/help/getting-started/
     # webhook-and-api-limitations): free workspaces 30 an hour, paid ones 50 a second.
     clockify_rate: str | None = Field(None, alias="CLOCKIFY_RATE_LIMIT")
-    clockify_plan: Literal["free", "paid"] = Field("paid", alias="CLOCKIFY_PLAN")
+    clockify_plan: Literal["free", "paid"] = Field(
+        "paid",
+        alias="CLOCKIFY_PLAN",
+        description=(
+            "the workspace's plan: `free` is paced at 30 requests "
+            "an hour (a 429 waits for a delayed retry), `paid` 50/s"
+        ),
+    )
     # HubSpot private apps: 100 per 10 s (Free/Starter); Pipedrive: by plan, from 20 per 2 s;
     # Salesforce counts a daily total, so only bursts are paced.
     hubspot_rate: str = Field("100/10", alias="HUBSPOT_RATE_LIMIT")
-    pipedrive_rate: str = Field("20/2", alias="PIPEDRIVE_RATE_LIMIT")
-    salesforce_rate: str = Field("25/1", alias="SALESFORCE_RATE_LIMIT")
-    vendor_timeout: float = Field(30.0, alias="PROVISIONER_VENDOR_TIMEOUT", gt=0)
+    pipedrive_rate: str = Field(
+        "20/2",
+        alias="PIPEDRIVE_RATE_LIMIT",
+        description=(
+            "client-side pace per Pipedrive company, "
+            "`calls/seconds` (its burst limit per 2 s, by plan)"
+        ),
+    )
+    salesforce_rate: str = Field(
+        "25/1",
+        alias="SALESFORCE_RATE_LIMIT",
+        description=(
+            "client-side pace of bursts per Salesforce org, "
+            "`calls/seconds` (its daily total is not paced)"
+        ),
+    )
+    vendor_timeout: float = Field(
+        30.0,
+        alias="PROVISIONER_VENDOR_TIMEOUT",
+        description="read timeout of every tool and CRM call, seconds",
+        gt=0,
+    )
     # Seconds a tool's users (by e-mail) and tasks (by name) are kept once read
     # (adapters.read_cache); 0 reads them on every provisioning.
     tool_cache_ttl: float = Field(300.0, alias="PROVISIONER_TOOL_CACHE_TTL", ge=0, le=3600)
@@ -107,7 +336,16 @@ class Settings(BaseSettings):
     # unset, each process paces alone. While Redis is away each process keeps 1/WORKERS of a
     # limit (or 1/the number Redis last counted, if more): the processes sharing an account.
     pacing_url: str | None = Field(None, alias="PROVISIONER_PACING_URL")
-    pacing_workers: int = Field(4, alias="PROVISIONER_PACING_WORKERS", ge=1, le=1024)
+    pacing_workers: int = Field(
+        4,
+        alias="PROVISIONER_PACING_WORKERS",
+        description=(
+            "how many worker processes share an account: "
+            "each one's share of a limit while Redis is away"
+        ),
+        ge=1,
+        le=1024,
+    )
 
     # ``provisioner crm reconcile`` without --since, for a CRM account never swept: how far
     # back its first sweep looks (a duration: 30m, 12h, 7d; or seconds).
@@ -116,8 +354,21 @@ class Settings(BaseSettings):
     # /metrics, /healthz and /readyz of ``provisioner run`` (``worker.probes``); "off": none.
     metrics_bind: str = Field("127.0.0.1:9464", alias="PROVISIONER_METRICS_BIND")
     # ``worker.logs``: JSON lines, or console lines (unset: console on a terminal).
-    log_level: str = Field("INFO", alias="LOG_LEVEL")
-    log_format: Literal["json", "console"] | None = Field(None, alias="LOG_FORMAT")
+    log_level: str = Field(
+        "INFO",
+        alias="LOG_LEVEL",
+        description=(
+            "`DEBUG`, `INFO`, `WARNING`, `ERROR` or `CRITICAL`, for our lines and every library's"
+        ),
+    )
+    log_format: Literal["json", "console"] | None = Field(
+        None,
+        alias="LOG_FORMAT",
+        description=(
+            "`json` (one object a line) or `console`; unset: "
+            "`console` when stderr is a terminal, else `json`"
+        ),
+    )
 
     @field_validator("retry_delays", mode="before")
     @classmethod

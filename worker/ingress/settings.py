@@ -21,24 +21,90 @@ _URL_SAFE = re.compile(r"[A-Za-z0-9._~-]+")
 
 
 class IngressSettings(Settings):
-    bind: str = Field("127.0.0.1:8080", alias="PROVISIONER_INGRESS_BIND")
-    public_url: str | None = Field(None, alias="PROVISIONER_PUBLIC_URL")
-    max_body: int = Field(MIB, alias="PROVISIONER_INGRESS_MAX_BODY", ge=1024, le=64 * MIB)
+    bind: str = Field(
+        "127.0.0.1:8080",
+        alias="PROVISIONER_INGRESS_BIND",
+        description="where `provisioner ingress` listens, `HOST:PORT`",
+    )
+    public_url: str | None = Field(
+        None,
+        alias="PROVISIONER_PUBLIC_URL",
+        description=(
+            "the public origin HubSpot calls and signs, "
+            "`https://HOST`; unset: the request's scheme and `Host`"
+        ),
+    )
+    max_body: int = Field(
+        MIB,
+        alias="PROVISIONER_INGRESS_MAX_BODY",
+        description=(
+            "largest request body, bytes (default 1 MiB); "
+            "a bigger one gets 413 and is not read further"
+        ),
+        ge=1024,
+        le=64 * MIB,
+    )
     # A client that has not sent its whole request by then gets 408 and its connection back.
     read_timeout: float = Field(10.0, alias="PROVISIONER_INGRESS_READ_TIMEOUT", gt=0, le=300)
     # HubSpot gives a batch 5 s; waiting longer for the broker only turns a 503 into a timeout.
     confirm_timeout: float = Field(4.0, alias="PROVISIONER_INGRESS_CONFIRM_TIMEOUT", gt=0)
-    max_connections: int = Field(1000, alias="PROVISIONER_INGRESS_MAX_CONNECTIONS", ge=1)
+    max_connections: int = Field(
+        1000,
+        alias="PROVISIONER_INGRESS_MAX_CONNECTIONS",
+        description="connections or requests served at once; beyond it the ingress answers 503",
+        ge=1,
+    )
 
-    hubspot_client_secret: SecretStr | None = Field(None, alias="HUBSPOT_CLIENT_SECRET")
-    hubspot_legacy_signatures: bool = Field(False, alias="HUBSPOT_LEGACY_SIGNATURES")
-    pipedrive_user: str | None = Field(None, alias="PIPEDRIVE_WEBHOOK_USER")
-    pipedrive_password: SecretStr | None = Field(None, alias="PIPEDRIVE_WEBHOOK_PASSWORD")
-    salesforce_organization_id: str | None = Field(None, alias="SALESFORCE_ORGANIZATION_ID")
+    hubspot_client_secret: SecretStr | None = Field(
+        None,
+        alias="HUBSPOT_CLIENT_SECRET",
+        description=(
+            "HubSpot app's client secret, checking signatures "
+            "on `/webhooks/hubspot`; unset: that route is 404"
+        ),
+    )
+    hubspot_legacy_signatures: bool = Field(
+        False,
+        alias="HUBSPOT_LEGACY_SIGNATURES",
+        description=(
+            "`true` also accepts HubSpot's v1 and v2 signatures; `false`: signature v3 only"
+        ),
+    )
+    pipedrive_user: str | None = Field(
+        None,
+        alias="PIPEDRIVE_WEBHOOK_USER",
+        description=(
+            "HTTP Basic user of `/webhooks/pipedrive`, with "
+            "`PIPEDRIVE_WEBHOOK_PASSWORD`; unset: that route is 404"
+        ),
+    )
+    pipedrive_password: SecretStr | None = Field(
+        None,
+        alias="PIPEDRIVE_WEBHOOK_PASSWORD",
+        description=(
+            "HTTP Basic password of `/webhooks/pipedrive`, a "
+            "secret; set together with `PIPEDRIVE_WEBHOOK_USER`"
+        ),
+    )
+    salesforce_organization_id: str | None = Field(
+        None,
+        alias="SALESFORCE_ORGANIZATION_ID",
+        description=(
+            "the org (`00D…`, 15 or 18 characters) whose Outbound "
+            "Messages `/webhooks/salesforce` takes; unset: 404"
+        ),
+    )
     # Outbound Messages carry no signature and the OrganizationId is public, so the endpoint
     # URL carries this secret: https://<host>/webhooks/salesforce?token=<token>.
     salesforce_webhook_token: SecretStr | None = Field(None, alias="SALESFORCE_WEBHOOK_TOKEN")
-    webhook_secret: SecretStr | None = Field(None, alias="PROVISIONER_WEBHOOK_SECRET")
+    webhook_secret: SecretStr | None = Field(
+        None,
+        alias="PROVISIONER_WEBHOOK_SECRET",
+        description=(
+            "Standard Webhooks secret of `/webhooks/events` (`whsec_` "
+            "+ base64 of ≥ 24 bytes); unset: that route is 404"
+        ),
+    )
 
     @field_validator(
         "hubspot_client_secret",
