@@ -262,16 +262,19 @@ def test_the_jwt_audience_is_salesforces_authorization_server_not_the_my_domain(
 
 # -- a rotated refresh token kept in the state store ------------------------------------------
 @pytest.fixture(params=["sqlite", "postgresql"])
-def open_store(request, tmp_path):
-    """Opens another ``SqlStore`` on one database each call, as another process would."""
+def store_url(request, tmp_path) -> str:
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'state.db'}"
-    else:
-        url = request.getfixturevalue("pg_schema_url")
+        return f"sqlite:///{tmp_path / 'state.db'}"
+    return request.getfixturevalue("pg_schema_url")
+
+
+@pytest.fixture
+def open_store(store_url):
+    """Opens another ``SqlStore`` on one database each call, as another process would."""
     opened: list[SqlStore] = []
 
     def open_one() -> SqlStore:
-        opened.append(SqlStore.from_url(url))
+        opened.append(SqlStore.from_url(store_url))
         return opened[-1]
 
     yield open_one
@@ -397,3 +400,29 @@ def test_a_kept_refresh_token_never_shows_in_a_log_line_or_a_refusal(rotating, o
     message = refused.value.message
     assert "SALESFORCE_REFRESH_TOKEN" in message and "invalid_grant" in message
     assert token not in message and org.refresh_token not in message
+
+
+def test_provisioner_check_keeps_the_refresh_token_its_sign_in_rotated(
+    rotating, store_url, open_store, monkeypatch
+):
+    from handlers.rules import load_rules
+    from worker.check.crms import check_crms
+    from worker.settings import load_settings
+
+    org, sent = rotating
+    store = open_store()  # the workers' database, at this release's schema
+    for name, value in {
+        "PROVISIONER_DATABASE_URL": store_url,
+        "SALESFORCE_CLIENT_ID": CLIENT_ID,
+        "SALESFORCE_CLIENT_SECRET": org.secret,
+        "SALESFORCE_REFRESH_TOKEN": org.refresh_token,
+        "SALESFORCE_LOGIN_URL": org.origin,
+    }.items():
+        monkeypatch.setenv(name, value)
+
+    lines = check_crms(load_settings(), load_rules(None))
+
+    assert any(line.status == "ok" and "signed in" in line.what for line in lines), lines
+    assert stored(store, org.refresh_token) in org.apps[CLIENT_ID].refresh_tokens
+    assert kept(org, store).read_deal(org.deal).stage.won  # a worker after the check
+    assert [status for _, status in sent] == [200, 200]
