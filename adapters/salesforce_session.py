@@ -202,6 +202,7 @@ class SalesforceSession:
         self._organization: str | None = None
         self._lock = threading.Lock()  # one token request at a time
         self._told_kept = False  # the line saying rotated tokens are kept: once a session
+        self._seen_kept: str | None = None  # the keeper's token as this session last saw it
 
     def instance_url(self) -> str:
         """The org's REST origin: the setting, else the token answer's (fetching one)."""
@@ -254,10 +255,16 @@ class SalesforceSession:
             stored = self.keeper.refresh_token(CRM, chain)
             if stored is not None:
                 self.on_token(stored)  # before anything could log it
-                self.grant.rotate(stored)
+            # Another process stored a newer one since this session last looked. An unchanged
+            # one is never newer than ours: had our last save failed, ours is the only good one.
+            if stored != self._seen_kept:
+                self._seen_kept = stored
+                if stored is not None:
+                    self.grant.rotate(stored)
             rotated = self._request()
             if rotated is not None:
                 self.keeper.save_refresh_token(CRM, chain, rotated)
+                self._seen_kept = rotated
                 if not self._told_kept:
                     self._told_kept = True
                     log.info(

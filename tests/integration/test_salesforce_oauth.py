@@ -426,3 +426,38 @@ def test_provisioner_check_keeps_the_refresh_token_its_sign_in_rotated(
     assert stored(store, org.refresh_token) in org.apps[CLIENT_ID].refresh_tokens
     assert kept(org, store).read_deal(org.deal).stage.won  # a worker after the check
     assert [status for _, status in sent] == [200, 200]
+
+
+def test_a_rotated_token_the_store_failed_to_save_is_stored_at_the_next_renewal(
+    rotating, open_store
+):
+    org, sent = rotating
+    store = open_store()
+
+    class Failing:  # the state store, whose second save of a refresh token fails
+        saves = 0
+
+        def __getattr__(self, name):
+            return getattr(store, name)
+
+        def save_refresh_token(self, crm: str, chain: str, token: str) -> None:
+            Failing.saves += 1
+            if Failing.saves == 2:
+                raise ConnectionError("the state store went away")
+            store.save_refresh_token(crm, chain, token)
+
+    crm = kept(org, Failing())
+    crm.read_deal(org.deal)
+    first = stored(store, org.refresh_token)
+    org.expire_sessions()
+    with pytest.raises(ConnectionError):
+        crm.read_deal(org.deal)
+    assert stored(store, org.refresh_token) == first  # spent: only this session has the new one
+
+    assert crm.read_deal(org.deal).stage.won  # the access token it was given works
+    org.expire_sessions()
+    assert crm.read_deal(org.deal).stage.won  # renewed with its own token, not the stored one
+
+    assert [status for _, status in sent] == [200] * 3
+    assert stored(store, org.refresh_token) in org.apps[CLIENT_ID].refresh_tokens
+    assert kept(org, open_store()).read_deal(org.deal).stage.won
