@@ -1,5 +1,6 @@
 """The locks the state store hands out, each with a deadline: a lock per key within one
-process, and PostgreSQL session advisory locks across the worker processes sharing a database.
+process, PostgreSQL session advisory locks across the worker processes sharing a database,
+and an exclusive lock on a file beside a SQLite database across the processes of one host.
 
 A lock that cannot be had in time raises ``Transient``: the event goes to a retry queue and
 comes back later, instead of holding a lane (and its unacked message) for ever behind a
@@ -9,7 +10,9 @@ worker that is stuck.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import threading
+import time
 from collections.abc import Hashable, Iterator
 
 import psycopg
@@ -73,3 +76,18 @@ def take_advisory_lock(conn: psycopg.Connection, scope: int, key: int, timeout: 
     finally:
         if not conn.broken:
             conn.execute("RESET lock_timeout")
+
+
+def flock_within(held, timeout: float) -> bool:
+    """Takes an exclusive lock on the open file ``held``, waiting at most ``timeout`` seconds:
+    False if another holder kept it that long. Closing the file (or the process dying)
+    releases it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)  # what it guards takes milliseconds; flock has no timeout

@@ -15,11 +15,9 @@ process dies, so a crash mid-migration never blocks the next start-up.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import functools
 import hashlib
 import logging
-import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -30,7 +28,7 @@ from yoyo.backends.core.postgresql import PostgresqlPsycopgBackend
 from yoyo.backends.core.sqlite3 import SQLiteBackend
 from yoyo.connections import DatabaseURI
 
-from adapters.locks import take_advisory_lock
+from adapters.locks import flock_within, take_advisory_lock
 from adapters.sql import SCHEMA_LOCK_SCOPE, Postgres, Sqlite
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -222,15 +220,6 @@ def _advisory_lock(conn, timeout: float):
 @contextlib.contextmanager
 def _file_lock(path: str, timeout: float):
     with open(path, "a") as held:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise MigrationError(
-                        f"another process kept {path} locked over {timeout:g} s"
-                    ) from None
-                time.sleep(0.05)  # a migration takes milliseconds; flock has no timeout
+        if not flock_within(held, timeout):
+            raise MigrationError(f"another process kept {path} locked over {timeout:g} s")
         yield  # closing the file releases the lock

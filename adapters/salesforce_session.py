@@ -21,15 +21,27 @@ redactor learns it there).
 The answer's ``id`` is the identity URL, ``https://login.salesforce.com/id/<org id>/<user
 id>`` (developer.salesforce.com, "Using Identity URLs"): the org id a sweep names its
 account by comes from there, at no extra call (``organization_id``).
+
+A connected app with refresh token rotation on answers each refresh-token request with a new
+refresh token and invalidates the one sent. With a ``RefreshTokenKeeper`` (the state store)
+the newest one is kept there, under a name that is a one-way digest of the client id and the
+configured refresh token (``refresh_token_chain``): each renewal, under the keeper's lock
+that holds across processes, reads the stored token, sends it and saves the one the answer
+carries, so a restart, the other workers, ``crm reconcile`` and ``check`` all sign in. A
+newly configured refresh token (the app authorised again) is another chain and starts from
+itself. Without a keeper the new token lives in this process's memory only.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import threading
 import time
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from typing import Protocol
 from urllib.parse import urlsplit
 
 import requests
@@ -40,6 +52,7 @@ from adapters.http import DEFAULT_TIMEOUT, UNOBSERVED, HttpObserver, VendorHttp
 from schemas.errors import Unreadable, VendorAuth, VendorUnavailable
 from schemas.json_body import read_json
 
+CRM = "salesforce"  # the name a keeper files this CRM's refresh tokens under
 TOKEN_PATH = "/services/oauth2/token"
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 # The assertion is good for this long: Salesforce wants ``exp`` within three minutes.
@@ -57,6 +70,17 @@ _IDENTITY = re.compile(r"/id/(00D[A-Za-z0-9]{15})/[A-Za-z0-9]{15,18}/?")
 log = structlog.get_logger(__name__)
 
 
+class RefreshTokenKeeper(Protocol):
+    """Where the newest refresh token of a rotating chain is kept for every process
+    (``adapters.store_tokens``, the state store)."""
+
+    def refresh_token_lock(self, crm: str, chain: str) -> AbstractContextManager[None]: ...
+
+    def refresh_token(self, crm: str, chain: str) -> str | None: ...
+
+    def save_refresh_token(self, crm: str, chain: str, token: str) -> None: ...
+
+
 @dataclass(frozen=True)
 class Grant:
     """What one flow sends to the token endpoint, and the settings a refusal names."""
@@ -67,6 +91,15 @@ class Grant:
     # The refresh-token flow only: a connected app with refresh token rotation on answers
     # with a new refresh token and invalidates the one sent; this keeps the new one.
     rotate: Callable[[str], None] | None = None
+    # The refresh-token flow only: the name a keeper files its newest refresh token under.
+    chain: str | None = None
+
+
+def refresh_token_chain(client_id: str, refresh_token: str) -> str:
+    """A one-way digest naming the rotations that start from the configured refresh token:
+    a keeper stores no token under a name that gives one away, and a new configured token
+    (the app authorised again) names a chain of its own."""
+    return hashlib.sha256(f"{client_id}\n{refresh_token}".encode()).hexdigest()
 
 
 def refresh_token_grant(client_id: str, client_secret: str, refresh_token: str) -> Grant:
@@ -80,13 +113,15 @@ def refresh_token_grant(client_id: str, client_secret: str, refresh_token: str) 
 
     def rotate(new: str) -> None:
         form["refresh_token"] = new
-        secrets.append(new)
+        if new not in secrets:
+            secrets.append(new)
 
     return Grant(
         lambda: dict(form),
         "SALESFORCE_CLIENT_ID, SALESFORCE_CLIENT_SECRET and SALESFORCE_REFRESH_TOKEN",
         secrets,
         rotate,
+        refresh_token_chain(client_id, refresh_token),
     )
 
 
@@ -138,7 +173,8 @@ def jwt_bearer_grant(client_id: str, username: str, private_key: str, audience: 
 class SalesforceSession:
     """The current access token and instance URL, renewed on demand (an ``http.Credential``).
 
-    Without a grant it holds a static ``SALESFORCE_ACCESS_TOKEN``, which cannot be renewed."""
+    Without a grant it holds a static ``SALESFORCE_ACCESS_TOKEN``, which cannot be renewed.
+    ``keeper``: where a rotated refresh token is kept for every process (None: in memory)."""
 
     def __init__(
         self,
@@ -151,8 +187,10 @@ class SalesforceSession:
         observer: HttpObserver = UNOBSERVED,
         timeout: tuple[float, float] = DEFAULT_TIMEOUT,
         on_token: Callable[[str], None] = lambda token: None,
+        keeper: RefreshTokenKeeper | None = None,
     ):
         self.grant = grant
+        self.keeper = keeper
         self.http = VendorHttp(
             "salesforce", login_url, headers={}, retrying=retrying, observer=observer,
             timeout=timeout,
@@ -163,6 +201,8 @@ class SalesforceSession:
         self._instance = self._fixed_instance
         self._organization: str | None = None
         self._lock = threading.Lock()  # one token request at a time
+        self._told_kept = False  # the line saying rotated tokens are kept: once a session
+        self._seen_kept: str | None = None  # the keeper's token as this session last saw it
 
     def instance_url(self) -> str:
         """The org's REST origin: the setting, else the token answer's (fetching one)."""
@@ -204,7 +244,38 @@ class SalesforceSession:
             return self._token
 
     def _fetch(self) -> None:
-        """One token request; the caller holds the lock."""
+        """One token request; the caller holds the lock. A refresh token the keeper keeps is
+        read, sent and replaced under the keeper's lock: another process may have rotated
+        it since this one last did, and the one it sent is then invalid."""
+        chain = self.grant.chain if self.keeper is not None else None
+        if chain is None:
+            self._request()
+            return
+        with self.keeper.refresh_token_lock(CRM, chain):
+            stored = self.keeper.refresh_token(CRM, chain)
+            if stored is not None:
+                self.on_token(stored)  # before anything could log it
+            # Another process stored a newer one since this session last looked. An unchanged
+            # one is never newer than ours: had our last save failed, ours is the only good one.
+            if stored != self._seen_kept:
+                self._seen_kept = stored
+                if stored is not None:
+                    self.grant.rotate(stored)
+            rotated = self._request()
+            if rotated is not None:
+                self.keeper.save_refresh_token(CRM, chain, rotated)
+                self._seen_kept = rotated
+                if not self._told_kept:
+                    self._told_kept = True
+                    log.info(
+                        "salesforce_refresh_token_kept",
+                        setting="SALESFORCE_REFRESH_TOKEN",
+                        note="the connected app rotates refresh tokens: the newest is kept in "
+                        "the state store, where every worker and the next start find it",
+                    )
+
+    def _request(self) -> str | None:
+        """The token request itself; the refresh token the answer rotated to, if it did."""
         answer = self.http.request(
             "POST", TOKEN_PATH, data=self.grant.form(), ok_statuses=REFUSED, read_only=True
         )
@@ -224,9 +295,13 @@ class SalesforceSession:
             raise err
         self.on_token(token)
         rotated = body.get("refresh_token")
-        if self.grant.rotate and isinstance(rotated, str) and rotated not in self.grant.secrets:
+        rotated = rotated if isinstance(rotated, str) and rotated else None
+        if not self.grant.rotate or rotated in self.grant.secrets:
+            rotated = None  # no rotation: the one sent is still good
+        if rotated is not None:
             self.on_token(rotated)
             self.grant.rotate(rotated)
+        if rotated is not None and self.keeper is None:
             log.warning(
                 "salesforce_refresh_token_rotated",
                 setting="SALESFORCE_REFRESH_TOKEN",
@@ -239,6 +314,7 @@ class SalesforceSession:
         self._instance = self._fixed_instance or str(instance).rstrip("/")
         identity = _IDENTITY.fullmatch(urlsplit(str(body.get("id") or "")).path)
         self._organization = identity[1] if identity else None
+        return rotated
 
     def _reason(self, answer) -> str:
         """Salesforce's ``error``/``error_description``, without any secret it might quote."""

@@ -12,8 +12,9 @@ autocommit and take no lock.
 The store is one class, ``SqlStore``, in rooms by job: this module holds the projects, the
 offering links, the client map and the record of creations begun; the connections and
 transactions are in ``adapters.store_session``, the event journal in
-``adapters.store_journal``, the locks among worker processes in ``adapters.store_locks`` and
-the CRM sweep's cursor in ``adapters.store_sweep``. Each room brings its own statements; the
+``adapters.store_journal``, the locks among worker processes in ``adapters.store_locks``,
+the CRM sweep's cursor in ``adapters.store_sweep`` and a CRM's rotated refresh tokens in
+``adapters.store_tokens``. Each room brings its own statements; the
 names this module had before the split (``PROCESSED``, ``ADVISORY_SCOPE``, ...) are still
 importable from here.
 """
@@ -36,6 +37,7 @@ from adapters.store_locks import LOCK_SQL, LOCK_TIMEOUT, StoreLocks
 from adapters.store_locks import _lock_key as _lock_key
 from adapters.store_session import StoreSession
 from adapters.store_sweep import SWEEP_SQL, StoreSweepCursor
+from adapters.store_tokens import TOKEN_SQL, StoreRefreshTokens
 from handlers.ports import ClientMapping, Link, ProjectState
 from schemas.errors import FailureCode, Permanent
 from schemas.inbound import Project, Status, Tool
@@ -104,10 +106,11 @@ SQL = {
     **JOURNAL_SQL,
     **LOCK_SQL,
     **SWEEP_SQL,
+    **TOKEN_SQL,
 }
 
 
-class SqlStore(StoreSession, StoreLocks, StoreJournal, StoreSweepCursor):
+class SqlStore(StoreSession, StoreLocks, StoreJournal, StoreSweepCursor, StoreRefreshTokens):
     """``handlers.ports.ProjectStore`` on SQLite or PostgreSQL.
 
     Each thread keeps one connection for its life: opening one, or checking one out of a

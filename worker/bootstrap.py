@@ -75,9 +75,13 @@ def build_tools(settings: Settings, shared: PacingStore | None = None) -> dict[s
 
 
 def build_crms(
-    settings: Settings, rules: Rules, shared: PacingStore | None = None
+    settings: Settings,
+    rules: Rules,
+    shared: PacingStore | None = None,
+    store: SqlStore | None = None,
 ) -> dict[str, CrmReader]:
-    """The CRMs with credentials, each reading the properties the rules name."""
+    """The CRMs with credentials, each reading the properties the rules name. ``store``: the
+    state store, where a rotated Salesforce refresh token is kept (the caller closes it)."""
     pace = pacers(settings, shared)
     crms: dict[str, CrmReader] = {}
     common = dict(
@@ -113,7 +117,7 @@ def build_crms(
         from adapters.salesforce import SalesforceCrm
 
         crms["salesforce"] = SalesforceCrm(
-            salesforce_session(settings),
+            salesforce_session(settings, store),
             fields=rules.spec.crm.fields("salesforce"),
             pacer=pace("salesforce", settings.salesforce_rate),
             limits=metrics.SALESFORCE_LIMITS,
@@ -122,9 +126,16 @@ def build_crms(
     return crms
 
 
-def salesforce_session(settings: Settings):
+def keeps_refresh_token(settings: Settings) -> bool:
+    """Salesforce signs in with the refresh-token flow, whose rotated tokens the state store
+    keeps: a process without a store of its own opens one for it."""
+    return "salesforce" in settings.enabled_crms() and settings.salesforce_flow() == "refresh_token"
+
+
+def salesforce_session(settings: Settings, store: SqlStore | None = None):
     """The Salesforce sign-in the settings name (``Settings.salesforce_flow``); each token it
-    obtains is taught to the log redactor."""
+    obtains is taught to the log redactor. With ``store``, a rotated refresh token is kept
+    there for every process and the next start; without, in this process's memory only."""
     from adapters import salesforce_session as oauth
 
     def secret(value) -> str:
@@ -165,6 +176,7 @@ def salesforce_session(settings: Settings):
         observer=metrics.VENDOR_CALLS,
         timeout=(DEFAULT_TIMEOUT[0], settings.vendor_timeout),
         on_token=logs.learn_secret,
+        keeper=store if flow == "refresh_token" else None,
     )
 
 
@@ -203,7 +215,7 @@ def build_deps(settings: Settings, store: SqlStore | None = None) -> Deps:
     if problems := template_problems(rules, tools):  # before the store: nothing to close
         raise RulesError("; ".join(problems), problems)
     store = store or SqlStore.from_url(settings.database_url)
-    deals = SharedDealReads(build_crms(settings, rules, shared))
+    deals = SharedDealReads(build_crms(settings, rules, shared, store))
     return Deps(store=store, tools=tools, rules=rules, deals=deals)
 
 

@@ -182,3 +182,27 @@ def test_a_static_salesforce_token_warns_once_at_start_that_it_will_expire(monke
     [warning] = [line for line in lines if line["log_level"] == "warning"]
     assert warning["event"] == "salesforce_static_token" and warning["renewal"] is False
     assert SECRET not in str(lines)
+
+
+@pytest.mark.parametrize(
+    ("flow", "keeps"),
+    [({"SALESFORCE_REFRESH_TOKEN": f"{SECRET}-rt"}, True), ({}, False)],
+)
+def test_only_the_refresh_token_flow_keeps_its_rotated_token_in_the_given_store(
+    monkeypatch, flow, keeps
+):
+    from handlers.rules import load_rules
+    from worker.bootstrap import build_crms, keeps_refresh_token
+
+    monkeypatch.setenv("SALESFORCE_CLIENT_ID", "3MVG9-app")
+    monkeypatch.setenv("SALESFORCE_CLIENT_SECRET", f"{SECRET}-cs")
+    for name, value in flow.items():
+        monkeypatch.setenv(name, value)
+    settings = load_settings()
+    store = object()  # only handed on: nothing is read before the first sign-in
+
+    session = build_crms(settings, load_rules(None), store=store)["salesforce"].session
+
+    assert keeps_refresh_token(settings) is keeps
+    assert session.keeper is (store if keeps else None)
+    assert build_crms(settings, load_rules(None))["salesforce"].session.keeper is None

@@ -1,8 +1,15 @@
 """Each CRM: the credentials work (Salesforce: the configured OAuth flow gets a token), the
 reader may read every object it reads (each tried with a read that changes nothing), and the
-rules' stage map names stages the CRM has."""
+rules' stage map names stages the CRM has.
+
+Salesforce's refresh-token flow signs in with the newest refresh token the state store keeps
+and, when the connected app rotates them, saves the one it is given there: the sign-in has
+spent the one before, which the workers would otherwise still send.
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from handlers.rules import Rules
 from schemas.errors import ProvisionerError
@@ -26,15 +33,40 @@ SALESFORCE_OBJECTS = ("Opportunity", "Account", "OpportunityLineItem", "User")
 
 
 def check_crms(settings: Settings, rules: Rules) -> list[Line]:
-    from worker.bootstrap import build_crms
+    from worker.bootstrap import build_crms, keeps_refresh_token
 
+    store = _token_store(settings) if keeps_refresh_token(settings) else None
     lines: list[Line] = []
-    for name, crm in build_crms(settings, rules).items():
-        try:
-            lines += CHECKS[name](crm, rules)
-        except ProvisionerError as exc:
-            lines.append(fail(name, f"cannot read: {exc.message}", "retry later"))
+    try:
+        for name, crm in build_crms(settings, rules, store=store).items():
+            try:
+                lines += CHECKS[name](crm, rules)
+            except ProvisionerError as exc:
+                lines.append(fail(name, f"cannot read: {exc.message}", "retry later"))
+    finally:
+        if store is not None:
+            store.close()
     return lines
+
+
+def _token_store(settings: Settings):
+    """The state store, for Salesforce's rotated refresh token; None unless the database
+    exists at this release's schema: the check never creates or migrates one (the store's own
+    check says what is wrong with it)."""
+    from adapters import migrate
+    from adapters.sql import DRIVER_ERRORS, dialect_for
+    from adapters.store import SqlStore
+
+    url = settings.database_url
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        return None
+    try:
+        versions = migrate.status(dialect_for(url))
+        if versions.pending or versions.unknown:
+            return None
+        return SqlStore.from_url(url)
+    except (*DRIVER_ERRORS, OSError, ValueError):
+        return None
 
 
 def _stage_lines(crm: str, mapped: dict, known: dict[str, str]) -> list[Line]:

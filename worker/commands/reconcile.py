@@ -143,7 +143,7 @@ def cmd_crm_reconcile(args: argparse.Namespace) -> int:
     except RulesError as exc:
         raise Fail("\n".join(f"PROVISIONER_RULES: {p}" for p in exc.problems), USAGE) from None
     store = store_or_fail(settings)
-    readers = bootstrap.build_crms(settings, rules, pacing_store(settings))
+    readers = bootstrap.build_crms(settings, rules, pacing_store(settings), store)
     sweeper = Sweeper(settings, crms, readers, rules, store)
     try:
         if every is not None:
