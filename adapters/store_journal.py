@@ -18,8 +18,20 @@ from schemas.outbound import OUTBOUND_TYPES, Outbound
 PROCESSED = "(processed)"
 PROCESSED_SEQ = 1_000_000
 JOURNAL_SQL = {
-    "note_run": "INSERT INTO event_runs (source, event_id, runs) VALUES (:source, :event_id, 1) "
-    "ON CONFLICT (source, event_id) DO UPDATE SET runs = event_runs.runs + 1 RETURNING runs",
+    # ``last_run_by`` names the process of a run under way, and is cleared when it ends
+    # (``end_run``): found set by another process, it is a run the worker never ended.
+    # That run counts one more, or starts the count again if the event recorded steps since
+    # the one before began (``steps_seen``). The first redelivery counts the delivery before.
+    "note_run": "INSERT INTO event_runs (source, event_id, runs, last_run_by, steps_seen) "
+    "VALUES (:source, :event_id, 1, :run_by, :steps) "
+    "ON CONFLICT (source, event_id) DO UPDATE SET runs = CASE "
+    "WHEN event_runs.last_run_by IS NULL OR event_runs.last_run_by = excluded.last_run_by "
+    "THEN event_runs.runs "
+    "WHEN excluded.steps_seen > COALESCE(event_runs.steps_seen, -1) THEN 1 "
+    "ELSE event_runs.runs + 1 END, "
+    "last_run_by = excluded.last_run_by, steps_seen = excluded.steps_seen RETURNING runs",
+    "end_run": "UPDATE event_runs SET last_run_by = NULL "
+    "WHERE source = :source AND event_id = :event_id",
     "journal": "SELECT step, outcomes FROM event_steps "
     "WHERE source = :source AND event_id = :event_id ORDER BY seq",
     "record_step": "INSERT INTO event_steps (source, event_id, step, seq, outcomes) "
@@ -41,10 +53,19 @@ def _load(text: str) -> list[Outbound]:
 
 class StoreJournal:
     # -- the event journal ----------------------------------------------------------------
-    def note_run(self, event_key: tuple[str, str]) -> int:
+    def note_run(self, event_key: tuple[str, str], run_by: str, steps: int) -> int:
+        """A run of a redelivered event begins in the worker process ``run_by``, the event having
+        recorded ``steps``; the runs the worker began and never ended since the event last
+        got further."""
         source, event_id = event_key
-        _, [(runs,)] = self._write_one("note_run", {"source": source, "event_id": event_id})
+        params = {"source": source, "event_id": event_id, "run_by": run_by, "steps": steps}
+        _, [(runs,)] = self._write_one("note_run", params)
         return runs
+
+    def end_run(self, event_key: tuple[str, str]) -> None:
+        """The run ``note_run`` began has ended with a decision: it was not cut short."""
+        source, event_id = event_key
+        self._write_one("end_run", {"source": source, "event_id": event_id})
 
     def journal(self, event_key: tuple[str, str]) -> Journal:
         source, event_id = event_key

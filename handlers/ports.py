@@ -218,8 +218,13 @@ class ProjectStore(Protocol):
         """Records that the link is being archived (or restored) in the tool: ``Link.unsettled``
         until ``finish_step`` records the link again."""
 
-    def note_run(self, event_key: tuple[str, str]) -> int:
-        """Counts a run of the event begun on a redelivery; returns how many there were."""
+    def note_run(self, event_key: tuple[str, str], run_by: str, steps: int) -> int:
+        """A run of the event begins on a redelivery, in the worker process ``run_by``, the event
+        having recorded ``steps``; returns how many runs the worker began and never ended
+        since the event last got further (the first redelivery counts the one before it)."""
+
+    def end_run(self, event_key: tuple[str, str]) -> None:
+        """The run begun by ``note_run`` ended with a decision."""
 
     def journal(self, event_key: tuple[str, str]) -> Journal:
         """What earlier attempts at this event recorded."""

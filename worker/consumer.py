@@ -56,6 +56,7 @@ import contextlib
 import functools
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable
 
@@ -128,6 +129,7 @@ class Consumer(Deliveries, Confirms, Flow, Ownership):
         # The loop is woken once for all decisions that pile up while it is busy.
         self._state_lock = threading.Lock()
         self.generation = 0
+        self.incarnation = uuid.uuid4().hex  # this process, as an event's runs count it
         self._connection: pika.SelectConnection | None = None
         self._decided: deque[tuple[int, Subscription, int, Decision]] = deque()
         self._wake_pending = False

@@ -33,7 +33,12 @@ class Deliveries:
     def _on_message(self, sub: Subscription, _channel, method, properties, body: bytes) -> None:
         tag = method.delivery_tag
         delivery = Delivery(
-            body, properties, method.exchange, method.routing_key, method.redelivered
+            body,
+            properties,
+            method.exchange,
+            method.routing_key,
+            method.redelivered,
+            run_by=self.incarnation,
         )
         parsed, project_id = read(body)
         key: Any = project_id if project_id is not None else ("unreadable", sub.queue, tag)

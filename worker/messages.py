@@ -48,6 +48,11 @@ class Delivery:
     redelivered: bool = False
     # When it reached this process (monotonic seconds): a CRM read begun later serves it.
     received_at: float = field(default_factory=time.monotonic)
+    # The worker process it was handed to: a run that process began and never ended counts
+    # as a crash when another process begins the event (``worker.processing.RUN_LIMIT``). A
+    # connection lost in a living process is no crash (the broker's delivery limit is the
+    # backstop for a message that breaks connections).
+    run_by: str = ""
 
     @property
     def headers(self) -> dict[str, Any]:

@@ -129,11 +129,18 @@ class Processor:
             return self._dead_letter(delivery, parsed.code, parsed.message, attempt, [])
         if (left := self._vendor_wait_left(delivery)) is not None:
             return self._park(delivery, left)
-        if delivery.redelivered and self.deps.store.note_run(parsed.envelope.key) > RUN_LIMIT:
-            return self._crashed(delivery, parsed, attempt)
         # Several worker processes may share one database: one of them at a time per project.
+        # The runs are counted under the lock too, so that only a run that died holding it
+        # (its session gone) can have left its mark.
         with self.deps.store.project_lock(parsed.project_id):
-            return self._handle(delivery, parsed, attempt)
+            if not delivery.redelivered:
+                return self._handle(delivery, parsed, attempt)
+            if self._crash_looping(delivery, parsed):
+                return self._crashed(delivery, parsed, attempt)
+            try:
+                return self._handle(delivery, parsed, attempt)
+            finally:
+                self.deps.store.end_run(parsed.envelope.key)
 
     def _handle(self, delivery: Delivery, parsed: Inbound, attempt: int) -> Decision:
         key = parsed.envelope.key
@@ -164,6 +171,18 @@ class Processor:
             failures=failures,
             failed_events=self._events(parsed, failed),
         )
+
+    def _crash_looping(self, delivery: Delivery, parsed: Inbound) -> bool:
+        """The worker began the event more than RUN_LIMIT times and died each time before the
+        run ended, the event getting no further: a run is counted when the next process
+        finds it unended, so copies handed to one process, and a message that waited behind
+        others and never began, count no crash, and a step recorded meanwhile starts the
+        count again (a long event in a restart storm is making headway, not killing the
+        worker). A copy of an event that did finish is a duplicate, whatever its runs."""
+        key = parsed.envelope.key
+        journal = self.deps.store.journal(key)
+        runs = self.deps.store.note_run(key, delivery.run_by, len(journal.steps))
+        return runs > RUN_LIMIT and not journal.processed
 
     def _crashed(self, delivery: Delivery, parsed: Inbound, attempt: int) -> Decision:
         """The worker died this often while running the event: a person must look."""

@@ -68,10 +68,16 @@ class World:
     def tool(self) -> MemoryTool:
         return self.tools["harvest"]
 
-    def send(self, event: dict, attempts_before: int = 0) -> Result:
+    def send(
+        self, event: dict, attempts_before: int = 0, *, redelivered: bool = False, run_by: str = ""
+    ) -> Result:
+        """``redelivered`` and ``run_by``: as the broker hands a message again after a crash,
+        to the connection ``run_by`` names."""
         body = json.dumps(event).encode()
         properties = pika.BasicProperties(headers={"x-attempts": attempts_before})
-        delivery = Delivery(body, properties, "unit.inbound", event.get("type", "x"))
+        delivery = Delivery(
+            body, properties, "unit.inbound", event.get("type", "x"), redelivered, run_by=run_by
+        )
         try:
             parsed = parse_inbound(body)
         except Unreadable as exc:
