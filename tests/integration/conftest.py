@@ -2,6 +2,8 @@ import importlib
 
 import pytest
 
+from adapters.store import SqlStore
+
 TOOLS = ["harvest", "toggl", "clockify"]
 
 
@@ -13,3 +15,15 @@ def harness(request):
         yield h
     finally:
         h.fake.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    """The state store on a new SQLite file, then on a fresh schema of the real PostgreSQL."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'state.db'}"
+    else:
+        url = request.getfixturevalue("pg_schema_url")
+    opened = SqlStore.from_url(url)
+    yield opened
+    opened.close()

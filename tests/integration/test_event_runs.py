@@ -3,23 +3,9 @@ another worker process finds it begun and never ended (``last_run_by``, migratio
 
 from __future__ import annotations
 
-import pytest
-
 from adapters.sql import Postgres
-from adapters.store import SqlStore
 
 KEY = ("crm-test", "ev-7")
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request, tmp_path):
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'state.db'}"
-    else:
-        url = request.getfixturevalue("pg_schema_url")
-    opened = SqlStore.from_url(url)
-    yield opened
-    opened.close()
 
 
 def test_a_run_counts_when_another_process_finds_it_unended(store):

@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from adapters.store import SqlStore
 from handlers.ports import ClientMapping, Link, RecordedStep
 from schemas.errors import Permanent, Unreadable
 from schemas.inbound import Project
@@ -17,17 +16,6 @@ from schemas.outbound import TimesheetSkipped
 from tests import builders as b
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request, tmp_path):
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'state.db'}"
-    else:
-        url = request.getfixturevalue("pg_schema_url")
-    s = SqlStore.from_url(url)
-    yield s
-    s.close()
 
 
 def a_project(name: str = "Website Rebuild") -> Project:

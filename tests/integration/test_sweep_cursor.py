@@ -5,22 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import pytest
-
-from adapters.store import SqlStore
-
 AT = datetime(2026, 3, 2, 9, 30, 15, 123000, tzinfo=UTC)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request, tmp_path):
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'state.db'}"
-    else:
-        url = request.getfixturevalue("pg_schema_url")
-    opened = SqlStore.from_url(url)
-    yield opened
-    opened.close()
 
 
 def test_an_account_never_swept_has_no_cursor(store):
