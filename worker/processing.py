@@ -48,6 +48,7 @@ from datetime import UTC, datetime
 import structlog
 
 from handlers.dispatch import handle
+from handlers.ports import Journal
 from handlers.run import Deps, Run, StepFailure, failed_event
 from schemas.errors import FailureCode, Permanent, ProvisionerError, Transient, Unreadable
 from schemas.inbound import Inbound
@@ -133,18 +134,20 @@ class Processor:
         # The runs are counted under the lock too, so that only a run that died holding it
         # (its session gone) can have left its mark.
         with self.deps.store.project_lock(parsed.project_id):
+            journal = self.deps.store.journal(parsed.envelope.key)
             if not delivery.redelivered:
-                return self._handle(delivery, parsed, attempt)
-            if self._crash_looping(delivery, parsed):
+                return self._handle(delivery, parsed, attempt, journal)
+            if self._crash_looping(delivery, parsed, journal):
                 return self._crashed(delivery, parsed, attempt)
             try:
-                return self._handle(delivery, parsed, attempt)
+                return self._handle(delivery, parsed, attempt, journal)
             finally:
                 self.deps.store.end_run(parsed.envelope.key)
 
-    def _handle(self, delivery: Delivery, parsed: Inbound, attempt: int) -> Decision:
+    def _handle(
+        self, delivery: Delivery, parsed: Inbound, attempt: int, journal: Journal
+    ) -> Decision:
         key = parsed.envelope.key
-        journal = self.deps.store.journal(key)
         if journal.processed:
             return Decision(self._events(parsed, journal.outcomes), "duplicate_republished")
         try:
@@ -172,7 +175,7 @@ class Processor:
             failed_events=self._events(parsed, failed),
         )
 
-    def _crash_looping(self, delivery: Delivery, parsed: Inbound) -> bool:
+    def _crash_looping(self, delivery: Delivery, parsed: Inbound, journal: Journal) -> bool:
         """The worker began the event more than RUN_LIMIT times and died each time before the
         run ended, the event getting no further: a run is counted when the next process
         finds it unended, so copies handed to one process, and a message that waited behind
@@ -180,7 +183,6 @@ class Processor:
         count again (a long event in a restart storm is making headway, not killing the
         worker). A copy of an event that did finish is a duplicate, whatever its runs."""
         key = parsed.envelope.key
-        journal = self.deps.store.journal(key)
         runs = self.deps.store.note_run(key, delivery.run_by, len(journal.steps))
         return runs > RUN_LIMIT and not journal.processed
 
